@@ -1,0 +1,174 @@
+"""The trace API: capture (single and batch), browse, score, compare, delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Prefetch, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from traces.api.serializers import (
+    ScoreRequestSerializer,
+    ScoreSerializer,
+    TraceBatchCreatedSerializer,
+    TraceBatchInputSerializer,
+    TraceCompareSerializer,
+    TraceCreatedSerializer,
+    TraceDetailSerializer,
+    TraceInputSerializer,
+    TraceListSerializer,
+)
+from traces.filters import TraceFilter
+from traces.models import IngestResult, Trace, TraceScore
+from traces.validation import CleanTrace, TraceInvalid, validate_trace
+from tunixrt.api import PayloadTooLarge
+from tunixrt.pagination import KeysetPagination
+
+LIST_FIELDS = TraceListSerializer.Meta.fields
+
+
+def require_body_within(request: Request, limit: int, what: str) -> None:
+    """413 before parsing when the body is larger than `limit` bytes."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit or len(request._request.body) > limit:
+        raise PayloadTooLarge(f"{what} is larger than {limit} bytes.")
+
+
+def created_payload(result: IngestResult) -> dict[str, Any]:
+    return {
+        "id": result.id,
+        "created_at": result.created_at,
+        "trace_version": result.trace_version,
+    }
+
+
+class TraceViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet[Trace],
+):
+    """Reasoning traces. Traces are immutable: capture again to change one."""
+
+    queryset = Trace.objects.all()
+    filterset_class = TraceFilter
+    pagination_class = KeysetPagination
+
+    def get_queryset(self) -> QuerySet[Trace]:
+        if self.action == "list":
+            return Trace.objects.only(*LIST_FIELDS)
+        if self.action == "retrieve":
+            return Trace.objects.prefetch_related(
+                Prefetch("scores", queryset=TraceScore.objects.order_by("criteria"))
+            )
+        return Trace.objects.all()
+
+    def get_serializer_class(self) -> type[Any]:
+        if self.action == "list":
+            return TraceListSerializer
+        if self.action == "create":
+            return TraceInputSerializer
+        return TraceDetailSerializer
+
+    @extend_schema(
+        request=TraceInputSerializer,
+        responses={201: TraceCreatedSerializer, 200: TraceCreatedSerializer},
+        summary="Capture one trace (200 with the existing id if identical to a stored one)",
+    )
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        require_body_within(request, settings.TRACE_MAX_BYTES, "The trace")
+        serializer = TraceInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        clean: CleanTrace = serializer.validated_data
+        result = Trace.objects.ingest([clean], request.user)[0]
+        return Response(
+            created_payload(result),
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        request=TraceBatchInputSerializer,
+        responses={201: TraceBatchCreatedSerializer, 200: TraceBatchCreatedSerializer},
+        summary="Capture 1–1,000 traces at once, all or nothing",
+    )
+    @action(detail=False, methods=["post"])
+    def batch(self, request: Request) -> Response:
+        require_body_within(request, settings.TRACE_BATCH_MAX_BYTES, "The batch")
+        data = request.data
+        items = data["traces"] if isinstance(data, dict) and list(data) == ["traces"] else data
+        limit = settings.TRACE_BATCH_MAX_ITEMS
+        if not isinstance(items, list):
+            raise ValidationError({"traces": ['Expected a JSON array of traces, or {"traces": [...]}.']})
+        if not 1 <= len(items) <= limit:
+            raise ValidationError({"traces": [f"Send between 1 and {limit} traces (got {len(items)})."]})
+        max_bytes = settings.TRACE_MAX_BYTES
+        cleans: list[CleanTrace] = []
+        errors: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            try:
+                clean = validate_trace(item)
+            except TraceInvalid as exc:
+                errors.append({"index": index, "errors": exc.errors})
+                continue
+            if len(clean.canonical) > max_bytes:
+                errors.append(
+                    {"index": index, "errors": {"non_field_errors": [f"Trace is larger than {max_bytes} bytes."]}}
+                )
+            cleans.append(clean)
+        if errors:
+            return Response(
+                {"detail": f"{len(errors)} of {len(items)} traces are invalid; nothing was stored.", "items": errors},
+                status=status.HTTP_400_BAD_REQUEST,
+            )
+        results = Trace.objects.ingest(cleans, request.user)
+        created = sum(r.created for r in results)
+        return Response(
+            {"ids": [r.id for r in results], "created": created, "duplicates": len(results) - created},
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(request=ScoreRequestSerializer, responses=ScoreSerializer, summary="Score a trace")
+    @action(detail=True, methods=["post"])
+    def score(self, request: Request, pk: str | None = None) -> Response:
+        trace = self.get_object()
+        params = ScoreRequestSerializer(data=request.data if request.data else {})
+        params.is_valid(raise_exception=True)
+        score = trace.score(params.validated_data["criteria"])
+        return Response(ScoreSerializer(score).data)
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("base", int, required=True),
+            OpenApiParameter("other", int, required=True),
+        ],
+        responses=TraceCompareSerializer,
+        summary="Two traces side by side, with their scores",
+        filters=False,
+    )
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def compare(self, request: Request) -> Response:
+        ids: dict[str, int] = {}
+        errors: dict[str, list[str]] = {}
+        for name in ("base", "other"):
+            raw = request.query_params.get(name, "")
+            if not raw.isdigit():
+                errors[name] = ["A trace id (a whole number) is required."]
+            else:
+                ids[name] = int(raw)
+        if errors:
+            raise ValidationError(errors)
+        base = get_object_or_404(Trace, pk=ids["base"])
+        other = get_object_or_404(Trace, pk=ids["other"])
+        for trace in (base, other):
+            trace.ensure_scores()
+        return Response(TraceCompareSerializer({"base": base, "other": other}).data)

@@ -1,0 +1,5 @@
+from django.db import models
+
+
+class ScoreCriteria(models.TextChoices):
+    BASELINE = "baseline", "Baseline (structure)"

@@ -1,0 +1,274 @@
+"""Reasoning traces and their scores."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Q
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+
+from traces.choices import ScoreCriteria
+from traces.scoring import score_trace
+from traces.validation import SOURCE_MAX, CleanTrace
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+
+# The PostgreSQL full-text document of a trace. The GIN index in the migrations is
+# built on exactly this expression, so queries must use it verbatim to hit it.
+SEARCH_DOCUMENT_SQL = (
+    "(to_tsvector('english'::regconfig, \"traces_trace\".\"prompt\")"
+    " || jsonb_to_tsvector('english'::regconfig, \"traces_trace\".\"steps\", '[\"string\"]'::jsonb)"
+    " || to_tsvector('english'::regconfig, \"traces_trace\".\"final_answer\"))"
+)
+
+
+class TraceQuerySet(models.QuerySet["Trace"]):
+    def newest_first(self) -> TraceQuerySet:
+        return self.order_by("-created_at", "-id")
+
+    def search(self, text: str) -> TraceQuerySet:
+        """Full-text search over prompt, steps and answer.
+
+        PostgreSQL: `websearch_to_tsquery` against the GIN-indexed document
+        (stemmed English; quotes and `-word` work). SQLite: every word must
+        appear, case-insensitively, in the prompt, a step or the answer.
+        """
+        text = text.strip()
+        if not text:
+            return self
+        if connection.vendor == "postgresql":
+            return self.filter(
+                RawSQL(
+                    f"{SEARCH_DOCUMENT_SQL} @@ websearch_to_tsquery('english'::regconfig, %s)",
+                    (text,),
+                    output_field=models.BooleanField(),
+                )
+            )
+        qs = self
+        for word in text.split()[:10]:
+            qs = qs.filter(
+                Q(prompt__icontains=word) | Q(final_answer__icontains=word) | Q(steps__icontains=word)
+            )
+        return qs
+
+    def with_tag(self, tag: str) -> TraceQuerySet:
+        if connection.vendor == "postgresql":
+            return self.filter(tags__contains=[tag])
+        # SQLite has no JSON containment operator; ask json_each instead.
+        return self.filter(
+            RawSQL(
+                'EXISTS (SELECT 1 FROM json_each("traces_trace"."tags") WHERE value = %s)',
+                (tag,),
+                output_field=models.BooleanField(),
+            )
+        )
+
+    def without_payload(self) -> TraceQuerySet:
+        """Skip the large columns for list views."""
+        return self.defer("steps", "meta")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """Where one submitted trace ended up: a new row, or the identical one already stored."""
+
+    id: int
+    created_at: dt.datetime
+    trace_version: str
+    created: bool
+
+
+class TraceManager(models.Manager["Trace"]):
+    def get_queryset(self) -> TraceQuerySet:
+        return TraceQuerySet(self.model, using=self._db)
+
+    def newest_first(self) -> TraceQuerySet:
+        return self.get_queryset().newest_first()
+
+    def search(self, text: str) -> TraceQuerySet:
+        return self.get_queryset().search(text)
+
+    def with_tag(self, tag: str) -> TraceQuerySet:
+        return self.get_queryset().with_tag(tag)
+
+    def ingest(
+        self,
+        cleans: Sequence[CleanTrace],
+        user: AbstractBaseUser | AnonymousUser | None = None,
+    ) -> list[IngestResult]:
+        """Store validated traces idempotently, all or nothing.
+
+        Returns one result per input, in input order: identical traces (same
+        content hash, in this call or stored earlier) map to one row.
+        """
+        creator = user if user is not None and user.is_authenticated else None
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    return self._ingest_once(cleans, creator)
+            except IntegrityError:
+                # A concurrent request stored one of these hashes between our
+                # lookup and insert; the next pass finds it as existing.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _ingest_once(self, cleans: Sequence[CleanTrace], creator: Any) -> list[IngestResult]:
+        hashes = list(dict.fromkeys(c.content_hash for c in cleans))
+        known: dict[str, IngestResult] = {
+            h: IngestResult(pk, created_at, version, False)
+            for h, pk, created_at, version in self.filter(content_hash__in=hashes).values_list(
+                "content_hash", "id", "created_at", "trace_version"
+            )
+        }
+        now = timezone.now()
+        new_rows: list[Trace] = []
+        for clean in cleans:
+            if clean.content_hash in known:
+                continue
+            known[clean.content_hash] = IngestResult(0, now, clean.trace_version, True)
+            new_rows.append(Trace.from_clean(clean, created_at=now, created_by=creator))
+        if new_rows:
+            self.bulk_create(new_rows)
+            if any(row.pk is None for row in new_rows):
+                ids = dict(
+                    self.filter(content_hash__in=[r.content_hash for r in new_rows]).values_list(
+                        "content_hash", "id"
+                    )
+                )
+                for row in new_rows:
+                    row.pk = ids[row.content_hash]
+            for row in new_rows:
+                known[row.content_hash] = IngestResult(row.pk, now, row.trace_version, True)
+        results: list[IngestResult] = []
+        first_seen: set[str] = set()
+        for clean in cleans:
+            result = known[clean.content_hash]
+            if result.created and clean.content_hash in first_seen:
+                # The same trace twice in one request: the second is a duplicate.
+                result = IngestResult(result.id, result.created_at, result.trace_version, False)
+            first_seen.add(clean.content_hash)
+            results.append(result)
+        return results
+
+
+class Trace(models.Model):
+    """One reasoning trace: a prompt, numbered steps (ordered by `i`), a final answer.
+
+    The payload is stored as given (steps sorted); `source`, `tags`,
+    `step_count`, `char_count` and `content_hash` are derived at write time for
+    filtering. `content_hash` (SHA-256 of the canonical JSON of the whole
+    trace) is unique, which makes every capture path idempotent.
+    """
+
+    trace_version = models.CharField(max_length=64)
+    prompt = models.TextField()
+    steps = models.JSONField()
+    final_answer = models.TextField()
+    meta = models.JSONField(default=dict, blank=True)
+    source = models.CharField(max_length=SOURCE_MAX, blank=True, default="")
+    tags = models.JSONField(default=list, blank=True)
+    step_count = models.PositiveIntegerField()
+    char_count = models.PositiveIntegerField()
+    content_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+
+    objects = TraceManager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="trace_newest_idx"),
+            models.Index(fields=["source", "-created_at", "-id"], name="trace_source_newest_idx"),
+            models.Index(fields=["step_count"], name="trace_step_count_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Trace {self.pk}: {self.prompt[:60]}"
+
+    @classmethod
+    def from_clean(
+        cls, clean: CleanTrace, *, created_at: dt.datetime | None = None, created_by: Any = None
+    ) -> Trace:
+        return cls(
+            trace_version=clean.trace_version,
+            prompt=clean.prompt,
+            steps=clean.steps,
+            final_answer=clean.final_answer,
+            meta=clean.meta,
+            source=clean.source,
+            tags=clean.tags,
+            step_count=clean.step_count,
+            char_count=clean.char_count,
+            content_hash=clean.content_hash,
+            created_at=created_at or timezone.now(),
+            created_by=created_by,
+        )
+
+    def document(self) -> dict[str, Any]:
+        """The trace in its exchange format, exactly as it was captured."""
+        return {
+            "trace_version": self.trace_version,
+            "prompt": self.prompt,
+            "steps": self.steps,
+            "final_answer": self.final_answer,
+            "meta": self.meta,
+        }
+
+    def score(self, criteria: str = ScoreCriteria.BASELINE) -> TraceScore:
+        """Compute and store (or refresh) this trace's score for `criteria`."""
+        value, details = score_trace(self.steps, criteria)
+        score, _ = TraceScore.objects.update_or_create(
+            trace=self, criteria=criteria, defaults={"score": value, "details": details}
+        )
+        return score
+
+    def ensure_scores(self) -> list[TraceScore]:
+        """Stored scores, with the baseline computed and stored first when missing."""
+        scores = list(self.scores.order_by("criteria"))
+        if not any(s.criteria == ScoreCriteria.BASELINE for s in scores):
+            scores.append(self.score(ScoreCriteria.BASELINE))
+            scores.sort(key=lambda s: s.criteria)
+        return scores
+
+
+class TraceScore(models.Model):
+    """A trace's score under one criteria (0–100), with the parts that made it up."""
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="scores")
+    criteria = models.CharField(max_length=32, choices=ScoreCriteria.choices)
+    score = models.FloatField()
+    details = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["trace", "criteria"], name="score_one_per_criteria"),
+        ]
+        indexes = [models.Index(fields=["criteria", "score"], name="score_criteria_value_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.criteria}={self.score:.1f} for trace {self.trace_id}"
+
+
+def scores_by_trace(traces: Iterable[Trace]) -> dict[int, list[TraceScore]]:
+    """All scores of several traces in one query, keyed by trace id."""
+    out: dict[int, list[TraceScore]] = {}
+    ids = [t.pk for t in traces]
+    for score in TraceScore.objects.filter(trace_id__in=ids).order_by("criteria"):
+        out.setdefault(score.trace_id, []).append(score)
+    return out

@@ -1,0 +1,189 @@
+"""The one validator for reasoning traces (SPEC §3.1).
+
+Used by the API serializer, the upload form, the batch endpoint and the import
+command alike, so every entry point accepts and rejects exactly the same
+documents with the same field-named messages (`steps[2].content`, ...).
+
+It is hand-written rather than a DRF serializer because it runs for every line
+of multi-million-line imports: one pass, no per-field objects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+TRACE_FIELDS = ("trace_version", "prompt", "steps", "final_answer", "meta")
+STEP_FIELDS = ("i", "type", "content")
+TRACE_VERSION_MAX = 64
+TEXT_MAX = 50_000
+STEPS_MAX = 1_000
+STEP_TYPE_MAX = 64
+STEP_CONTENT_MAX = 20_000
+SOURCE_MAX = 128
+TAG_MAX = 64
+TAGS_MAX = 50
+
+REQUIRED = "This field is required."
+UNKNOWN = "Unknown field."
+
+Errors = dict[str, list[str]]
+
+
+class TraceInvalid(ValueError):
+    """A trace document broke one or more rules; `errors` maps field paths to messages."""
+
+    def __init__(self, errors: Errors) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(slots=True)
+class CleanTrace:
+    """A validated trace, its steps ordered by `i`, with the fields derived for filtering."""
+
+    trace_version: str
+    prompt: str
+    steps: list[dict[str, Any]]
+    final_answer: str
+    meta: dict[str, Any]
+    source: str = ""
+    tags: list[str] = field(default_factory=list)
+    step_count: int = 0
+    char_count: int = 0
+    content_hash: str = ""
+    canonical: bytes = b""
+
+    def document(self) -> dict[str, Any]:
+        """The trace in its exchange format (what export writes and import reads)."""
+        return {
+            "trace_version": self.trace_version,
+            "prompt": self.prompt,
+            "steps": self.steps,
+            "final_answer": self.final_answer,
+            "meta": self.meta,
+        }
+
+
+def _text(errors: Errors, name: str, value: Any, max_len: int) -> str:
+    if value is None:
+        errors[name] = [REQUIRED]
+        return ""
+    if not isinstance(value, str):
+        errors[name] = ["Must be a string."]
+        return ""
+    if not value.strip():
+        errors[name] = ["May not be blank."]
+    elif len(value) > max_len:
+        errors[name] = [f"Ensure this field has no more than {max_len} characters."]
+    elif "\x00" in value:
+        errors[name] = ["Must not contain NUL characters."]
+    return value
+
+
+def _steps(errors: Errors, value: Any) -> list[dict[str, Any]]:
+    if value is None:
+        errors["steps"] = [REQUIRED]
+        return []
+    if not isinstance(value, list):
+        errors["steps"] = ["Must be a list of steps."]
+        return []
+    if not value:
+        errors["steps"] = ["Must contain at least 1 step."]
+        return []
+    if len(value) > STEPS_MAX:
+        errors["steps"] = [f"Must contain no more than {STEPS_MAX} steps."]
+        return []
+    steps: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    for n, step in enumerate(value):
+        prefix = f"steps[{n}]"
+        if not isinstance(step, dict):
+            errors[prefix] = ["Must be an object with i, type and content."]
+            continue
+        for key in step:
+            if key not in STEP_FIELDS:
+                errors[f"{prefix}.{key}"] = [UNKNOWN]
+        i = step.get("i")
+        if i is None:
+            errors[f"{prefix}.i"] = [REQUIRED]
+        elif not isinstance(i, int) or isinstance(i, bool):
+            errors[f"{prefix}.i"] = ["Must be an integer."]
+        elif i < 0:
+            errors[f"{prefix}.i"] = ["Must be an integer >= 0."]
+        elif i in seen:
+            errors[f"{prefix}.i"] = [f"Duplicate step index {i} (also used by steps[{seen[i]}])."]
+        else:
+            seen[i] = n
+        step_type = _text(errors, f"{prefix}.type", step.get("type"), STEP_TYPE_MAX)
+        content = _text(errors, f"{prefix}.content", step.get("content"), STEP_CONTENT_MAX)
+        steps.append({"i": i, "type": step_type, "content": content})
+    if not errors:
+        steps.sort(key=lambda s: s["i"])
+    return steps
+
+
+def _derive_source(meta: dict[str, Any], default_source: str) -> str:
+    source = meta.get("source")
+    if isinstance(source, str) and source.strip():
+        return source.strip()[:SOURCE_MAX]
+    return default_source
+
+
+def _derive_tags(meta: dict[str, Any]) -> list[str]:
+    tags = meta.get("tags")
+    if not isinstance(tags, list):
+        return []
+    out: list[str] = []
+    for tag in tags:
+        if isinstance(tag, str) and tag.strip() and tag.strip()[:TAG_MAX] not in out:
+            out.append(tag.strip()[:TAG_MAX])
+            if len(out) == TAGS_MAX:
+                break
+    return out
+
+
+def validate_trace(data: Any, *, default_source: str = "") -> CleanTrace:
+    """Validate one trace document; raise `TraceInvalid` naming every bad field."""
+    if not isinstance(data, dict):
+        raise TraceInvalid({"non_field_errors": ["Expected a JSON object (a trace)."]})
+    errors: Errors = {}
+    for key in data:
+        if key not in TRACE_FIELDS:
+            errors[str(key)] = [UNKNOWN]
+    trace_version = _text(errors, "trace_version", data.get("trace_version"), TRACE_VERSION_MAX)
+    prompt = _text(errors, "prompt", data.get("prompt"), TEXT_MAX)
+    final_answer = _text(errors, "final_answer", data.get("final_answer"), TEXT_MAX)
+    steps = _steps(errors, data.get("steps"))
+    meta = data.get("meta")
+    if meta is None:
+        meta = {}
+    elif not isinstance(meta, dict):
+        errors["meta"] = ["Must be a JSON object."]
+    if errors:
+        raise TraceInvalid(errors)
+
+    clean = CleanTrace(
+        trace_version=trace_version,
+        prompt=prompt,
+        steps=steps,
+        final_answer=final_answer,
+        meta=meta,
+    )
+    try:
+        canonical = orjson.dumps(clean.document(), option=orjson.OPT_SORT_KEYS)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise TraceInvalid({"meta": [f"Must be plain JSON: {exc}."]}) from None
+    if b"\\u0000" in canonical:
+        # Only meta can still hold a NUL here; PostgreSQL cannot store it.
+        raise TraceInvalid({"meta": ["Must not contain NUL characters."]})
+    clean.canonical = canonical
+    clean.content_hash = hashlib.sha256(canonical).hexdigest()
+    clean.source = _derive_source(meta, default_source)
+    clean.tags = _derive_tags(meta)
+    clean.step_count = len(steps)
+    clean.char_count = len(prompt) + len(final_answer) + sum(len(s["content"]) for s in steps)
+    return clean

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class TunixrtConfig(AppConfig):
+    """The project itself: dashboard, health, account pages and set-up commands."""
+
+    name = "tunixrt"
+    verbose_name = "tunix-rt"

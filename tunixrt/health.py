@@ -1,0 +1,145 @@
+"""Health of the parts tunix-rt depends on: database, broker, workers, Tunix, RediAI.
+
+Nothing here imports JAX or Tunix: versions come from package metadata, so the
+web process stays light.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+from datetime import timedelta
+from importlib import metadata
+from typing import Any
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.utils import timezone
+from kombu import Connection
+
+TRAINING_PACKAGES = ("google-tunix", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "qwix")
+
+
+def _timed(check: Any) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        result = check()
+    except Exception as exc:  # noqa: BLE001 - a health check reports any failure
+        result = {"status": "down", "error": f"{type(exc).__name__}: {exc}"}
+    result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
+    return result
+
+
+def check_database() -> dict[str, Any]:
+    def probe() -> dict[str, Any]:
+        with connection.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        return {"status": "ok", "vendor": connection.vendor}
+
+    return _timed(probe)
+
+
+def _broker_kind(url: str) -> str:
+    return url.split("://", 1)[0]
+
+
+def check_broker() -> dict[str, Any]:
+    url = settings.CELERY_BROKER_URL
+
+    def probe() -> dict[str, Any]:
+        conn = Connection(
+            url,
+            connect_timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT,
+            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+        )
+        try:
+            conn.ensure_connection(max_retries=1, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+        finally:
+            conn.release()
+        return {"status": "ok", "transport": _broker_kind(url)}
+
+    result = _timed(probe)
+    result.setdefault("transport", _broker_kind(url))
+    return result
+
+
+def check_workers() -> dict[str, Any]:
+    from runs.models import WorkerHeartbeat
+
+    def probe() -> dict[str, Any]:
+        cutoff = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
+        live = list(
+            WorkerHeartbeat.objects.filter(last_seen__gte=cutoff)
+            .order_by("hostname")
+            .values("hostname", "last_seen", "concurrency")
+        )
+        return {"status": "ok" if live else "down", "count": len(live), "workers": live}
+
+    return _timed(probe)
+
+
+def training_versions() -> dict[str, Any]:
+    versions: dict[str, str] = {}
+    for name in TRAINING_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    installed = versions["google-tunix"] != "not installed" and versions["jax"] != "not installed"
+    return {"status": "ok" if installed else "not installed", "versions": versions}
+
+
+def check_rediai() -> dict[str, Any]:
+    """The optional RediAI integration: off, mock (always healthy) or a real HTTP probe.
+
+    Real probes are cached for REDIAI_HEALTH_CACHE_TTL_SECONDS (error text too),
+    so a slow or dead RediAI cannot slow every health request down.
+    """
+    mode = settings.REDIAI_MODE
+    if mode == "off":
+        return {"status": "off", "mode": mode}
+    if mode == "mock":
+        return {"status": "ok", "mode": mode}
+    url = settings.REDIAI_BASE_URL + settings.REDIAI_HEALTH_PATH
+    key = f"rediai-health:{url}"
+    cached = cache.get(key)
+    if cached is not None:
+        return {**cached, "cached": True}
+
+    def probe() -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(url, timeout=settings.REDIAI_TIMEOUT_SECONDS) as resp:  # noqa: S310
+                code = resp.status
+        except urllib.error.HTTPError as exc:
+            return {"status": "down", "error": f"HTTP {exc.code}"}
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)
+            return {"status": "down", "error": f"{type(exc).__name__}: {reason}"}
+        return {"status": "ok" if 200 <= code < 300 else "down", "http_status": code}
+
+    result = {**_timed(probe), "mode": mode, "url": url, "checked_at": timezone.now().isoformat()}
+    ttl = settings.REDIAI_HEALTH_CACHE_TTL_SECONDS
+    if ttl:
+        cache.set(key, result, ttl)
+    return {**result, "cached": False}
+
+
+def health_report() -> dict[str, Any]:
+    checks = {
+        "database": check_database(),
+        "broker": check_broker(),
+        "workers": check_workers(),
+        "tunix": training_versions(),
+        "rediai": check_rediai(),
+    }
+    # Workers, Tunix and an optional RediAI degrade the app; database and broker break it.
+    if checks["database"]["status"] != "ok" or checks["broker"]["status"] != "ok":
+        overall = "down"
+    elif any(checks[name]["status"] == "down" for name in ("workers", "rediai")):
+        overall = "degraded"
+    else:
+        overall = "ok"
+    return {"status": overall, "checks": checks}

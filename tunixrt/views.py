@@ -1,0 +1,73 @@
+"""Dashboard, health and account pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.db import connection
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_http_methods
+from drf_spectacular.utils import extend_schema
+from rest_framework.authtoken.models import Token
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from traces.models import Trace, TraceScore
+from tunixrt.health import health_report
+
+ESTIMATE_ABOVE = 100_000
+
+
+def fast_count(model: Any) -> tuple[int, bool]:
+    """Row count; on PostgreSQL large tables use the planner's estimate instead of COUNT(*)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
+                [model._meta.db_table],
+            )
+            row = cur.fetchone()
+        if row and row[0] > ESTIMATE_ABOVE:
+            return int(row[0]), True
+    return model.objects.count(), False
+
+
+def dashboard(request: HttpRequest) -> TemplateResponse:
+    trace_count, estimated = fast_count(Trace)
+    context = {
+        "trace_count": trace_count,
+        "trace_count_estimated": estimated,
+        "scored_count": TraceScore.objects.count() if not estimated else None,
+        "recent": Trace.objects.newest_first().only("id", "prompt", "created_at", "source", "step_count")[:5],
+    }
+    return TemplateResponse(request, "tunixrt/dashboard.html", context)
+
+
+def health_cards(request: HttpRequest) -> TemplateResponse:
+    """The dashboard's health cards (loaded and refreshed by htmx)."""
+    return TemplateResponse(request, "tunixrt/dashboard.html#health-cards", {"health": health_report()})
+
+
+class HealthView(APIView):
+    """Database, broker, workers, Tunix/JAX versions and RediAI."""
+
+    @extend_schema(responses={200: dict, 503: dict}, summary="Service health")
+    def get(self, request: Request) -> Response:
+        report = health_report()
+        return Response(report, status=503 if report["status"] == "down" else 200)
+
+
+@require_http_methods(["GET", "POST"])
+def api_token(request: HttpRequest) -> HttpResponse:
+    """Show the user's API token; POST creates or rotates it."""
+    if request.method == "POST":
+        Token.objects.filter(user=request.user).delete()
+        Token.objects.create(user=request.user)
+        messages.success(request, "A new API token was created; the old one no longer works.")
+        return redirect("api-token")
+    token = Token.objects.filter(user=request.user).first()
+    return TemplateResponse(request, "tunixrt/api_token.html", {"token": token})
