@@ -26,7 +26,7 @@ def _beat_forever(hostname: str, concurrency: int) -> None:
             close_old_connections()
             WorkerHeartbeat.beat(hostname, os.getpid(), concurrency, started_at if first else None)
             first = False
-        except Exception:  # noqa: BLE001 - keep beating through transient DB errors
+        except Exception:
             logger.exception("worker heartbeat failed")
         _stop.wait(settings.WORKER_HEARTBEAT_SECONDS)
     connection.close()

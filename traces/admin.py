@@ -19,11 +19,11 @@ from django.http import HttpRequest
 from traces.models import Trace, TraceScore
 
 
-class EstimatedCountPaginator(Paginator):
+class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
     """Uses the planner's row estimate for an unfiltered PostgreSQL table."""
 
     @cached_property
-    def count(self) -> int:  # type: ignore[override]
+    def count(self) -> int:
         qs = self.object_list
         if (
             connection.vendor == "postgresql"

@@ -144,11 +144,11 @@ class _PostgresCopyWriter:
                         )
                     )
             cur.execute(
-                f"INSERT INTO traces_trace ({_COPY_COLUMNS}) "
+                f"INSERT INTO traces_trace ({_COPY_COLUMNS}) "  # noqa: S608 - constant columns
                 f"SELECT {_COPY_COLUMNS} FROM trace_import_stage ORDER BY ord "
                 "ON CONFLICT (content_hash) DO NOTHING"
             )
-            created = cur.rowcount
+            created: int = cur.rowcount
             cur.execute("TRUNCATE trace_import_stage")
         return created
 

@@ -45,7 +45,7 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             return self
         if connection.vendor == "postgresql":
             return self.filter(
-                RawSQL(
+                RawSQL(  # noqa: S611 - the search text is a bound parameter
                     f"{SEARCH_DOCUMENT_SQL} @@ websearch_to_tsquery('english'::regconfig, %s)",
                     (text,),
                     output_field=models.BooleanField(),

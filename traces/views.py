@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods, require_POST
@@ -15,6 +15,7 @@ from traces.filters import TraceFilter
 from traces.forms import CompareForm, TraceFileForm, TracePasteForm
 from traces.importing import import_traces
 from traces.models import Trace
+from tunixrt.middleware import HtmxHttpRequest
 from tunixrt.pagination import InvalidPage, keyset_page, parse_limit
 
 EXAMPLE_TRACE = """{
@@ -32,7 +33,7 @@ EXAMPLE_TRACE = """{
 LIST_COLUMNS = ("id", "created_at", "prompt", "final_answer", "source", "tags", "step_count", "char_count")
 
 
-def trace_list(request: HttpRequest) -> TemplateResponse:
+def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
     filterset = TraceFilter(request.GET or None, queryset=Trace.objects.only(*LIST_COLUMNS))
     page_error = ""
     rows: list[Trace] = []
@@ -57,7 +58,7 @@ def trace_list(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(request, template, context)
 
 
-def trace_detail(request: HttpRequest, pk: int) -> TemplateResponse:
+def trace_detail(request: HtmxHttpRequest, pk: int) -> TemplateResponse:
     trace = get_object_or_404(Trace, pk=pk)
     context = {
         "trace": trace,
@@ -68,7 +69,7 @@ def trace_detail(request: HttpRequest, pk: int) -> TemplateResponse:
 
 
 @require_POST
-def trace_score(request: HttpRequest, pk: int) -> HttpResponse:
+def trace_score(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     trace = get_object_or_404(Trace, pk=pk)
     trace.score()
     if request.htmx:
@@ -81,7 +82,7 @@ def trace_score(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def trace_delete(request: HttpRequest, pk: int) -> HttpResponse:
+def trace_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     trace = get_object_or_404(Trace, pk=pk)
     if request.method == "POST":
         trace.delete()
@@ -91,7 +92,7 @@ def trace_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
-def trace_upload(request: HttpRequest) -> TemplateResponse:
+def trace_upload(request: HtmxHttpRequest) -> TemplateResponse:
     paste_form = TracePasteForm(initial={"payload": EXAMPLE_TRACE} if request.GET.get("example") else None)
     context: dict[str, Any] = {"paste_form": paste_form, "file_form": TraceFileForm()}
     if request.method == "GET":
@@ -112,7 +113,7 @@ def trace_upload(request: HttpRequest) -> TemplateResponse:
 
 
 @require_POST
-def trace_upload_file(request: HttpRequest) -> TemplateResponse:
+def trace_upload_file(request: HtmxHttpRequest) -> TemplateResponse:
     form = TraceFileForm(request.POST, request.FILES)
     context: dict[str, Any] = {"paste_form": TracePasteForm(), "file_form": form}
     if form.is_valid():
@@ -124,7 +125,7 @@ def trace_upload_file(request: HttpRequest) -> TemplateResponse:
     return TemplateResponse(request, template, context, status=200 if form.is_valid() else 400)
 
 
-def trace_compare(request: HttpRequest) -> TemplateResponse:
+def trace_compare(request: HtmxHttpRequest) -> TemplateResponse:
     data = request.GET.copy()
     picked = data.getlist("id")
     if len(picked) == 2 and "base" not in data:

@@ -25,7 +25,7 @@ TRAINING_PACKAGES = ("google-tunix", "jax", "jaxlib", "flax", "optax", "orbax-ch
 def _timed(check: Any) -> dict[str, Any]:
     started = time.perf_counter()
     try:
-        result = check()
+        result: dict[str, Any] = check()
     except Exception as exc:  # noqa: BLE001 - a health check reports any failure
         result = {"status": "down", "error": f"{type(exc).__name__}: {exc}"}
     result["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -56,7 +56,7 @@ def check_broker() -> dict[str, Any]:
             transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         )
         try:
-            conn.ensure_connection(max_retries=1, timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+            conn.ensure_connection(max_retries=1, timeout=int(settings.CELERY_BROKER_CONNECTION_TIMEOUT))
         finally:
             conn.release()
         return {"status": "ok", "transport": _broker_kind(url)}

@@ -5,6 +5,13 @@ from typing import Any
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.http import HttpRequest, HttpResponseBase
+from django_htmx.middleware import HtmxDetails
+
+
+class HtmxHttpRequest(HttpRequest):
+    """The request type of page views (django-htmx sets `htmx`)."""
+
+    htmx: HtmxDetails
 
 
 class PageLoginRequiredMiddleware(LoginRequiredMiddleware):

@@ -11,7 +11,7 @@ import base64
 import binascii
 import datetime as dt
 from collections import OrderedDict
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import models
 from django.db.models import Q, QuerySet
@@ -23,8 +23,6 @@ from rest_framework.utils.urls import replace_query_param
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
-
-M = TypeVar("M", bound=models.Model)
 
 
 class InvalidPage(ValueError):
@@ -64,7 +62,7 @@ def parse_limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
     return limit
 
 
-def keyset_page(
+def keyset_page[M: models.Model](
     queryset: QuerySet[M], cursor: str | None, limit: int
 ) -> tuple[list[M], str | None]:
     """One page of `queryset` newest first, after `cursor`; returns rows and the next cursor."""

@@ -91,7 +91,7 @@ if not SECRET_KEY:
         raise ImproperlyConfigured(
             "SECRET_KEY is required when DEBUG is off (set SECRET_KEY, or DEBUG=true for local use)."
         )
-    SECRET_KEY = "insecure-local-development-key-" + "x" * 40  # noqa: S105 - DEBUG only
+    SECRET_KEY = "insecure-local-development-key-" + "x" * 40
 
 ALLOWED_HOSTS = _list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = _list("CSRF_TRUSTED_ORIGINS", [])
@@ -220,6 +220,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "staticfiles"))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise warns on a missing root
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

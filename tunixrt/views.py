@@ -64,10 +64,12 @@ class HealthView(APIView):
 @require_http_methods(["GET", "POST"])
 def api_token(request: HttpRequest) -> HttpResponse:
     """Show the user's API token; POST creates or rotates it."""
+    user = request.user
+    assert user.is_authenticated  # the login middleware guarantees it
     if request.method == "POST":
-        Token.objects.filter(user=request.user).delete()
-        Token.objects.create(user=request.user)
+        Token.objects.filter(user=user).delete()
+        Token.objects.create(user=user)
         messages.success(request, "A new API token was created; the old one no longer works.")
         return redirect("api-token")
-    token = Token.objects.filter(user=request.user).first()
+    token = Token.objects.filter(user=user).first()
     return TemplateResponse(request, "tunixrt/api_token.html", {"token": token})

@@ -26,7 +26,7 @@ class TraceInputSerializer(serializers.Serializer[Any]):
     final_answer = serializers.CharField(max_length=50_000)
     meta = serializers.DictField(required=False)
 
-    def to_internal_value(self, data: Any) -> CleanTrace:  # type: ignore[override]
+    def to_internal_value(self, data: Any) -> CleanTrace:
         try:
             return validate_trace(data)
         except TraceInvalid as exc:

@@ -121,15 +121,12 @@ class TraceViewSet(
                 errors.append({"index": index, "errors": exc.errors})
                 continue
             if len(clean.canonical) > max_bytes:
-                errors.append(
-                    {"index": index, "errors": {"non_field_errors": [f"Trace is larger than {max_bytes} bytes."]}}
-                )
+                too_big = {"non_field_errors": [f"Trace is larger than {max_bytes} bytes."]}
+                errors.append({"index": index, "errors": too_big})
             cleans.append(clean)
         if errors:
-            return Response(
-                {"detail": f"{len(errors)} of {len(items)} traces are invalid; nothing was stored.", "items": errors},
-                status=status.HTTP_400_BAD_REQUEST,
-            )
+            detail = f"{len(errors)} of {len(items)} traces are invalid; nothing was stored."
+            return Response({"detail": detail, "items": errors}, status=status.HTTP_400_BAD_REQUEST)
         results = Trace.objects.ingest(cleans, request.user)
         created = sum(r.created for r in results)
         return Response(

@@ -1,0 +1,34 @@
+"""Shared fixtures. Settings come from the environment that bin/run-tests sets."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("DEBUG", "true")
+os.environ.setdefault("SECRET_KEY", "test-secret-key")
+
+from typing import Any
+
+import pytest
+from django.test import Client
+from rest_framework.test import APIClient
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    return django_user_model.objects.create_user(username="alice", password="correct horse battery")
+
+
+@pytest.fixture
+def api(user: Any) -> APIClient:
+    """An API client logged in as a normal user."""
+    client = APIClient()
+    client.force_authenticate(user)
+    return client
+
+
+@pytest.fixture
+def page(client: Client, user: Any) -> Client:
+    """A browser-like Django test client with a logged-in session."""
+    client.force_login(user)
+    return client

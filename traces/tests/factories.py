@@ -1,0 +1,42 @@
+"""factory-boy factories for traces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+
+from traces.models import Trace
+from traces.validation import validate_trace
+
+
+def trace_document(n: int = 0, steps: int = 3, **overrides: Any) -> dict[str, Any]:
+    """A valid trace document (the capture format)."""
+    doc: dict[str, Any] = {
+        "trace_version": "1.0",
+        "prompt": f"What is {n} + {n}?",
+        "steps": [{"i": i, "type": "compute", "content": f"step {i} of problem {n}"} for i in range(steps)],
+        "final_answer": str(2 * n),
+        "meta": {"source": "factory", "tags": ["arithmetic"]},
+    }
+    doc.update(overrides)
+    return doc
+
+
+class TraceFactory(factory.django.DjangoModelFactory[Trace]):
+    class Meta:
+        model = Trace
+
+    n = factory.declarations.Sequence(lambda n: n)
+
+    @classmethod
+    def _create(cls, model_class: type[Trace], *args: Any, **kwargs: Any) -> Trace:
+        n = kwargs.pop("n")
+        doc_keys = {"prompt", "steps", "final_answer", "meta", "trace_version"}
+        doc_overrides = {k: kwargs.pop(k) for k in list(kwargs) if k in doc_keys}
+        clean = validate_trace(trace_document(n, **doc_overrides))
+        trace = Trace.from_clean(clean)
+        for key, value in kwargs.items():
+            setattr(trace, key, value)
+        trace.save()
+        return trace
