@@ -1,0 +1,9 @@
+FROM python:3.12-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 TUNIXRT_VAR_DIR=/app/var
+WORKDIR /app
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN DEBUG=true SECRET_KEY=build python manage.py collectstatic --noinput -v0
+EXPOSE 8000
+CMD ["gunicorn", "tunixrt.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4"]
