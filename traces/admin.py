@@ -15,8 +15,10 @@ from django.core.paginator import Paginator
 from django.db import connection
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
 
-from traces.models import Trace, TraceScore
+from traces.models import Dataset, DatasetMember, Trace, TraceScore
 
 
 class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -93,4 +95,77 @@ class TraceScoreAdmin(admin.ModelAdmin[TraceScore]):
     readonly_fields = ("trace", "criteria", "score", "details", "updated_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+class MemberInline(admin.TabularInline[DatasetMember, Dataset]):
+    """The first members only; the full list is the DatasetMember changelist (paginated)."""
+
+    model = DatasetMember
+    fields = ("position", "split", "trace")
+    readonly_fields = ("position", "split", "trace")
+    can_delete = False
+    extra = 0
+    max_num = 0
+    show_change_link = False
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DatasetMember]:
+        qs = super().get_queryset(request).select_related("trace").only(
+            "position", "split", "dataset_id", "trace__id", "trace__prompt"
+        )
+        return qs.order_by("position")[:50]
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin[Dataset]):
+    list_display = ("key", "status", "member_count", "created_at", "created_by")
+    list_filter = ("status",)
+    search_fields = ("name", "description")
+    readonly_fields = (
+        "name", "version", "description", "spec", "status", "error", "stats",
+        "created_at", "built_at", "created_by", "members_link",
+    )
+    fields = readonly_fields
+
+    @admin.display(description="Traces")
+    def member_count(self, obj: Dataset) -> Any:
+        return obj.stats.get("count", "–")
+
+    @admin.display(description="Members")
+    def members_link(self, obj: Dataset) -> str:
+        url = reverse("admin:traces_datasetmember_changelist") + f"?dataset__id__exact={obj.pk}"
+        return format_html('<a href="{}">All {} members</a>', url, obj.stats.get("count", ""))
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(DatasetMember)
+class DatasetMemberAdmin(admin.ModelAdmin[DatasetMember]):
+    """Read-only membership, paginated by position; fast for 100,000+ members."""
+
+    list_display = ("dataset", "position", "split", "trace_link")
+    list_filter = ("split",)
+    list_select_related = ("dataset",)
+    search_fields = ("=trace__id",)
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    ordering = ("dataset", "position")
+    list_per_page = 100
+
+    @admin.display(description="Trace")
+    def trace_link(self, obj: DatasetMember) -> str:
+        url = reverse("admin:traces_trace_change", args=[obj.trace_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.trace_id)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

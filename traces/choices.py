@@ -3,3 +3,28 @@ from django.db import models
 
 class ScoreCriteria(models.TextChoices):
     BASELINE = "baseline", "Baseline (structure)"
+
+
+class DatasetStrategy(models.TextChoices):
+    LATEST = "latest", "Latest first"
+    RANDOM = "random", "Random (seeded)"
+    ALL = "all", "All, oldest first"
+
+
+class DatasetStatus(models.TextChoices):
+    PENDING = "pending", "Queued"
+    BUILDING = "building", "Building"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
+class Split(models.TextChoices):
+    TRAIN = "train", "Train"
+    VALIDATION = "validation", "Validation"
+
+
+class ExportFormat(models.TextChoices):
+    TRACE = "trace", "trace (id, prompts, trace_steps, final_answer, metadata)"
+    TUNIX_SFT = "tunix_sft", "tunix_sft (Gemma turn template)"
+    TRAINING_EXAMPLE = "training_example", "training_example (prompt, response)"
+    CHAT = "chat", "chat (messages)"

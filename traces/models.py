@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from traces.choices import ScoreCriteria
+from traces.choices import DatasetStatus, ScoreCriteria, Split
 from traces.scoring import score_trace
 from traces.validation import SOURCE_MAX, CleanTrace
 
@@ -73,6 +73,14 @@ class TraceQuerySet(models.QuerySet["Trace"]):
     def without_payload(self) -> TraceQuerySet:
         """Skip the large columns for list views."""
         return self.defer("steps", "meta")
+
+
+class TraceInUse(Exception):
+    """The trace belongs to datasets (their keys in `keys`) and cannot be deleted."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"The trace belongs to dataset {', '.join(keys)} and cannot be deleted.")
+        self.keys = keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +245,13 @@ class Trace(models.Model):
         )
         return score
 
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Delete the trace, unless a dataset contains it (datasets are immutable)."""
+        keys = Dataset.objects.keys_containing([self.pk])
+        if keys:
+            raise TraceInUse(keys)
+        return super().delete(*args, **kwargs)
+
     def ensure_scores(self) -> list[TraceScore]:
         """Stored scores, with the baseline computed and stored first when missing."""
         scores = list(self.scores.order_by("criteria"))
@@ -272,3 +287,79 @@ def scores_by_trace(traces: Iterable[Trace]) -> dict[int, list[TraceScore]]:
     for score in TraceScore.objects.filter(trace_id__in=ids).order_by("criteria"):
         out.setdefault(score.trace_id, []).append(score)
     return out
+
+
+class DatasetQuerySet(models.QuerySet["Dataset"]):
+    def by_key(self, key: str) -> Dataset:
+        """The dataset called `name@vN`; raises Dataset.DoesNotExist for unknown or malformed keys."""
+        name, sep, version = key.rpartition("@v")
+        if not sep or not name or not version.isdigit() or len(version) > 9:
+            raise Dataset.DoesNotExist(f"No dataset {key!r}.")
+        return self.get(name=name, version=int(version))
+
+    def keys_containing(self, trace_ids: Iterable[int]) -> list[str]:
+        rows = (
+            self.filter(members__trace_id__in=list(trace_ids))
+            .values_list("name", "version")
+            .distinct()
+            .order_by("name", "version")
+        )
+        return [f"{name}@v{version}" for name, version in rows]
+
+
+class Dataset(models.Model):
+    """An immutable, versioned snapshot of traces: `name@vN`.
+
+    Building an existing name creates the next version; nothing is changed after
+    the build. Membership is an ordered list of DatasetMember rows, each marked
+    train or validation. `spec` records how it was built, `stats` what it holds.
+    """
+
+    name = models.SlugField(max_length=100)
+    version = models.PositiveIntegerField()
+    description = models.TextField(blank=True, default="")
+    spec = models.JSONField(default=dict)
+    status = models.CharField(max_length=16, choices=DatasetStatus.choices, default=DatasetStatus.READY)
+    error = models.TextField(blank=True, default="")
+    stats = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    built_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = DatasetQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [models.UniqueConstraint(fields=["name", "version"], name="dataset_name_version")]
+        indexes = [models.Index(fields=["-created_at", "-id"], name="dataset_newest_idx")]
+
+    def __str__(self) -> str:
+        return self.key
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in (DatasetStatus.PENDING, DatasetStatus.BUILDING)
+
+
+class DatasetMember(models.Model):
+    """One trace's place in a dataset. PROTECT keeps member traces from being deleted."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="members")
+    trace = models.ForeignKey(Trace, on_delete=models.PROTECT, related_name="memberships")
+    position = models.PositiveIntegerField()
+    split = models.CharField(max_length=16, choices=Split.choices, default=Split.TRAIN)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "position"], name="member_position"),
+        ]
+        indexes = [models.Index(fields=["trace"], name="member_trace_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}#{self.position} → trace {self.trace_id}"

@@ -11,3 +11,13 @@ urlpatterns = [
     path("<int:pk>/score/", views.trace_score, name="trace-score"),
     path("<int:pk>/delete/", views.trace_delete, name="trace-delete"),
 ]
+
+# Mounted under /datasets/ by the project urls.
+dataset_urlpatterns = [
+    path("", views.dataset_list, name="dataset-list"),
+    path("new/", views.dataset_build, name="dataset-build"),
+    path("preview/", views.dataset_preview, name="dataset-preview"),
+    path("<str:key>/", views.dataset_detail, name="dataset-detail"),
+    path("<str:key>/export/", views.dataset_export, name="dataset-export"),
+    path("<str:key>/delete/", views.dataset_delete, name="dataset-delete"),
+]

@@ -246,6 +246,9 @@ TRACE_UPLOAD_MAX_BYTES = _int(
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(TRACE_BATCH_MAX_BYTES, TRACE_MAX_BYTES) + 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 
+# Datasets: builds selecting more traces than this run on a Celery worker.
+DATASET_INLINE_MAX = _int("DATASET_INLINE_MAX", 10_000, 1, 1_000_000)
+
 # RediAI: the predecessor's optional external health check.
 REDIAI_MODE = _choice("REDIAI_MODE", "off", ("off", "mock", "real"))
 REDIAI_BASE_URL = os.environ.get("REDIAI_BASE_URL", "http://127.0.0.1:8080").rstrip("/")
@@ -281,6 +284,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
 CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
+# Fail fast when the broker is down at launch, so the user hears about it at once.
+CELERY_TASK_PUBLISH_RETRY = False
+CELERY_BROKER_CONNECTION_MAX_RETRIES = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True

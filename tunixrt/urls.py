@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from traces.urls import dataset_urlpatterns
 from tunixrt import views
 
 api_patterns: list[URLPattern | URLResolver] = [
@@ -19,6 +20,7 @@ urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("traces/", include("traces.urls")),
+    path("datasets/", include(dataset_urlpatterns)),
     path("api/", include(api_patterns)),
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),

@@ -1,8 +1,11 @@
 from rest_framework.routers import SimpleRouter
 
+from traces.api.datasets import DatasetViewSet
 from traces.api.views import TraceViewSet
 
+# "api-" prefixes: the page views own "trace-list", "dataset-detail", ...
 router = SimpleRouter(trailing_slash=False)
-router.register("traces", TraceViewSet, basename="trace")
+router.register("traces", TraceViewSet, basename="api-trace")
+router.register("datasets", DatasetViewSet, basename="api-dataset")
 
 urlpatterns = router.urls

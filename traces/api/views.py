@@ -26,7 +26,7 @@ from traces.api.serializers import (
     TraceListSerializer,
 )
 from traces.filters import TraceFilter
-from traces.models import IngestResult, Trace, TraceScore
+from traces.models import IngestResult, Trace, TraceInUse, TraceScore
 from traces.validation import CleanTrace, TraceInvalid, validate_trace
 from tunixrt.api import PayloadTooLarge
 from tunixrt.pagination import KeysetPagination
@@ -79,6 +79,15 @@ class TraceViewSet(
         if self.action == "create":
             return TraceInputSerializer
         return TraceDetailSerializer
+
+    @extend_schema(responses={204: None, 409: dict}, summary="Delete a trace (409 while a dataset holds it)")
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        trace = self.get_object()
+        try:
+            trace.delete()
+        except TraceInUse as exc:
+            return Response({"detail": str(exc), "datasets": exc.keys}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
         request=TraceInputSerializer,
@@ -158,7 +167,8 @@ class TraceViewSet(
         errors: dict[str, list[str]] = {}
         for name in ("base", "other"):
             raw = request.query_params.get(name, "")
-            if not raw.isdigit():
+            # isdigit() alone accepts "²" (which int() rejects) and other non-ASCII digits.
+            if not (raw.isascii() and raw.isdigit()):
                 errors[name] = ["A trace id (a whole number) is required."]
             else:
                 ids[name] = int(raw)

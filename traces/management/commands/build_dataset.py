@@ -1,0 +1,58 @@
+"""Build the next version of a dataset from trace filters or ids."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from traces.datasets import FILTER_FIELDS, BrokerUnavailable, BuildInvalid, build_dataset, validate_build_spec
+
+
+class Command(BaseCommand):
+    help = (
+        "Build NAME's next version (NAME@vN) from the trace filters or --trace-ids, "
+        "with a strategy, limit and validation split. Runs inline (no worker needed)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--description", default="")
+        parser.add_argument("--strategy", choices=["latest", "random", "all"], default="latest")
+        parser.add_argument("--seed", type=int)
+        parser.add_argument("--limit", type=int)
+        parser.add_argument("--validation-fraction", type=float)
+        parser.add_argument("--validation-seed", type=int)
+        parser.add_argument("--trace-ids", help="comma-separated trace ids instead of filters")
+        for name in FILTER_FIELDS:
+            parser.add_argument(f"--{name.replace('_', '-')}", dest=name)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        data: dict[str, Any] = {
+            "name": options["name"],
+            "description": options["description"],
+            "strategy": options["strategy"],
+            "seed": options["seed"],
+            "limit": options["limit"],
+            "validation_fraction": options["validation_fraction"],
+            "validation_seed": options["validation_seed"],
+        }
+        for name in FILTER_FIELDS:
+            data[name] = options[name]
+        if options["trace_ids"]:
+            try:
+                data["trace_ids"] = [int(x) for x in options["trace_ids"].split(",") if x.strip()]
+            except ValueError:
+                raise CommandError("--trace-ids must be comma-separated integers.") from None
+        data = {k: v for k, v in data.items() if v not in (None, "")}
+        try:
+            # A command may take its time: build inline whatever the size.
+            dataset = build_dataset(validate_build_spec(data), inline_limit=10**9)
+        except (BuildInvalid, BrokerUnavailable) as exc:
+            raise CommandError(str(exc)) from None
+        stats = dataset.stats
+        self.stdout.write(
+            f"Built {dataset.key}: {stats['count']:,} traces "
+            f"({stats['train']:,} train, {stats['validation']:,} validation), "
+            f"≈{stats['tokens_estimate']:,} tokens"
+        )
