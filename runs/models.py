@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from runs.choices import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    ChatTemplate,
+    LogStream,
+    RunMethod,
+    RunMode,
+    RunStatus,
+)
 
 
 class WorkerHeartbeat(models.Model):
@@ -29,3 +42,164 @@ class WorkerHeartbeat(models.Model):
         if started_at is not None:
             defaults["started_at"] = started_at
         cls.objects.update_or_create(hostname=hostname, defaults=defaults)
+
+
+CONFIG_FIELDS = (
+    "base_model",
+    "method",
+    "lora_rank",
+    "lora_alpha",
+    "learning_rate",
+    "max_steps",
+    "batch_size",
+    "max_seq_length",
+    "warmup_steps",
+    "weight_decay",
+    "seed",
+    "eval_every_steps",
+    "checkpoint_every_steps",
+    "chat_template",
+    "timeout_seconds",
+    "mode",
+)
+
+
+class RunNotActive(Exception):
+    """A state change asked of a run that already ended (or has not)."""
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def active(self) -> RunQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+    def stale(self, seconds: int) -> RunQuerySet:
+        """Running runs whose worker has not beaten its heartbeat for `seconds`."""
+        cutoff = timezone.now() - timedelta(seconds=seconds)
+        return self.filter(status__in=(RunStatus.RUNNING, RunStatus.CANCEL_REQUESTED)).filter(
+            models.Q(heartbeat_at__lt=cutoff) | models.Q(heartbeat_at__isnull=True)
+        )
+
+
+class Run(models.Model):
+    """A Tunix fine-tuning run (or dry run) of a base model on a dataset.
+
+    The row is the source of truth for status; the worker claims it with a
+    guarded update, beats `heartbeat_at`, and streams logs and metrics into
+    RunLog and RunMetric. Files (checkpoints, final model) live in `output_dir`.
+    """
+
+    dataset = models.ForeignKey("traces.Dataset", on_delete=models.PROTECT, related_name="runs")
+    base_model = models.CharField(max_length=200)
+    method = models.CharField(max_length=8, choices=RunMethod.choices, default=RunMethod.FULL)
+    lora_rank = models.PositiveIntegerField(default=8)
+    lora_alpha = models.FloatField(default=16.0)
+    learning_rate = models.FloatField(default=3e-3)
+    max_steps = models.PositiveIntegerField(default=100)
+    batch_size = models.PositiveIntegerField(default=8)
+    max_seq_length = models.PositiveIntegerField(default=256)
+    warmup_steps = models.PositiveIntegerField(default=5)
+    weight_decay = models.FloatField(default=0.0)
+    seed = models.PositiveIntegerField(default=0)
+    eval_every_steps = models.PositiveIntegerField(default=20)
+    checkpoint_every_steps = models.PositiveIntegerField(default=50)
+    chat_template = models.CharField(max_length=16, choices=ChatTemplate.choices, default=ChatTemplate.GEMMA)
+    timeout_seconds = models.PositiveIntegerField(default=3600)
+    mode = models.CharField(max_length=8, choices=RunMode.choices, default=RunMode.TRAIN)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
+    celery_task_id = models.CharField(max_length=64, blank=True, default="")
+    worker_host = models.CharField(max_length=255, blank=True, default="")
+    attempt = models.PositiveIntegerField(default=1)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+    stdout_tail = models.TextField(blank=True, default="")
+    stderr_tail = models.TextField(blank=True, default="")
+    summary = models.JSONField(default=dict, blank=True)
+    output_dir = models.CharField(max_length=500, blank=True, default="")
+
+    objects = RunQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="run_newest_idx"),
+            models.Index(fields=["status", "heartbeat_at"], name="run_status_heartbeat_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Run {self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def cancel(self) -> None:
+        """A pending run is cancelled at once; a running one asks its worker to stop the child.
+
+        Guarded updates: a worker claiming or finishing the row at the same
+        moment never has its status overwritten.
+        """
+        now = timezone.now()
+        pending = Run.objects.filter(pk=self.pk, status=RunStatus.PENDING)
+        if pending.update(status=RunStatus.CANCELLED, finished_at=now, error="Cancelled before it started."):
+            self.refresh_from_db()
+            return
+        Run.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(status=RunStatus.CANCEL_REQUESTED)
+        self.refresh_from_db()
+        if self.status != RunStatus.CANCEL_REQUESTED:
+            raise RunNotActive(f"Run {self.pk} is already {self.get_status_display().lower()}.")
+
+    def config(self) -> dict[str, object]:
+        """The launch settings (what retry copies and compare diffs)."""
+        return {name: getattr(self, name) for name in CONFIG_FIELDS}
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None:
+            return None
+        end = self.finished_at or timezone.now()
+        return round((end - self.started_at).total_seconds(), 1)
+
+
+class RunLog(models.Model):
+    """One log line of a run, numbered per run so clients can ask for "lines after N"."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="logs")
+    seq = models.PositiveIntegerField()
+    stream = models.CharField(max_length=8, choices=LogStream.choices, default=LogStream.STDOUT)
+    text = models.TextField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["run", "seq"], name="runlog_run_seq")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id}#{self.seq}"
+
+
+class RunMetric(models.Model):
+    """One metric point (train_loss, eval_loss, perplexity, grad_norm, learning_rate, tokens_per_s)."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=64)
+    step = models.PositiveIntegerField()
+    value = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["run", "name", "step"], name="runmetric_series_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} {self.name}@{self.step}={self.value}"

@@ -167,6 +167,11 @@ try:
     _db: dict[str, Any] = env.db_url("DATABASE_URL", default=_default_db_url)
 except (ImproperlyConfigured, KeyError, ValueError) as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if not _db.get("ENGINE"):
+    # django-environ only warns (and returns no ENGINE) for a URL without a known scheme.
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not a valid database URL: no known scheme (postgres://, sqlite://)."
+    )
 
 if _db["ENGINE"] == "django.db.backends.sqlite3":
     _db.setdefault("OPTIONS", {}).update(
@@ -249,6 +254,18 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 4 * 1024 * 1024
 # Datasets: builds selecting more traces than this run on a Celery worker.
 DATASET_INLINE_MAX = _int("DATASET_INLINE_MAX", 10_000, 1, 1_000_000)
 
+# Runs: Tunix training in one child process per run, supervised by a Celery worker.
+RUNS_DIR = Path(os.environ.get("RUNS_DIR", VAR_DIR / "runs"))
+MODELS_DIR = Path(os.environ.get("MODELS_DIR", VAR_DIR / "models"))
+JAX_CACHE_DIR = Path(os.environ.get("JAX_CACHE_DIR", VAR_DIR / "jax-cache"))
+TRAINING_PYTHON = os.environ.get("TRAINING_PYTHON", "") or None  # default: the worker's interpreter
+RUN_DEFAULT_TIMEOUT_SECONDS = _int("RUN_DEFAULT_TIMEOUT_SECONDS", 3600, 10, 7 * 24 * 3600)
+RUN_HEARTBEAT_SECONDS = _int("RUN_HEARTBEAT_SECONDS", 5, 1, 60)
+RUN_STALE_SECONDS = _int("RUN_STALE_SECONDS", 60, 5, 3600)
+RUN_MAX_ATTEMPTS = _int("RUN_MAX_ATTEMPTS", 3, 1, 20)
+RUN_KILL_GRACE_SECONDS = _int("RUN_KILL_GRACE_SECONDS", 15, 1, 600)
+TUNIX_OUTPUT_MAX_BYTES = _int("TUNIX_OUTPUT_MAX_BYTES", 10_240, 1024, 1024 * 1024)
+
 # RediAI: the predecessor's optional external health check.
 REDIAI_MODE = _choice("REDIAI_MODE", "off", ("off", "mock", "real"))
 REDIAI_BASE_URL = os.environ.get("REDIAI_BASE_URL", "http://127.0.0.1:8080").rstrip("/")
@@ -295,6 +312,9 @@ CELERY_WORKER_CONCURRENCY = _int("CELERY_WORKER_CONCURRENCY", 2, 1, 64)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+CELERY_BEAT_SCHEDULE = {
+    "reap-stale-runs": {"task": "runs.reap_stale_runs", "schedule": 30.0},
+}
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_SECONDS = 45
 

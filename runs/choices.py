@@ -1,0 +1,36 @@
+from django.db import models
+
+
+class RunStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+    TIMEOUT = "timeout", "Timed out"
+    CANCEL_REQUESTED = "cancel_requested", "Cancelling"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.CANCEL_REQUESTED)
+TERMINAL_STATUSES = (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.CANCELLED)
+
+
+class RunMode(models.TextChoices):
+    TRAIN = "train", "Train"
+    DRY_RUN = "dry_run", "Dry run"
+
+
+class RunMethod(models.TextChoices):
+    FULL = "full", "Full fine-tune"
+    LORA = "lora", "LoRA"
+
+
+class ChatTemplate(models.TextChoices):
+    GEMMA = "gemma", "Gemma turns (<start_of_turn>…)"
+    PLAIN = "plain", "Plain (prompt, newline, response)"
+
+
+class LogStream(models.TextChoices):
+    STDOUT = "stdout", "stdout"
+    STDERR = "stderr", "stderr"
+    SYSTEM = "system", "system"

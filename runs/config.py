@@ -1,0 +1,167 @@
+"""Validation of run launches: one function shared by the API, the launch form and `launch_run`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+from runs.choices import ChatTemplate, RunMethod, RunMode
+from runs.training.job import PRESETS
+from traces.choices import DatasetStatus, Split
+from traces.models import Dataset
+
+Errors = dict[str, list[str]]
+LOCAL_PREFIX = "local:"
+
+
+@dataclass(frozen=True)
+class Bound:
+    kind: type
+    low: float
+    high: float
+    default: Any
+    help: str = ""
+
+
+FIELDS: dict[str, Bound] = {
+    "lora_rank": Bound(int, 1, 256, 8, "LoRA rank"),
+    "lora_alpha": Bound(float, 0.01, 4096, 16.0, "LoRA alpha (scale = alpha / rank)"),
+    "learning_rate": Bound(float, 1e-7, 1.0, 3e-3, "peak learning rate (warmup, then cosine decay)"),
+    "max_steps": Bound(int, 1, 1_000_000, 100, "training steps"),
+    "batch_size": Bound(int, 1, 512, 8, "examples per step"),
+    "max_seq_length": Bound(int, 16, 8192, 256, "tokens per example (longer ones are cut)"),
+    "warmup_steps": Bound(int, 0, 1_000_000, 5, "linear warmup steps"),
+    "weight_decay": Bound(float, 0.0, 1.0, 0.0, "AdamW weight decay"),
+    "seed": Bound(int, 0, 2**31 - 1, 0, "model init and data order"),
+    "eval_every_steps": Bound(int, 1, 1_000_000, 20, "validation loss every N steps"),
+    "checkpoint_every_steps": Bound(int, 1, 1_000_000, 50, "orbax checkpoint every N steps"),
+    "timeout_seconds": Bound(int, 10, 7 * 24 * 3600, None, "stop the run after this long"),
+}
+CHOICES: dict[str, tuple[list[str], str]] = {
+    "method": (list(RunMethod.values), RunMethod.FULL),
+    "chat_template": (list(ChatTemplate.values), ChatTemplate.GEMMA),
+    "mode": (list(RunMode.values), RunMode.TRAIN),
+}
+KNOWN = {"dataset", "base_model", *FIELDS, *CHOICES}
+
+
+class LaunchInvalid(ValueError):
+    def __init__(self, errors: Errors) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+def local_models() -> list[str]:
+    """Checkpoint folders under MODELS_DIR in the Hugging Face Qwen3 layout (config + safetensors)."""
+    root = Path(settings.MODELS_DIR)
+    if not root.is_dir():
+        return []
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.is_dir() and (p / "config.json").is_file() and any(p.glob("*.safetensors"))
+    )
+
+
+def base_model_choices() -> list[tuple[str, str]]:
+    presets = [(name, preset.label) for name, preset in PRESETS.items()]
+    return presets + [(f"{LOCAL_PREFIX}{name}", f"{name} (local checkpoint)") for name in local_models()]
+
+
+def resolve_base_model(value: str) -> dict[str, Any]:
+    """The job description of a base model name; never a path taken from the request."""
+    if value in PRESETS:
+        return {"kind": "preset", "name": value}
+    name = value.removeprefix(LOCAL_PREFIX)
+    if value.startswith(LOCAL_PREFIX) and name in local_models():
+        return {"kind": "local", "name": name, "path": str(Path(settings.MODELS_DIR) / name)}
+    raise KeyError(value)
+
+
+def _number(errors: Errors, name: str, raw: Any, bound: Bound) -> Any:
+    if isinstance(raw, bool):
+        errors[name] = ["Must be a number."]
+        return None
+    try:
+        if bound.kind is int:
+            value: Any = int(raw) if not isinstance(raw, float) or raw.is_integer() else None
+            if value is None:
+                raise ValueError
+        else:
+            value = float(raw)
+            if math.isnan(value) or math.isinf(value):
+                raise ValueError
+    except (TypeError, ValueError):
+        errors[name] = ["A whole number is required." if bound.kind is int else "Must be a number."]
+        return None
+    if not bound.low <= value <= bound.high:
+        errors[name] = [f"Ensure this value is between {bound.low:g} and {bound.high:g}."]
+        return None
+    return value
+
+
+def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a launch request; return Run field values or raise LaunchInvalid naming each bad field."""
+    errors: Errors = {}
+    for field in data:
+        if field not in KNOWN:
+            errors[str(field)] = ["Unknown field."]
+    values: dict[str, Any] = {}
+
+    key = data.get("dataset")
+    if not isinstance(key, str) or not key:
+        errors["dataset"] = ["This field is required (a dataset key such as name@v1)."]
+    else:
+        try:
+            dataset = Dataset.objects.by_key(key)
+        except Dataset.DoesNotExist:
+            errors["dataset"] = [f"No dataset {key!r}."]
+        else:
+            if dataset.status != DatasetStatus.READY:
+                errors["dataset"] = [f"Dataset {key} is {dataset.status}, not ready."]
+            elif not dataset.members.filter(split=Split.TRAIN).exists():
+                errors["dataset"] = [f"Dataset {key} has no training examples."]
+            else:
+                values["dataset"] = dataset
+
+    base = data.get("base_model") or "tiny"
+    if not isinstance(base, str):
+        errors["base_model"] = ["Must be a preset name or local:<folder>."]
+    else:
+        try:
+            resolve_base_model(base)
+            values["base_model"] = base
+        except KeyError:
+            known = ", ".join(name for name, _ in base_model_choices())
+            errors["base_model"] = [f"Unknown base model {base!r}; choose one of: {known}."]
+
+    for name, (choices, default) in CHOICES.items():
+        raw = data.get(name)
+        if raw in (None, ""):
+            values[name] = default
+        elif raw not in choices:
+            errors[name] = [f"Must be one of {', '.join(choices)}."]
+        else:
+            values[name] = raw
+
+    for name, bound in FIELDS.items():
+        raw = data.get(name)
+        if raw is None or raw == "":
+            values[name] = (
+                bound.default if bound.default is not None else settings.RUN_DEFAULT_TIMEOUT_SECONDS
+            )
+            continue
+        value = _number(errors, name, raw, bound)
+        if value is not None:
+            values[name] = value
+
+    if "warmup_steps" in values and "max_steps" in values and values["warmup_steps"] > values["max_steps"]:
+        errors["warmup_steps"] = ["Must not exceed max_steps."]
+    if errors:
+        raise LaunchInvalid(errors)
+    return values

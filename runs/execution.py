@@ -1,0 +1,445 @@
+"""The worker side of a run: claim it, start the training child, stream its output into the database.
+
+One child process per run (`python -m runs.training.child`): JAX's metric
+listeners are process-global and its caches are never returned, so nothing
+of one run may leak into the worker or into the next run. The worker beats the
+run's heartbeat, relays cancel requests as SIGTERM (the child stops at its
+next step and keeps a checkpoint) and enforces the timeout (SIGTERM, then
+SIGKILL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any
+
+from django.conf import settings
+from django.db import close_old_connections, transaction
+from django.db.models import Max
+from django.utils import timezone
+
+from runs.choices import LogStream, RunMode, RunStatus
+from runs.config import resolve_base_model
+from runs.models import Run, RunLog, RunMetric
+from runs.training.job import JobSpec
+from traces.choices import Split
+from traces.exporting import iter_dataset_lines
+
+logger = logging.getLogger(__name__)
+FLUSH_SECONDS = 0.5
+CANCEL_POLL_SECONDS = 0.5
+LOG_FLUSH_ROWS = 2000
+
+
+class BoundedTail:
+    """The last `limit` bytes of a stream, with a notice of how much came before."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.chunks: deque[bytes] = deque()
+        self.size = 0
+        self.dropped = 0
+
+    def add(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.size += len(data)
+        while self.size > self.limit and self.chunks:
+            extra = self.size - self.limit
+            head = self.chunks[0]
+            if len(head) <= extra:
+                self.chunks.popleft()
+                self.size -= len(head)
+                self.dropped += len(head)
+            else:
+                self.chunks[0] = head[extra:]
+                self.size -= extra
+                self.dropped += extra
+
+    def text(self) -> str:
+        body = b"".join(self.chunks).decode("utf-8", errors="replace")
+        if self.dropped:
+            return f"[… {self.dropped:,} earlier bytes truncated]\n{body}"
+        return body
+
+
+class RunRecorder:
+    """Buffers a run's log lines and metric points and writes them in batches."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        last = RunLog.objects.filter(run=run).aggregate(m=Max("seq"))["m"]
+        self.seq = 0 if last is None else last + 1
+        self.logs: list[RunLog] = []
+        self.metrics: list[RunMetric] = []
+
+    def log(self, text: str, stream: str = LogStream.STDOUT) -> None:
+        self.logs.append(RunLog(run=self.run, seq=self.seq, stream=stream, text=text[:10_000]))
+        self.seq += 1
+
+    def metric(self, name: str, step: int, value: float) -> None:
+        self.metrics.append(RunMetric(run=self.run, name=name[:64], step=max(step, 0), value=value))
+
+    def log_and_flush(self, text: str) -> None:
+        self.log(text, LogStream.SYSTEM)
+        self.flush()
+
+    @property
+    def pending(self) -> int:
+        return len(self.logs) + len(self.metrics)
+
+    def flush(self) -> None:
+        if not self.logs and not self.metrics:
+            return
+        now = timezone.now()
+        for row in self.logs:
+            row.created_at = now
+        for point in self.metrics:
+            point.created_at = now
+        with transaction.atomic():
+            if self.logs:
+                RunLog.objects.bulk_create(self.logs, batch_size=1000)
+            if self.metrics:
+                RunMetric.objects.bulk_create(self.metrics, batch_size=1000)
+        self.logs.clear()
+        self.metrics.clear()
+
+
+def prepare_job(run: Run) -> Path:
+    """Write the run's data files and job file into its folder; return the job file."""
+    directory = Path(run.output_dir)
+    (directory / "data").mkdir(parents=True, exist_ok=True)
+    files = {}
+    for split in (Split.TRAIN, Split.VALIDATION):
+        path = directory / "data" / f"{split}.jsonl"
+        if not path.exists():  # a resumed attempt trains on exactly the same files
+            tmp = path.with_suffix(".tmp")
+            with tmp.open("wb") as f:
+                for line in iter_dataset_lines(run.dataset, "training_example", split):
+                    f.write(line)
+            tmp.replace(path)
+        files[split] = path
+    prompts: list[str] = []
+    for split in (Split.VALIDATION, Split.TRAIN):
+        with files[split].open("rb") as f:
+            for line in f:
+                if len(prompts) == 2:
+                    break
+                prompts.append(json.loads(line)["prompt"])
+    spec = JobSpec(
+        run_id=run.pk,
+        mode=run.mode,
+        output_dir=str(directory.resolve()),
+        train_file=str(files[Split.TRAIN].resolve()),
+        validation_file=str(files[Split.VALIDATION].resolve()),
+        base_model=resolve_base_model(run.base_model),
+        method=run.method,
+        lora_rank=run.lora_rank,
+        lora_alpha=run.lora_alpha,
+        learning_rate=run.learning_rate,
+        max_steps=run.max_steps,
+        batch_size=run.batch_size,
+        max_seq_length=run.max_seq_length,
+        warmup_steps=run.warmup_steps,
+        weight_decay=run.weight_decay,
+        seed=run.seed,
+        eval_every_steps=run.eval_every_steps,
+        checkpoint_every_steps=run.checkpoint_every_steps,
+        chat_template=run.chat_template,
+        sample_prompts=prompts if run.mode == RunMode.TRAIN else [],
+    )
+    job = directory / "job.json"
+    spec.write(job)
+    return job
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM when the worker process dies (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def child_command(job: Path) -> list[str]:
+    python = settings.TRAINING_PYTHON or sys.executable
+    return [python, "-m", "runs.training.child", str(job)]
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    cache = Path(settings.JAX_CACHE_DIR)
+    cache.mkdir(parents=True, exist_ok=True)
+    env.update(
+        {
+            "JAX_PLATFORMS": "cpu",
+            "PYTHONUNBUFFERED": "1",
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            # A persistent compile cache turns the ~3 s first-step compile into a lookup.
+            "JAX_COMPILATION_CACHE_DIR": str(cache),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+            "PYTHONPATH": str(settings.BASE_DIR),
+        }
+    )
+    return env
+
+
+def claim(run_id: int, task_id: str = "") -> Run | None:
+    """Take a pending run for this worker; None if another worker (or a cancel) got there first."""
+    now = timezone.now()
+    claimed = Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
+        status=RunStatus.RUNNING,
+        heartbeat_at=now,
+        worker_host=socket.gethostname()[:255],
+        celery_task_id=task_id[:64],
+    )
+    if not claimed:
+        return None
+    Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
+    return Run.objects.select_related("dataset").get(pk=run_id)
+
+
+def execute_run(run_id: int, task_id: str = "") -> str:
+    """Run one claimed run to its end; returns the final status (or why nothing ran)."""
+    run = claim(run_id, task_id)
+    if run is None:
+        return "not pending"
+    recorder = RunRecorder(run)
+    recorder.log(f"attempt {run.attempt} on {socket.gethostname()}", LogStream.SYSTEM)
+    try:
+        job = prepare_job(run)
+    except Exception as exc:
+        logger.exception("run %s: preparing the job failed", run_id)
+        recorder.flush()
+        _finish(run, RunStatus.FAILED, error=f"Could not prepare the run: {type(exc).__name__}: {exc}")
+        return RunStatus.FAILED
+    recorder.flush()
+    return Supervisor(run, recorder, job).supervise()
+
+
+def _finish(run: Run, status: str, **fields: Any) -> None:
+    """Write the final state, unless the reaper already ended this attempt."""
+    fields.setdefault("finished_at", timezone.now())
+    Run.objects.filter(
+        pk=run.pk, status__in=(RunStatus.RUNNING, RunStatus.CANCEL_REQUESTED), attempt=run.attempt
+    ).update(status=status, heartbeat_at=timezone.now(), **fields)
+
+
+class Supervisor:
+    """Feeds one child's output into the database and enforces cancel and timeout."""
+
+    def __init__(self, run: Run, recorder: RunRecorder, job: Path) -> None:
+        self.run = run
+        self.recorder = recorder
+        self.job = job
+        limit = settings.TUNIX_OUTPUT_MAX_BYTES
+        self.stdout_tail = BoundedTail(limit)
+        self.stderr_tail = BoundedTail(limit)
+        self.done: dict[str, Any] | None = None
+        self.summary: dict[str, Any] = {}
+        self.cancel_sent = False
+        self.timed_out = False
+        self.kill_at: float | None = None
+
+    def supervise(self) -> str:
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
+            child_command(self.job),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=str(settings.BASE_DIR),
+            env=child_env(),
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.recorder.log(f"training child started (pid {proc.pid})", LogStream.SYSTEM)
+        started = time.monotonic()
+        deadline = started + self.run.timeout_seconds
+        try:
+            self._pump(proc, deadline)
+        finally:
+            if proc.poll() is None:
+                self._signal(proc, signal.SIGKILL)
+                proc.wait()
+        return self._conclude(proc.returncode)
+
+    def _pump(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
+        assert proc.stdout is not None
+        assert proc.stderr is not None
+        selector = selectors.DefaultSelector()
+        handlers: dict[int, Callable[[bytes], None]] = {
+            proc.stdout.fileno(): self._stdout_line,
+            proc.stderr.fileno(): self._stderr_line,
+        }
+        partial: dict[int, bytes] = {fd: b"" for fd in handlers}
+        streams: list[IO[bytes]] = [proc.stdout, proc.stderr]
+        for stream in streams:
+            os.set_blocking(stream.fileno(), False)
+            selector.register(stream, selectors.EVENT_READ)
+        last_flush = last_beat = last_poll = time.monotonic()
+        while selector.get_map():
+            for key, _ in selector.select(timeout=0.2):
+                fd = key.fd
+                try:
+                    data = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    selector.unregister(key.fileobj)
+                    if partial[fd]:
+                        handlers[fd](partial[fd])
+                    continue
+                lines = (partial[fd] + data).split(b"\n")
+                partial[fd] = lines.pop()
+                for line in lines:
+                    handlers[fd](line)
+            now = time.monotonic()
+            if now - last_flush >= FLUSH_SECONDS or self.recorder.pending >= LOG_FLUSH_ROWS:
+                self.recorder.flush()
+                last_flush = now
+            if now - last_poll >= CANCEL_POLL_SECONDS:
+                last_poll = now
+                self._poll_cancel(proc)
+            if now - last_beat >= settings.RUN_HEARTBEAT_SECONDS:
+                last_beat = now
+                Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now())
+            if now >= deadline and not self.timed_out:
+                self.timed_out = True
+                self.recorder.log(
+                    f"timeout after {self.run.timeout_seconds}s: stopping the child", LogStream.SYSTEM
+                )
+                self._signal(proc, signal.SIGTERM)
+                self.kill_at = now + settings.RUN_KILL_GRACE_SECONDS
+            if self.kill_at is not None and now >= self.kill_at and proc.poll() is None:
+                self.recorder.log("the child did not stop in time: killing it", LogStream.SYSTEM)
+                self._signal(proc, signal.SIGKILL)
+                self.kill_at = None
+        proc.wait()
+        self.recorder.flush()
+
+    def _signal(self, proc: subprocess.Popen[bytes], sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+    def _poll_cancel(self, proc: subprocess.Popen[bytes]) -> None:
+        if self.cancel_sent:
+            return
+        status = Run.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
+        if status == RunStatus.CANCEL_REQUESTED:
+            self.cancel_sent = True
+            self.recorder.log("cancel requested: stopping at the next step", LogStream.SYSTEM)
+            self._signal(proc, signal.SIGTERM)
+            self.kill_at = time.monotonic() + settings.RUN_KILL_GRACE_SECONDS
+
+    def _stdout_line(self, raw: bytes) -> None:
+        self.stdout_tail.add(raw + b"\n")
+        try:
+            event = json.loads(raw)
+            kind = event["event"]
+        except (ValueError, KeyError, TypeError):
+            self.recorder.log(raw.decode("utf-8", errors="replace"))
+            return
+        if kind == "metric":
+            value = event.get("value")
+            if isinstance(value, int | float) and value == value:
+                self.recorder.metric(str(event.get("name")), int(event.get("step") or 0), float(value))
+        elif kind == "step":
+            self.recorder.log(f"step {event['step']}: loss {event['loss']:.4f}")
+        elif kind == "log":
+            self.recorder.log(str(event.get("text", "")))
+        elif kind == "done":
+            self.done = event
+            self.summary.update(event.get("summary") or {})
+        elif kind in ("data", "model", "dry_run", "started"):
+            fields = {k: v for k, v in event.items() if k not in ("event", "t")}
+            self.summary.update(fields)
+            self.recorder.log(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
+        elif kind == "checkpoint":
+            self.recorder.log(f"checkpoint saved at step {event.get('step')}")
+        else:
+            self.recorder.log(
+                f"{kind}: {json.dumps({k: v for k, v in event.items() if k not in ('event', 't')})}"
+            )
+
+    def _stderr_line(self, raw: bytes) -> None:
+        self.stderr_tail.add(raw + b"\n")
+        text = raw.decode("utf-8", errors="replace").rstrip()
+        if text:
+            self.recorder.log(text, LogStream.STDERR)
+
+    def _conclude(self, code: int) -> str:
+        close_old_connections()
+        done = self.done or {}
+        fields: dict[str, Any] = {
+            "exit_code": code,
+            "summary": self.summary,
+            "stdout_tail": self.stdout_tail.text(),
+            "stderr_tail": self.stderr_tail.text(),
+        }
+        current = Run.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
+        if self.timed_out:
+            status, error = RunStatus.TIMEOUT, f"Timed out after {self.run.timeout_seconds} seconds."
+        elif self.cancel_sent or current == RunStatus.CANCEL_REQUESTED:
+            status, error = RunStatus.CANCELLED, "Cancelled by request."
+        elif code == 0 and done.get("status") == "completed":
+            status, error = RunStatus.COMPLETED, ""
+        else:
+            status = RunStatus.FAILED
+            error = done.get("error") or (self.summary.get("problem") if self.summary else None) or ""
+            if not error:
+                last = [ln for ln in self.stderr_tail.text().splitlines() if ln.strip()][-3:]
+                error = f"The training process exited with code {code}." + (
+                    " Last output: " + " | ".join(last) if last else ""
+                )
+        self.recorder.log(f"finished: {status}" + (f" ({error})" if error else ""), LogStream.SYSTEM)
+        self.recorder.flush()
+        _finish(self.run, status, error=error, **fields)
+        return str(status)
+
+
+def reap_stale_runs() -> dict[str, int]:
+    """Runs whose worker stopped beating: resume from the last checkpoint or fail with the reason.
+
+    A run never stays `running` without a live worker. Resuming reuses the
+    run's folder, where the trainer finds its latest checkpoint.
+    """
+    from runs.launching import enqueue
+
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0}
+    stale_after = settings.RUN_STALE_SECONDS
+    for run in Run.objects.stale(stale_after).select_related(None):
+        since = run.heartbeat_at or run.started_at or run.created_at
+        reason = f"Worker {run.worker_host or '?'} lost: no heartbeat since {since:%Y-%m-%d %H:%M:%S} UTC."
+        guard = Run.objects.filter(
+            pk=run.pk, status=run.status, attempt=run.attempt, heartbeat_at=run.heartbeat_at
+        )
+        if run.status == RunStatus.CANCEL_REQUESTED:
+            if guard.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), error=reason):
+                counts["cancelled"] += 1
+            continue
+        if run.mode == RunMode.TRAIN and run.attempt < settings.RUN_MAX_ATTEMPTS:
+            if guard.update(
+                status=RunStatus.PENDING, attempt=run.attempt + 1, heartbeat_at=None, error=reason
+            ):
+                RunRecorder(run).log_and_flush(
+                    f"{reason} Resuming from the last checkpoint (attempt {run.attempt + 1} of "
+                    f"{settings.RUN_MAX_ATTEMPTS}).",
+                )
+                enqueue(run.pk)
+                counts["requeued"] += 1
+            continue
+        why = reason + (" No attempts left." if run.mode == RunMode.TRAIN else "")
+        if guard.update(status=RunStatus.FAILED, finished_at=timezone.now(), error=why):
+            RunRecorder(run).log_and_flush(why)
+            counts["failed"] += 1
+    return counts

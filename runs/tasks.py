@@ -1,0 +1,17 @@
+"""Celery tasks for runs: thin wrappers around runs.execution."""
+
+from typing import Any
+
+from celery import shared_task
+
+from runs.execution import execute_run, reap_stale_runs
+
+
+@shared_task(name="runs.execute_run", bind=True, acks_late=True)
+def execute_run_task(self: Any, run_id: int) -> str:
+    return execute_run(run_id, task_id=self.request.id or "")
+
+
+@shared_task(name="runs.reap_stale_runs")
+def reap_stale_runs_task() -> dict[str, int]:
+    return reap_stale_runs()

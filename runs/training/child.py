@@ -1,0 +1,370 @@
+"""One fine-tuning run, in its own process: `python -m runs.training.child JOB.json`.
+
+Reads the job file and the exported dataset, builds the base model, trains
+with Tunix's PeftTrainer (full or LoRA through qwix), evaluates on the
+validation split, saves orbax checkpoints and a final model, and reports
+everything as JSON lines on stdout for the worker to store. SIGTERM asks for a
+clean stop: the trainer finishes the step, saves a checkpoint and exits 0.
+
+Never imports Django: the worker owns the database.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+T0 = time.perf_counter()
+_OUT = sys.stdout
+METRIC_NAMES = {
+    "/train/loss": "train_loss",
+    "/train/perplexity": "train_perplexity",
+    "/train/grad_norm": "grad_norm",
+    "/train/learning_rate": "learning_rate",
+    "/eval/loss": "eval_loss",
+    "/eval/perplexity": "eval_perplexity",
+}
+CPU_FLOPS = 60e9  # effective FLOP/s of a 2-core CPU on these shapes (measured 40–85 G)
+
+
+def emit(event: str, **fields: Any) -> None:
+    """One JSON object per line on the real stdout (libraries' prints go to stderr)."""
+    _OUT.write(json.dumps({"event": event, "t": round(time.perf_counter() - T0, 3), **fields}, default=float))
+    _OUT.write("\n")
+    _OUT.flush()
+
+
+def log(text: str) -> None:
+    emit("log", text=text)
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def main(job_path: str) -> int:
+    # Anything a library prints must not corrupt the event stream.
+    sys.stdout = sys.stderr
+    cancel = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: cancel.set())
+
+    from runs.training.job import JobSpec
+
+    job = JobSpec.read(Path(job_path))
+    log(f"run {job.run_id}: {job.mode}, base {job.base_model}, method {job.method}")
+
+    import jax
+    import numpy as np
+    from flax import nnx
+
+    from runs.training import data as data_lib
+    from runs.training import modeling
+
+    log(f"jax {jax.__version__} on {jax.devices()}; imports took {time.perf_counter() - T0:.1f}s")
+    out = Path(job.output_dir)
+    model, cfg, tok = modeling.build_base(job.base_model, job.seed)
+    base_params = modeling.count_params(model)
+
+    train_examples = data_lib.read_examples(Path(job.train_file))
+    val_examples = data_lib.read_examples(Path(job.validation_file))
+    train = data_lib.encode_examples(train_examples, tok, job.max_seq_length, job.chat_template)
+    val = data_lib.encode_examples(val_examples, tok, job.max_seq_length, job.chat_template)
+    lengths = train.lengths + val.lengths
+    data_report = {
+        "examples": len(train_examples) + len(val_examples),
+        "train_examples": train.count,
+        "validation_examples": val.count,
+        "tokens_mean": round(float(np.mean(lengths)), 1) if lengths else 0.0,
+        "tokens_max": max(lengths) if lengths else 0,
+        "truncated": train.truncated + val.truncated,
+        "dropped_no_answer_tokens": train.dropped + val.dropped,
+        "max_seq_length": job.max_seq_length,
+    }
+    emit("data", **data_report)
+
+    lora_params = 0
+    base_dir: Path | None = None
+    if job.method == "lora":
+        if job.base_model["kind"] == "preset":
+            # Tunix merges LoRA into a base stored in HF layout; keep the random base.
+            base_dir = out / "base"
+            if not (base_dir / "model.safetensors").is_file():
+                modeling.save_hf(model, cfg, tok, base_dir)
+        else:
+            base_dir = Path(job.base_model["path"])
+        t = time.perf_counter()
+        model = modeling.apply_lora(model, job.lora_rank, job.lora_alpha, job.seed)
+        lora_params = modeling.count_params(model, nnx.LoRAParam)
+        log(f"LoRA rank {job.lora_rank} alpha {job.lora_alpha} applied in {time.perf_counter() - t:.1f}s")
+
+    tokens_per_step = job.batch_size * job.max_seq_length
+    params = base_params + lora_params
+    trainable = lora_params if job.method == "lora" else base_params
+    estimate = {
+        "parameters": params,
+        "trainable_parameters": trainable,
+        "tokens_per_step": tokens_per_step,
+        # fp32 weights + grads + two Adam moments for the trainable part, plus activations.
+        "estimated_memory_mb": round(
+            (params * 4 + trainable * 12 + tokens_per_step * cfg.embed_dim * cfg.num_layers * 4 * 16) / 2**20
+            + 700,
+            1,
+        ),
+        "estimated_seconds_per_step": round(6 * params * tokens_per_step / CPU_FLOPS + 0.02, 3),
+    }
+    emit("model", **estimate, base_parameters=base_params, lora_parameters=lora_params)
+
+    if job.mode == "dry_run":
+        ok = train.count > 0
+        report = {**data_report, **estimate, "ok": ok}
+        if not ok:
+            report["problem"] = "No training example has an answer token left within max_seq_length."
+        emit("dry_run", **report)
+        emit("done", status="completed" if ok else "failed", summary=report)
+        return 0 if ok else 3
+
+    if train.count == 0:
+        emit(
+            "done",
+            status="failed",
+            summary=data_report,
+            error="No training example has an answer token left within max_seq_length.",
+        )
+        return 3
+    return _train(job, model, cfg, tok, train, val, out, base_dir, estimate, cancel)
+
+
+class _MetricStream:
+    """A Tunix metrics backend (a global jax.monitoring listener) forwarding SFT scalars."""
+
+    def log_scalar(self, event: str, value: Any, **kwargs: Any) -> None:
+        name = METRIC_NAMES.get(event)
+        if name is not None:
+            import numpy as np
+
+            emit("metric", name=name, step=int(kwargs.get("step") or 0), value=float(np.asarray(value)))
+
+    def close(self) -> None:
+        pass
+
+
+def _train(
+    job: Any,
+    model: Any,
+    cfg: Any,
+    tok: Any,
+    train: Any,
+    val: Any,
+    out: Path,
+    base_dir: Path | None,
+    estimate: dict[str, Any],
+    cancel: threading.Event,
+) -> int:
+    import jax
+    import numpy as np
+    import optax
+    import orbax.checkpoint as ocp
+    from tunix.generate import sampler as sampler_lib
+    from tunix.sft import hooks as hooks_lib
+    from tunix.sft import metrics_logger as ml
+    from tunix.sft import peft_trainer
+    from tunix.sft import utils as sft_utils
+
+    from runs.training import data as data_lib
+    from runs.training import modeling
+
+    ckpt_dir = out / "checkpoints"
+    stream = _MetricStream()
+    config = peft_trainer.TrainingConfig(
+        eval_every_n_steps=job.eval_every_steps,
+        max_steps=job.max_steps,
+        checkpoint_root_directory=str(ckpt_dir),
+        checkpointing_options=ocp.CheckpointManagerOptions(
+            save_interval_steps=job.checkpoint_every_steps, max_to_keep=2
+        ),
+        metrics_logging_options=ml.MetricsLoggerOptions(
+            log_dir=str(out / "tensorboard"), backend_kwargs={"custom_backend": [lambda: stream]}
+        ),
+        pbar_description=None,
+    )
+    warmup = min(job.warmup_steps, max(job.max_steps - 1, 0))
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0,
+        job.learning_rate,
+        warmup_steps=warmup,
+        decay_steps=max(job.max_steps, warmup + 1),
+        end_value=job.learning_rate * 0.1,
+    )
+    optimizer = optax.inject_hyperparams(optax.adamw)(learning_rate=schedule, weight_decay=job.weight_decay)
+    trainer = peft_trainer.PeftTrainer(model, optimizer, config)  # restores the latest checkpoint
+    resumed_at = int(trainer.train_steps)
+    emit("started", resumed_at_step=resumed_at, **estimate)
+    if resumed_at:
+        log(f"resumed from the checkpoint at step {resumed_at}")
+
+    def model_input(x: Any) -> dict[str, Any]:
+        pad_mask = x.input_tokens != tok.pad_id()
+        return {
+            "input_tokens": x.input_tokens,
+            "input_mask": x.input_mask,
+            "positions": sft_utils.build_positions_from_mask(pad_mask),
+            "attention_mask": sft_utils.make_causal_attn_mask(pad_mask),
+        }
+
+    trainer = trainer.with_gen_model_input_fn(model_input)
+    real_tokens = float(np.mean((train.tokens != tok.pad_id()).sum(axis=1))) * job.batch_size
+
+    class Hooks(hooks_lib.TrainingHooks):
+        def __init__(self) -> None:
+            self.last_end: float | None = None
+            self.rates: list[float] = []
+
+        def on_train_start(self, trainer: Any) -> None:
+            log(f"training from step {trainer.train_steps} to {job.max_steps}")
+
+        def on_train_end(self, trainer: Any) -> None:
+            pass
+
+        def on_train_step_start(self, trainer: Any) -> None:
+            pass
+
+        def on_train_step_end(self, trainer: Any, train_step: int, train_loss: Any) -> None:
+            now = time.perf_counter()
+            step = int(train_step)
+            if self.last_end is not None and now > self.last_end:
+                rate = real_tokens / (now - self.last_end)
+                self.rates.append(rate)
+                emit("metric", name="tokens_per_s", step=step, value=round(rate, 1))
+            self.last_end = now
+            emit("step", step=step, loss=float(train_loss))
+            if step % job.checkpoint_every_steps == 0:
+                emit("checkpoint", step=step)
+
+        def on_eval_step_start(self, trainer: Any) -> None:
+            pass
+
+        def on_eval_step_end(self, trainer: Any, eval_loss: Any) -> None:
+            pass
+
+    hooks = Hooks()
+    trainer.with_training_hooks(hooks)
+
+    def batches() -> Any:
+        for idx in data_lib.epoch_batches(train.count, job.batch_size, job.seed):
+            if cancel.is_set():
+                return
+            yield peft_trainer.TrainingInput(input_tokens=train.tokens[idx], input_mask=train.mask[idx])
+
+    eval_ds = None
+    if val.count:
+        eval_ds = []
+        for start in range(0, min(val.count, 8 * job.batch_size), job.batch_size):
+            idx = np.resize(np.arange(start, min(start + job.batch_size, val.count)), job.batch_size)
+            eval_ds.append(peft_trainer.TrainingInput(input_tokens=val.tokens[idx], input_mask=val.mask[idx]))
+
+    t_train = time.perf_counter()
+    trainer.train(batches(), eval_ds)
+    train_seconds = time.perf_counter() - t_train
+    # jax 0.10.2 keeps scalar listeners after MetricsLogger.close(); unsubscribe ours.
+    for backend in trainer.metrics_logger._backends:
+        with contextlib.suppress(AssertionError, ValueError):
+            jax.monitoring.unregister_scalar_listener(backend.log_scalar)
+
+    steps_done = int(trainer.train_steps)
+    cancelled = cancel.is_set() and steps_done < job.max_steps
+    saved = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) if ckpt_dir.is_dir() else []
+    if saved:
+        emit("checkpoint", step=saved[-1], saved=saved)
+    losses = [float(x) for x in trainer.metrics_logger.get_metric_history("", "loss", "train")]
+    evals = (
+        [float(x) for x in trainer.metrics_logger.get_metric_history("", "loss", "eval")] if eval_ds else []
+    )
+    summary: dict[str, Any] = {
+        "steps_done": steps_done,
+        "resumed_at_step": resumed_at,
+        "first_train_loss": losses[0] if losses else None,
+        "final_train_loss": losses[-1] if losses else None,
+        "best_train_loss": min(losses) if losses else None,
+        "final_eval_loss": evals[-1] if evals else None,
+        "best_eval_loss": min(evals) if evals else None,
+        "tokens_per_s": round(float(np.median(hooks.rates[2:] or hooks.rates or [0.0])), 1),
+        "train_seconds": round(train_seconds, 2),
+        "checkpoint_steps": saved,
+        **estimate,
+    }
+
+    if not cancelled:
+        final_dir = out / "final"
+        if final_dir.exists():
+            shutil.rmtree(final_dir)
+        lora = (job.lora_rank, job.lora_alpha) if job.method == "lora" else None
+        modeling.save_final(model, cfg, tok, final_dir, lora=lora, base_dir=base_dir)
+        (final_dir / "tunixrt.json").write_text(
+            json.dumps(
+                {
+                    "run_id": job.run_id,
+                    "base_model": job.base_model,
+                    "method": job.method,
+                    "chat_template": job.chat_template,
+                    "steps": steps_done,
+                },
+                indent=2,
+            )
+        )
+        emit("artifact", path="final", kind="model")
+        if job.sample_prompts:
+            summary["samples"] = _samples(sampler_lib, model, cfg, tok, job)
+
+    summary["peak_rss_mb"] = peak_rss_mb()
+    summary["wall_seconds"] = round(time.perf_counter() - T0, 2)
+    emit("done", status="cancelled" if cancelled else "completed", summary=summary)
+    return 0
+
+
+def _samples(sampler_lib: Any, model: Any, cfg: Any, tok: Any, job: Any) -> list[dict[str, str]]:
+    """Greedy generations for a few validation prompts, shown on the run page."""
+    from runs.training import data as data_lib
+
+    prompt_len = min(job.max_seq_length, 192)
+    cache = sampler_lib.CacheConfig(
+        cache_size=prompt_len + 64,
+        num_layers=cfg.num_layers,
+        num_kv_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim,
+    )
+    sampler = sampler_lib.Sampler(transformer=model, tokenizer=tok, cache_config=cache)
+    heads = [data_lib.render(job.chat_template, p)[0] for p in job.sample_prompts]
+    result = sampler(
+        heads, max_generation_steps=64, temperature=0.0, max_prompt_length=prompt_len, echo=False
+    )
+    return [{"prompt": p, "output": o} for p, o in zip(job.sample_prompts, result.text, strict=True)]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m runs.training.child JOB.json\n")
+        sys.exit(2)
+    try:
+        code = main(sys.argv[1])
+    except Exception as exc:  # noqa: BLE001 - reported to the worker, then a non-zero exit
+        import traceback
+
+        traceback.print_exc()
+        emit("done", status="failed", error=f"{type(exc).__name__}: {exc}")
+        code = 1
+    _OUT.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: JAX's thread pools can take seconds to wind down.
+    os._exit(code)

@@ -1,0 +1,96 @@
+"""Turning exported training examples into fixed-shape token batches for Tunix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+TEMPLATES = ("gemma", "plain")
+
+
+class Tokenizer(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+    def bos_id(self) -> int: ...
+    def eos_id(self) -> int: ...
+    def pad_id(self) -> int: ...
+
+
+def render(template: str, prompt: str, response: str | None = None) -> tuple[str, str]:
+    """(prompt part, completion part) of one example; the loss covers the completion only."""
+    if template == "gemma":
+        head = f"<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
+        tail = "" if response is None else f"{response}<end_of_turn>"
+    elif template == "plain":
+        head = f"{prompt}\n"
+        tail = "" if response is None else response
+    else:
+        raise ValueError(f"Unknown chat template {template!r}; use one of {', '.join(TEMPLATES)}.")
+    return head, tail
+
+
+def read_examples(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    with path.open("rb") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@dataclass
+class Encoded:
+    """Right-padded tokens [N, L] and the loss mask (1 on completion + EOS)."""
+
+    tokens: np.ndarray
+    mask: np.ndarray
+    lengths: list[int]
+    truncated: int
+    dropped: int
+
+    @property
+    def count(self) -> int:
+        return int(self.tokens.shape[0])
+
+
+def encode_examples(examples: list[dict[str, Any]], tok: Tokenizer, max_len: int, template: str) -> Encoded:
+    """Tokenize; count examples cut at max_len, drop those with no completion token left."""
+    rows: list[list[int]] = []
+    starts: list[int] = []
+    lengths: list[int] = []
+    truncated = dropped = 0
+    for ex in examples:
+        head, tail = render(template, ex["prompt"], ex["response"])
+        prompt_ids = [tok.bos_id(), *tok.encode(head)]
+        ids = prompt_ids + tok.encode(tail) + [tok.eos_id()]
+        lengths.append(len(ids))
+        if len(ids) > max_len:
+            truncated += 1
+            ids = ids[:max_len]
+        if len(prompt_ids) >= len(ids):
+            dropped += 1
+            continue
+        rows.append(ids)
+        starts.append(len(prompt_ids))
+    tokens = np.full((len(rows), max_len), tok.pad_id(), np.int32)
+    mask = np.zeros((len(rows), max_len), np.int32)
+    for i, (ids, start) in enumerate(zip(rows, starts, strict=True)):
+        tokens[i, : len(ids)] = ids
+        mask[i, start : len(ids)] = 1
+    return Encoded(tokens, mask, lengths, truncated, dropped)
+
+
+def epoch_batches(n: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """Endless, seeded batches of row indices with a constant shape (so the step compiles once).
+
+    Deterministic: a resumed run re-pulls and skips the batches it already used.
+    """
+    rng = np.random.default_rng(seed)
+    while True:
+        perm = rng.permutation(n)
+        if n < batch_size:
+            perm = np.resize(perm, batch_size)
+        for start in range(0, len(perm) - batch_size + 1, batch_size):
+            yield perm[start : start + batch_size]

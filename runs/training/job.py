@@ -1,0 +1,71 @@
+"""The job file the worker writes for the training child, and the model presets."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Preset:
+    """A random-initialised Qwen3-class decoder with a byte-level tokenizer."""
+
+    name: str
+    label: str
+    num_layers: int
+    embed_dim: int
+    hidden_dim: int
+    num_heads: int
+    head_dim: int
+    num_kv_heads: int
+    vocab_size: int = 259
+    rope_theta: int = 10_000
+    norm_eps: float = 1e-6
+
+    def param_count(self) -> int:
+        """Exact parameter count of Tunix's Qwen3 with tied embeddings."""
+        d, h, kv, hd, f = self.embed_dim, self.num_heads, self.num_kv_heads, self.head_dim, self.hidden_dim
+        attention = d * h * hd + 2 * d * kv * hd + h * hd * d + 2 * hd
+        per_layer = attention + 3 * d * f + 2 * d
+        return self.vocab_size * d + self.num_layers * per_layer + d
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset("tiny", "tiny — 0.33M params, trains on CPU in seconds", 2, 128, 256, 4, 32, 2),
+    "small": Preset("small", "small — 8.8M params, minutes on CPU", 4, 384, 1536, 6, 64, 2),
+}
+
+
+@dataclass(slots=True)
+class JobSpec:
+    """Everything the child needs; written as JSON into the run's directory."""
+
+    run_id: int
+    mode: str
+    output_dir: str
+    train_file: str
+    validation_file: str
+    base_model: dict[str, Any]
+    method: str = "full"
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    learning_rate: float = 3e-3
+    max_steps: int = 100
+    batch_size: int = 8
+    max_seq_length: int = 256
+    warmup_steps: int = 5
+    weight_decay: float = 0.0
+    seed: int = 0
+    eval_every_steps: int = 20
+    checkpoint_every_steps: int = 50
+    chat_template: str = "gemma"
+    sample_prompts: list[str] = field(default_factory=list)
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def read(cls, path: Path) -> JobSpec:
+        return cls(**json.loads(path.read_text()))
