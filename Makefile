@@ -10,10 +10,12 @@ help:
 	@echo "make run    - install, migrate and serve web + worker at http://127.0.0.1:8000"
 	@echo "make test   - ruff, mypy, makemigrations --check and the test suite (SQLite, then PostgreSQL + Redis)"
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt requirements-train.txt
 	@test -x $(PY) || "$$(bin/find-python)" -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@# The training stack is a complete pinned set: --no-deps keeps google-tunix's unused extras out.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-train.txt
 	@touch $@
 
 install: $(STAMP)

@@ -312,7 +312,8 @@ class Supervisor:
                 self._poll_cancel(proc)
             if now - last_beat >= settings.RUN_HEARTBEAT_SECONDS:
                 last_beat = now
-                Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now())
+                # The summary so far (steps done, data and model report) shows progress on the pages.
+                Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now(), summary=self.summary)
             if now >= deadline and not self.timed_out:
                 self.timed_out = True
                 self.recorder.log(
@@ -354,6 +355,7 @@ class Supervisor:
             if isinstance(value, int | float) and value == value:
                 self.recorder.metric(str(event.get("name")), int(event.get("step") or 0), float(value))
         elif kind == "step":
+            self.summary["steps_done"] = event["step"]
             self.recorder.log(f"step {event['step']}: loss {event['loss']:.4f}")
         elif kind == "log":
             self.recorder.log(str(event.get("text", "")))

@@ -165,6 +165,24 @@ class Run(models.Model):
         """The launch settings (what retry copies and compare diffs)."""
         return {name: getattr(self, name) for name in CONFIG_FIELDS}
 
+    def metric_series(self, name: str, max_points: int = 500) -> list[tuple[int, float]]:
+        """(step, value) points of one metric, thinned in the database to about `max_points`.
+
+        Keeps every k-th step (k = last step / max_points) plus the last point,
+        so a 100,000-step run costs the same to draw as a short one.
+        """
+        points = RunMetric.objects.filter(run=self, name=name)
+        last = points.order_by("-step").values_list("step", "value").first()
+        if last is None:
+            return []
+        stride = max(1, -(-last[0] // max(max_points, 1)))
+        if stride > 1:
+            points = points.annotate(_m=models.F("step") % stride).filter(_m=0)
+        series = list(points.order_by("step", "id").values_list("step", "value"))
+        if series[-1][0] != last[0]:
+            series.append(last)
+        return series
+
     @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None:

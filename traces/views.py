@@ -26,7 +26,7 @@ from traces.datasets import (
 from traces.filters import TraceFilter
 from traces.forms import CompareForm, DatasetBuildForm, TraceFileForm, TracePasteForm
 from traces.importing import import_traces
-from traces.models import Dataset, Trace, TraceInUse
+from traces.models import Dataset, DatasetInUse, Trace, TraceInUse
 from tunixrt.middleware import HtmxHttpRequest
 from tunixrt.pagination import InvalidPage, keyset_page, parse_limit
 
@@ -276,7 +276,11 @@ def dataset_export(request: HtmxHttpRequest, key: str) -> HttpResponseBase:
 def dataset_delete(request: HtmxHttpRequest, key: str) -> HttpResponse:
     dataset = _dataset_or_404(key)
     if request.method == "POST":
-        dataset.delete()
+        try:
+            dataset.delete()
+        except DatasetInUse as exc:
+            messages.error(request, str(exc))
+            return redirect("dataset-detail", key=key)
         messages.success(request, f"Dataset {key} was deleted.")
         return redirect("dataset-list")
     return TemplateResponse(request, "traces/dataset_confirm_delete.html", {"dataset": dataset})

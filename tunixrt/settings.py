@@ -343,6 +343,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "runs.choices.RunStatus",
+        "DatasetStatusEnum": "traces.choices.DatasetStatus",
+    },
 }
 
 # Security headers. The CSP allows only this origin: htmx and every script are

@@ -11,6 +11,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("traces.api.urls")),
+    path("", include("runs.api.urls")),
 ]
 
 urlpatterns = [
@@ -21,6 +22,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("traces/", include("traces.urls")),
     path("datasets/", include(dataset_urlpatterns)),
+    path("runs/", include("runs.urls")),
     path("api/", include(api_patterns)),
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),

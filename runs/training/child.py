@@ -38,11 +38,21 @@ METRIC_NAMES = {
 CPU_FLOPS = 60e9  # effective FLOP/s of a 2-core CPU on these shapes (measured 40–85 G)
 
 
+CANCEL = threading.Event()
+
+
 def emit(event: str, **fields: Any) -> None:
-    """One JSON object per line on the real stdout (libraries' prints go to stderr)."""
-    _OUT.write(json.dumps({"event": event, "t": round(time.perf_counter() - T0, 3), **fields}, default=float))
-    _OUT.write("\n")
-    _OUT.flush()
+    """One JSON object per line on the real stdout (libraries' prints go to stderr).
+
+    If the worker is gone (broken pipe), stop cleanly at the next step so the
+    trainer still saves a checkpoint for the resumed attempt.
+    """
+    line = json.dumps({"event": event, "t": round(time.perf_counter() - T0, 3), **fields}, default=float)
+    try:
+        _OUT.write(line + "\n")
+        _OUT.flush()
+    except (BrokenPipeError, OSError):
+        CANCEL.set()
 
 
 def log(text: str) -> None:
@@ -56,7 +66,7 @@ def peak_rss_mb() -> float:
 def main(job_path: str) -> int:
     # Anything a library prints must not corrupt the event stream.
     sys.stdout = sys.stderr
-    cancel = threading.Event()
+    cancel = CANCEL
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: cancel.set())
 

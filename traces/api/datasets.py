@@ -18,7 +18,7 @@ from traces.api.serializers import DatasetBuildSerializer, DatasetDetailSerializ
 from traces.choices import DatasetStatus, ExportFormat, Split
 from traces.datasets import BrokerUnavailable, BuildInvalid, build_dataset, validate_build_spec
 from traces.exporting import iter_dataset_lines
-from traces.models import Dataset
+from traces.models import Dataset, DatasetInUse
 from tunixrt.pagination import KeysetPagination
 
 
@@ -99,6 +99,15 @@ class DatasetViewSet(
             return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         code = status.HTTP_201_CREATED if dataset.status == DatasetStatus.READY else status.HTTP_202_ACCEPTED
         return Response(DatasetDetailSerializer(dataset).data, status=code)
+
+    @extend_schema(responses={204: None, 409: dict}, summary="Delete a dataset (409 when runs used it)")
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        dataset = self.get_object()
+        try:
+            dataset.delete()
+        except DatasetInUse as exc:
+            return Response({"detail": str(exc), "runs": exc.run_ids}, status=status.HTTP_409_CONFLICT)
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
         parameters=[

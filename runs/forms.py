@@ -1,0 +1,59 @@
+"""The launch form; runs.config.validate_launch does the checking."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from django import forms
+
+from runs.choices import ChatTemplate, RunMethod
+from runs.config import FIELDS, LaunchInvalid, base_model_choices, validate_launch
+from traces.choices import DatasetStatus
+from traces.models import Dataset
+
+
+class RunLaunchForm(forms.Form):
+    dataset = forms.ChoiceField(choices=[])
+    base_model = forms.ChoiceField(choices=[])
+    method = forms.ChoiceField(choices=RunMethod.choices, initial=RunMethod.FULL)
+    dry_run = forms.BooleanField(required=False, label="Dry run (validate and estimate, no training)")
+    chat_template = forms.ChoiceField(choices=ChatTemplate.choices, initial=ChatTemplate.GEMMA)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        datasets = Dataset.objects.filter(status=DatasetStatus.READY).order_by("-created_at", "-id")[:200]
+        dataset_field = cast(forms.ChoiceField, self.fields["dataset"])
+        dataset_field.choices = [
+            (d.key, f"{d.key} ({d.stats.get('train', 0)} train / {d.stats.get('validation', 0)} val)")
+            for d in datasets
+        ]
+        cast(forms.ChoiceField, self.fields["base_model"]).choices = base_model_choices()
+        for name, bound in FIELDS.items():
+            initial = bound.default
+            if name == "timeout_seconds":
+                from django.conf import settings
+
+                initial = settings.RUN_DEFAULT_TIMEOUT_SECONDS
+            self.fields[name] = forms.CharField(
+                required=False,
+                initial=initial,
+                help_text=f"{bound.help} ({bound.low:g}–{bound.high:g})",
+                label=name.replace("_", " ").capitalize(),
+            )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        payload = {k: v for k, v in data.items() if k != "dry_run" and v not in (None, "")}
+        payload["mode"] = "dry_run" if data.get("dry_run") else "train"
+        for name in ("dataset", "base_model"):
+            if name not in payload and self.data.get(name):
+                payload[name] = self.data[name]
+        try:
+            self.values = validate_launch(payload)
+        except LaunchInvalid as exc:
+            for key, messages in exc.errors.items():
+                self.add_error(key if key in self.fields else None, messages)
+        return data
+
+    def hyperparameter_fields(self) -> list[forms.BoundField]:
+        return [self[name] for name in FIELDS]

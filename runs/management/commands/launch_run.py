@@ -1,0 +1,71 @@
+"""Launch a run from the command line, optionally waiting for it to finish."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from runs.choices import RunStatus
+from runs.config import LaunchInvalid, validate_launch
+from runs.launching import BrokerUnavailable, launch_run
+from runs.models import RunLog
+
+
+class Command(BaseCommand):
+    help = (
+        "Launch a Tunix run on DATASET (name@vN): --preset tiny|small|local:<folder>, "
+        "--set name=value for any hyperparameter (learning_rate, max_steps, batch_size, method, mode, ...). "
+        "With --wait, print its log until it ends and exit non-zero unless it completed."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--dataset", required=True)
+        parser.add_argument("--preset", default="tiny", help="base model")
+        parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides")
+        parser.add_argument("--wait", action="store_true")
+        parser.add_argument("--poll", type=float, default=1.0, help=argparse_hidden())
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        data: dict[str, Any] = {"dataset": options["dataset"], "base_model": options["preset"]}
+        for item in options["overrides"]:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise CommandError(f"--set expects NAME=VALUE, got {item!r}.")
+            data[name.strip()] = value.strip()
+        try:
+            run = launch_run(validate_launch(data))
+        except LaunchInvalid as exc:
+            raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items())) from None
+        except BrokerUnavailable as exc:
+            raise CommandError(str(exc)) from None
+        self.stdout.write(f"Run {run.pk} queued ({run.mode}, {run.base_model}, {run.dataset.key}).")
+        if not options["wait"]:
+            return
+        seq = -1
+        while True:
+            for line in RunLog.objects.filter(run=run, seq__gt=seq).order_by("seq"):
+                self.stdout.write(f"  {line.text}")
+                seq = line.seq
+            run.refresh_from_db()
+            if run.is_terminal:
+                break
+            time.sleep(options["poll"])
+        self.stdout.write(f"Run {run.pk}: {run.status}" + (f" ({run.error})" if run.error else ""))
+        if run.status != RunStatus.COMPLETED:
+            raise CommandError(f"Run {run.pk} ended {run.status}.")
+        summary = run.summary
+        if "final_train_loss" in summary:
+            self.stdout.write(
+                f"loss {summary.get('first_train_loss'):.4f} → {summary.get('final_train_loss'):.4f} "
+                f"in {summary.get('steps_done')} steps"
+            )
+
+
+def argparse_hidden() -> str:
+    import argparse
+
+    return argparse.SUPPRESS
+
+

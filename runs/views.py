@@ -1,0 +1,214 @@
+"""Run pages: history, launch, detail (live log, chart, status), compare, artifacts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_http_methods, require_POST
+
+from runs.charts import line_chart
+from runs.config import LaunchInvalid, validate_launch
+from runs.filters import RunFilter
+from runs.forms import RunLaunchForm
+from runs.launching import BrokerUnavailable, artifact_path, delete_run, launch_run, list_artifacts, retry_run
+from runs.models import CONFIG_FIELDS, Run, RunLog, RunNotActive
+from tunixrt.middleware import HtmxHttpRequest
+from tunixrt.pagination import InvalidPage, keyset_page
+
+STOP_POLLING = 286  # htmx stops an `every Ns` trigger on this status
+LOG_TAIL = 200
+
+
+def _stop_when_done(response: HttpResponse, run: Run) -> HttpResponse:
+    if not run.is_active:
+        response.status_code = STOP_POLLING
+    return response
+
+
+def run_list(request: HtmxHttpRequest) -> TemplateResponse:
+    filterset = RunFilter(request.GET or None, queryset=Run.objects.select_related("dataset"))
+    rows: list[Run] = []
+    next_cursor = None
+    page_error = ""
+    try:
+        rows, next_cursor = keyset_page(filterset.qs, request.GET.get("cursor"), 50)
+    except InvalidPage as exc:
+        page_error = f"{exc.field}: {exc}"
+    params = request.GET.copy()
+    params.pop("cursor", None)
+    context = {
+        "filter": filterset,
+        "rows": rows,
+        "next_cursor": next_cursor,
+        "query": params.urlencode(),
+        "page_error": page_error,
+    }
+    template = "runs/run_list.html"
+    if request.htmx:
+        template += "#run-rows" if request.GET.get("cursor") else "#run-table"
+    return TemplateResponse(request, template, context)
+
+
+def run_row(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """One history row; polled while the run is active."""
+    run = get_object_or_404(Run.objects.select_related("dataset"), pk=pk)
+    response = TemplateResponse(request, "runs/run_list.html#run-row", {"run": run})
+    return _stop_when_done(response.render(), run)
+
+
+@require_http_methods(["GET", "POST"])
+def run_launch(request: HtmxHttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        form = RunLaunchForm(request.POST)
+        if form.is_valid():
+            try:
+                run = launch_run(form.values, request.user)
+            except BrokerUnavailable as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, f"Run {run.pk} queued.")
+                return redirect("run-detail", pk=run.pk)
+        return TemplateResponse(request, "runs/run_launch.html", {"form": form}, status=400)
+    initial = {k: v for k, v in request.GET.items()}
+    return TemplateResponse(request, "runs/run_launch.html", {"form": RunLaunchForm(initial=initial)})
+
+
+def _chart(runs: list[Run], names: tuple[str, ...] = ("train_loss", "eval_loss")) -> Any:
+    series = []
+    for n, run in enumerate(runs):
+        for name in names:
+            label = name.replace("_", " ") if len(runs) == 1 else f"run {run.pk} {name.replace('_', ' ')}"
+            css = f"s{n} {name}"
+            series.append((label, css, run.metric_series(name, 400)))
+    return line_chart(series)
+
+
+def _detail_context(run: Run) -> dict[str, Any]:
+    logs = list(RunLog.objects.filter(run=run).order_by("-seq")[:LOG_TAIL])[::-1]
+    return {
+        "run": run,
+        "config": run.config(),
+        "chart": _chart([run]),
+        "logs": logs,
+        "last_seq": logs[-1].seq if logs else -1,
+        "artifacts": list_artifacts(run) if run.is_terminal else [],
+        "summary_items": sorted((k, v) for k, v in run.summary.items() if k != "samples"),
+    }
+
+
+def run_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run.objects.select_related("dataset", "created_by"), pk=pk)
+    context = _detail_context(run)
+    fragment = request.GET.get("fragment")
+    if request.htmx and fragment in ("status", "chart"):
+        response = TemplateResponse(request, f"runs/run_detail.html#{fragment}", context).render()
+        if fragment == "status" and not run.is_active:
+            response["HX-Refresh"] = "true"  # show the summary, artifacts and final chart
+        return _stop_when_done(response, run)
+    return TemplateResponse(request, "runs/run_detail.html", context)
+
+
+def run_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Log lines after `since_seq`, appended to the page's log tail while the run is active."""
+    run = get_object_or_404(Run, pk=pk)
+    try:
+        since = int(request.GET.get("since_seq", "-1"))
+    except ValueError:
+        since = -1
+    lines = list(RunLog.objects.filter(run=run, seq__gt=since).order_by("seq")[:500])
+    last_seq = lines[-1].seq if lines else since
+    response = TemplateResponse(
+        request, "runs/run_detail.html#log-lines", {"run": run, "logs": lines, "last_seq": last_seq}
+    ).render()
+    if not run.is_active and not lines:
+        response.status_code = STOP_POLLING
+    return response
+
+
+@require_POST
+def run_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=pk)
+    try:
+        run.cancel()
+        messages.info(request, f"Run {pk}: {run.get_status_display().lower()}.")
+    except RunNotActive as exc:
+        messages.error(request, str(exc))
+    return redirect("run-detail", pk=pk)
+
+
+@require_POST
+def run_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run.objects.select_related("dataset"), pk=pk)
+    try:
+        validate_launch({"dataset": run.dataset.key, **run.config()})
+        new = retry_run(run, request.user)
+    except LaunchInvalid as exc:
+        messages.error(request, f"Cannot retry: {exc}")
+        return redirect("run-detail", pk=pk)
+    except BrokerUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect("run-detail", pk=pk)
+    messages.success(request, f"Run {new.pk} queued with the same configuration.")
+    return redirect("run-detail", pk=new.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def run_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    run = get_object_or_404(Run, pk=pk)
+    if request.method == "POST":
+        try:
+            delete_run(run)
+        except RunNotActive as exc:
+            messages.error(request, str(exc))
+            return redirect("run-detail", pk=pk)
+        messages.success(request, f"Run {pk} and its files were deleted.")
+        return redirect("run-list")
+    return TemplateResponse(request, "runs/run_confirm_delete.html", {"run": run})
+
+
+def run_artifact(request: HtmxHttpRequest, pk: int, path: str) -> HttpResponseBase:
+    run = get_object_or_404(Run, pk=pk)
+    file = artifact_path(run, path)
+    if file is None:
+        raise Http404("No such file in this run.")
+    return FileResponse(file.open("rb"), as_attachment=True, filename=file.name)
+
+
+def run_compare(request: HtmxHttpRequest) -> TemplateResponse:
+    raw = request.GET.getlist("id")
+    error = ""
+    runs: list[Run] = []
+    ids = []
+    for value in raw:
+        if value.isdigit() and int(value) not in ids:
+            ids.append(int(value))
+    if raw and not 2 <= len(ids) <= 4:
+        error = "Pick 2 to 4 different runs."
+    elif ids:
+        found = {r.pk: r for r in Run.objects.select_related("dataset").filter(pk__in=ids)}
+        missing = [str(i) for i in ids if i not in found]
+        if missing:
+            error = f"No run {', '.join(missing)}."
+        else:
+            runs = [found[i] for i in ids]
+    rows = []
+    if runs:
+        for name in ("dataset", *CONFIG_FIELDS):
+            values = [r.dataset.key if name == "dataset" else getattr(r, name) for r in runs]
+            rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1})
+        for name in ("steps_done", "final_train_loss", "best_eval_loss", "tokens_per_s", "peak_rss_mb"):
+            values = [r.summary.get(name) for r in runs]
+            rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1, "result": True})
+    context = {
+        "runs": runs,
+        "error": error,
+        "rows": rows,
+        "chart": _chart(runs) if runs else None,
+        "recent": Run.objects.select_related("dataset").order_by("-created_at", "-id")[:30],
+        "picked": ids,
+    }
+    return TemplateResponse(request, "runs/run_compare.html", context)
