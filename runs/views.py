@@ -87,6 +87,20 @@ def _chart(runs: list[Run], names: tuple[str, ...] = ("train_loss", "eval_loss")
     return line_chart(series)
 
 
+def _artifact_groups(run: Run) -> dict[str, Any]:
+    """Final model and data files listed one by one; orbax checkpoint files folded per step."""
+    files = list_artifacts(run) if run.is_terminal else []
+    main = [f for f in files if not f["path"].startswith("checkpoints/")]
+    steps: dict[str, dict[str, Any]] = {}
+    for f in files:
+        if f["path"].startswith("checkpoints/"):
+            step = f["path"].split("/")[1]
+            group = steps.setdefault(step, {"step": step, "files": [], "size": 0})
+            group["files"].append(f)
+            group["size"] += f["size"]
+    return {"artifacts": main, "checkpoints": list(steps.values()), "has_files": bool(files)}
+
+
 def _detail_context(run: Run) -> dict[str, Any]:
     logs = list(RunLog.objects.filter(run=run).order_by("-seq")[:LOG_TAIL])[::-1]
     return {
@@ -95,7 +109,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "chart": _chart([run]),
         "logs": logs,
         "last_seq": logs[-1].seq if logs else -1,
-        "artifacts": list_artifacts(run) if run.is_terminal else [],
+        **_artifact_groups(run),
         "summary_items": sorted((k, v) for k, v in run.summary.items() if k != "samples"),
     }
 

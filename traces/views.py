@@ -249,6 +249,7 @@ def dataset_detail(request: HtmxHttpRequest, key: str) -> HttpResponse:
         "splits": ["all", *Split.values],
         "sample": sample_members(dataset) if dataset.status == DatasetStatus.READY else [],
         "spec_json": json.dumps(dataset.spec, indent=2, ensure_ascii=False)[:20000],
+        "runs": dataset.runs.order_by("-created_at", "-id")[:10],
     }
     if request.htmx and request.GET.get("fragment") == "status":
         response = TemplateResponse(request, "traces/dataset_detail.html#status", context)

@@ -2,9 +2,14 @@
 
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.contrib.auth.middleware import LoginRequiredMiddleware
+from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponseBase
+from django.http.response import HttpResponseRedirectBase
+from django.shortcuts import resolve_url
+from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 
 
@@ -31,3 +36,21 @@ class PageLoginRequiredMiddleware(LoginRequiredMiddleware):
         if request.path_info.startswith("/api/"):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
+
+    # The stubs say a redirect comes back; for htmx it is htmx's client-side redirect.
+    def handle_no_permission(  # type: ignore[override]
+        self, request: HttpRequest, view_func: Callable[..., Any]
+    ) -> HttpResponseRedirectBase:
+        if request.headers.get("HX-Request") != "true":
+            return super().handle_no_permission(request, view_func)
+        # An htmx request from a page whose session has ended: following the
+        # redirect would put the login form inside the fragment, so send the
+        # whole window to it, coming back to the page afterwards.
+        current = urlsplit(request.headers.get("HX-Current-URL", ""))
+        back = "/"
+        if current.path:
+            back = current.path + (f"?{current.query}" if current.query else "")
+        login = redirect_to_login(
+            back, resolve_url(self.get_login_url(view_func)), self.get_redirect_field_name(view_func)
+        )
+        return HttpResponseClientRedirect(login["Location"])

@@ -240,6 +240,7 @@ def _train(
         def __init__(self) -> None:
             self.last_end: float | None = None
             self.rates: list[float] = []
+            self.intervals: list[float] = []
 
         def on_train_start(self, trainer: Any) -> None:
             log(f"training from step {trainer.train_steps} to {job.max_steps}")
@@ -256,6 +257,7 @@ def _train(
             if self.last_end is not None and now > self.last_end:
                 rate = real_tokens / (now - self.last_end)
                 self.rates.append(rate)
+                self.intervals.append(now - self.last_end)
                 emit("metric", name="tokens_per_s", step=step, value=round(rate, 1))
             self.last_end = now
             emit("step", step=step, loss=float(train_loss))
@@ -311,6 +313,8 @@ def _train(
         "best_eval_loss": min(evals) if evals else None,
         "tokens_per_s": round(float(np.median(hooks.rates[2:] or hooks.rates or [0.0])), 1),
         "train_seconds": round(train_seconds, 2),
+        # Steady state: the first steps include XLA compilation.
+        "seconds_per_step": round(float(np.median(hooks.intervals[2:] or hooks.intervals or [0.0])), 4),
         "checkpoint_steps": saved,
         **estimate,
     }

@@ -1,0 +1,519 @@
+"""Real-browser tests: Debian's Chromium driven by Playwright against a live server.
+
+They check what only a browser can: htmx swaps and history, file uploads, the
+CSP (violations are console errors), that nothing is fetched from other hosts
+and that user text is never run as script.
+
+Chromium is the system one (`apt-get install chromium`); Playwright never
+downloads a browser. Without it the module is skipped, unless
+REQUIRE_BROWSER=1 (CI), where a missing browser is an error. With
+BROWSER_SHOTS=DIR every test saves full-page screenshots of what it visits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from traces.models import Trace
+from traces.tests.factories import TraceFactory
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+REQUIRED = os.environ.get("REQUIRE_BROWSER", "") == "1"
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
+PASSWORD = "correct horse battery"  # the root conftest's `user`
+
+if not CHROMIUM.exists():
+    if REQUIRED:
+        pytest.fail(f"REQUIRE_BROWSER=1 but {CHROMIUM} is missing (apt-get install chromium)", pytrace=False)
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium to run the browser tests "
+        "(REQUIRE_BROWSER=1 makes this an error)",
+        allow_module_level=True,
+    )
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+except ImportError:  # pragma: no cover - playwright is in requirements-dev.txt
+    if REQUIRED:
+        raise
+    pytest.skip("the playwright package is not installed", allow_module_level=True)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One Chromium for the whole run.
+
+    Playwright's sync API keeps an asyncio loop running in this thread, which
+    makes Django refuse ORM calls from it as "async" code; the tests (and any
+    test after them in the session) are plain synchronous code, so that check
+    is switched off while the browser lives.
+    """
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@dataclass
+class Watch:
+    """What a page did besides rendering: requests, console errors, dialogs."""
+
+    page: Page
+    base_url: str
+    shots: Path | None
+    requests: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+    page_errors: list[str] = field(default_factory=list)
+    dialogs: list[str] = field(default_factory=list)
+    expected_errors: list[re.Pattern[str]] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+    def shot(self, name: str) -> None:
+        if self.shots is not None:
+            self.page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+
+    def foreign_requests(self) -> list[str]:
+        foreign = []
+        for url in self.requests:
+            parts = urlsplit(url)
+            if parts.scheme in {"data", "blob", "about"}:
+                continue
+            if parts.scheme not in {"http", "https", "ws", "wss"} or parts.hostname not in LOCAL_HOSTS:
+                foreign.append(url)
+        return foreign
+
+    def assert_clean(self) -> None:
+        errors = [e for e in self.console_errors if not any(p.search(e) for p in self.expected_errors)]
+        assert self.foreign_requests() == [], "requests left this host"
+        assert errors == [], "console errors (CSP violations show up here)"
+        assert self.page_errors == [], "uncaught JavaScript errors"
+        assert self.dialogs == [], "a dialog was opened"
+
+
+def _watch(page: Page, base_url: str) -> Watch:
+    shots_dir = os.environ.get("BROWSER_SHOTS")
+    shots = Path(shots_dir) if shots_dir else None
+    if shots is not None:
+        shots.mkdir(parents=True, exist_ok=True)
+    watch = Watch(page, base_url, shots)
+    page.on("request", lambda request: watch.requests.append(request.url))
+    page.on(
+        "console",
+        lambda msg: watch.console_errors.append(f"{msg.text} ({msg.location.get('url')})")
+        if msg.type == "error"
+        else None,
+    )
+    page.on("pageerror", lambda exc: watch.page_errors.append(str(exc)))
+
+    def on_dialog(dialog: Any) -> None:
+        watch.dialogs.append(f"{dialog.type}: {dialog.message}")
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    return watch
+
+
+@pytest.fixture
+def context(chromium: Browser, live_server: Any) -> Iterator[BrowserContext]:
+    ctx = chromium.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
+    ctx.set_default_timeout(10_000)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+@pytest.fixture
+def anon(context: BrowserContext, live_server: Any) -> Iterator[Watch]:
+    """A fresh, logged-out page; after the test it must not have broken any rule."""
+    watch = _watch(context.new_page(), live_server.url)
+    yield watch
+    watch.assert_clean()
+
+
+def _log_in_cookie(context: BrowserContext, base_url: str, user: Any) -> None:
+    client = Client()
+    client.force_login(user)
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": base_url}])
+
+
+@pytest.fixture
+def browser(anon: Watch, context: BrowserContext, user: Any) -> Watch:
+    """A page logged in as `user` (through a session cookie, not the form)."""
+    _log_in_cookie(context, anon.base_url, user)
+    return anon
+
+
+def _rows(page: Page) -> Any:
+    return page.locator("#trace-table tbody tr:not(.more)")
+
+
+def _trace_id(link_text: str) -> int:
+    match = re.search(r"#(\d+)", link_text)
+    assert match, link_text
+    return int(match.group(1))
+
+
+# a) ---------------------------------------------------------------------------
+
+
+def test_login_upload_browse_and_compare(anon: Watch, user: Any) -> None:
+    page = anon.page
+    page.goto(anon.url("/traces/"))
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/traces/$"))
+    anon.shot("login")
+    page.get_by_label("Username").fill(user.username)
+    page.get_by_label("Password").fill("wrong password")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.locator(".card .error")).to_contain_text("didn't match")
+    anon.shot("login-error")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page).to_have_url(re.compile(r"/traces/$"))
+    expect(page.get_by_role("heading", name="Traces", exact=True)).to_be_visible()
+    expect(page.locator("#trace-table")).to_contain_text("No traces")
+
+    # Upload the °F → °C example through the paste form.
+    page.get_by_role("navigation").get_by_role("link", name="Upload", exact=True).click()
+    expect(page.get_by_role("heading", name="Upload traces")).to_be_visible()
+    marker = page.evaluate("() => (window.__stayed = Math.random())")
+    page.get_by_role("link", name="Load example").click()
+    expect(page.locator("#id_payload")).to_have_value(re.compile("Convert 68°F to Celsius"))
+    page.get_by_role("button", name="Upload", exact=True).click()
+    first_link = page.locator("#paste-result").get_by_role("link", name=re.compile(r"^trace #\d+$"))
+    expect(first_link).to_be_visible()
+    expect(page.locator("#paste-result")).to_contain_text("Created")
+    assert page.evaluate("() => window.__stayed") == marker, "htmx should not reload the page"
+    first = _trace_id(first_link.inner_text())
+    anon.shot("upload-paste")
+
+    # The same text again is stored once.
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#paste-result")).to_contain_text(f"Already stored as trace #{first}")
+
+    # A second, different trace through the same form.
+    second_doc = {
+        "trace_version": "1.0",
+        "prompt": "Convert 100°C to Fahrenheit",
+        "steps": [
+            {"i": 0, "type": "formula", "content": "°F = °C × 9/5 + 32"},
+            {"i": 1, "type": "compute", "content": "100 × 9/5 + 32 = 212"},
+        ],
+        "final_answer": "212°F",
+        "meta": {"source": "browser-test", "tags": ["temperature", "second"]},
+    }
+    page.locator("#id_payload").fill(json.dumps(second_doc, ensure_ascii=False, indent=2))
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#paste-result")).to_contain_text("Created")
+    second = _trace_id(page.locator("#paste-result a").inner_text())
+    assert second != first
+
+    # Both are in the list, newest first.
+    page.get_by_role("navigation").get_by_role("link", name="Traces").click()
+    expect(_rows(page)).to_have_count(2)
+    expect(_rows(page).nth(0)).to_contain_text("Convert 100°C to Fahrenheit")
+    expect(_rows(page).nth(1)).to_contain_text("Convert 68°F to Celsius")
+
+    # The detail page: prompt, numbered steps, final answer.
+    page.get_by_role("link", name=f"#{first}", exact=True).click()
+    expect(page).to_have_url(re.compile(rf"/traces/{first}/$"))
+    expect(page.get_by_role("heading", name=f"Trace #{first}")).to_be_visible()
+    expect(page.locator("#prompt")).to_have_text("Convert 68°F to Celsius")
+    steps = page.locator("ol.steps > li")
+    expect(steps).to_have_count(3)
+    assert [steps.nth(i).get_attribute("value") for i in range(3)] == ["0", "1", "2"]
+    expect(steps.nth(1)).to_contain_text("°C = (°F - 32) × 5/9")
+    expect(page.locator("#final-answer")).to_have_text("20°C")
+    page.get_by_role("button", name="Score (baseline)").click()
+    expect(page.locator("#scores table")).to_contain_text("baseline")
+    anon.shot("detail")
+
+    # Compare the two through the list's checkboxes.
+    page.get_by_role("navigation").get_by_role("link", name="Traces").click()
+    page.get_by_label(f"select trace {first}").check()
+    page.get_by_label(f"select trace {second}").check()
+    page.get_by_role("button", name="Compare 2 selected").click()
+    expect(page).to_have_url(re.compile(r"/traces/compare/\?"))
+    columns = page.locator(".compare > section")
+    expect(columns).to_have_count(2)
+    headings = sorted(_trace_id(columns.nth(i).locator("h2").inner_text()) for i in range(2))
+    assert headings == sorted([first, second])
+    for i in range(2):
+        expect(columns.nth(i).locator(".score-pill")).to_contain_text(re.compile(r"baseline\s+\d+(\.\d)?"))
+    expect(page.locator(".compare")).to_contain_text("20°C")
+    expect(page.locator(".compare")).to_contain_text("212°F")
+    anon.shot("compare")
+
+
+def test_compare_needs_exactly_two(browser: Watch) -> None:
+    traces = TraceFactory.create_batch(3)
+    page = browser.page
+    page.goto(browser.url("/traces/"))
+    for t in traces:
+        page.get_by_label(f"select trace {t.pk}").check()
+    page.get_by_role("button", name="Compare 2 selected").click()
+    expect(page.locator(".compare")).to_have_count(0)
+    expect(page.locator(".errorlist")).to_contain_text("exactly two")
+
+
+def test_paste_errors_are_shown(browser: Watch) -> None:
+    # The server answers 400; Chromium logs that, and htmx must still show the errors.
+    browser.expected_errors.append(re.compile(r"status of 400"))
+    page = browser.page
+    page.goto(browser.url("/traces/upload/"))
+    page.locator("#id_payload").fill('{"prompt": "no steps", "final_answer": "x"')
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#paste-result .error-box")).to_contain_text("Malformed JSON")
+    page.locator("#id_payload").fill(json.dumps({"prompt": "", "steps": [], "final_answer": "x"}))
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#paste-result .error-box")).to_contain_text("prompt")
+    browser.shot("upload-paste-errors")
+
+
+def test_failed_requests_are_explained(browser: Watch, context: BrowserContext) -> None:
+    # Chromium and htmx both log the refused request.
+    browser.expected_errors.append(re.compile(r"(status of|Status Error Code) 403"))
+    page = browser.page
+    page.goto(browser.url("/traces/upload/"))
+    page.get_by_role("link", name="Load example").click()
+    expect(page.locator("#id_payload")).to_have_value(re.compile("68°F"))
+
+    # Without its CSRF cookie the POST is refused: the page says so instead of doing nothing.
+    context.clear_cookies(name=settings.CSRF_COOKIE_NAME)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("The request failed (403")
+    browser.shot("request-error")
+    page.get_by_role("button", name="Dismiss").click()
+    expect(page.get_by_role("alert")).to_have_count(0)
+
+    # A session that ended sends the whole window to the login form, which then comes back here.
+    context.clear_cookies()
+    page.get_by_role("link", name="Load example").click()
+    expect(page).to_have_url(re.compile(r"/accounts/login/\?next=/traces/upload/$"))
+    expect(page.get_by_role("heading", name="Log in")).to_be_visible()
+
+
+# b) ---------------------------------------------------------------------------
+
+
+def test_file_upload_reports_bad_lines(browser: Watch, tmp_path: Path) -> None:
+    def doc(n: int) -> dict[str, Any]:
+        return {
+            "trace_version": "1.0",
+            "prompt": f"What is {n} + {n}?",
+            "steps": [{"i": 0, "type": "compute", "content": f"{n} + {n} = {2 * n}"}],
+            "final_answer": str(2 * n),
+        }
+
+    good = [doc(2), doc(3)]
+    no_prompt = doc(4)
+    del no_prompt["prompt"]
+    upload = tmp_path / "traces.jsonl"
+    upload.write_text("\n".join(json.dumps(d) for d in [good[0], no_prompt, good[1]]) + "\n")
+
+    page = browser.page
+    page.goto(browser.url("/traces/upload/"))
+    page.get_by_label("File").set_input_files(upload)
+    page.get_by_label("Source (optional)").fill("browser-upload")
+    page.get_by_role("button", name="Import file").click()
+    result = page.locator("#file-result")
+    expect(result.locator(".created-count")).to_have_text("2")
+    expect(result.locator(".bad-count")).to_have_text("1")
+    bad_rows = result.locator(".bad-lines tbody tr")
+    expect(bad_rows).to_have_count(1)
+    expect(bad_rows.nth(0).locator("td").nth(0)).to_have_text("line 2")
+    expect(bad_rows.nth(0).locator("td").nth(1)).to_contain_text("prompt: This field is required.")
+    # Both forms' results side by side, for the screenshot.
+    page.get_by_role("link", name="Load example").click()
+    expect(page.locator("#id_payload")).to_have_value(re.compile("68°F"))
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#paste-result")).to_contain_text("Created trace #")
+    expect(result.locator(".created-count")).to_have_text("2")
+    browser.shot("upload-results")
+    assert Trace.objects.filter(source="browser-upload").count() == 2
+
+    # The same file again: everything is a duplicate.
+    page.get_by_role("button", name="Import file").click()
+    expect(result.locator(".created-count")).to_have_text("0")
+    expect(result.locator(".duplicate-count")).to_have_text("2")
+
+
+# c) ---------------------------------------------------------------------------
+
+
+def test_list_filters_in_place_and_loads_more(browser: Watch) -> None:
+    TraceFactory.create_batch(60)
+    TraceFactory.create(prompt="Convert 300 kelvin to rankine", meta={"source": "physics", "tags": ["units"]})
+    page = browser.page
+    page.goto(browser.url("/traces/"))
+    expect(_rows(page)).to_have_count(50)
+    expect(page.get_by_role("link", name="Load more")).to_be_visible()
+    marker = page.evaluate("() => (window.__stayed = Math.random())")
+
+    # Typing in the search box filters without a reload and pushes the URL.
+    page.get_by_label("Search").fill("kelvin")
+    expect(_rows(page)).to_have_count(1)
+    expect(_rows(page).nth(0)).to_contain_text("Convert 300 kelvin to rankine")
+    expect(page).to_have_url(re.compile(r"/traces/\?.*q=kelvin"))
+    expect(page.get_by_role("link", name="Load more")).to_have_count(0)
+    browser.shot("list-filtered")
+
+    # Other fields filter on change.
+    page.get_by_label("Search").fill("")
+    page.get_by_label("Source").fill("physics")
+    page.get_by_label("Source").press("Enter")
+    expect(_rows(page)).to_have_count(1)
+    expect(page).to_have_url(re.compile(r"source=physics"))
+    page.get_by_label("Source").fill("nothing-has-this")
+    page.get_by_label("Source").press("Enter")
+    expect(page.locator("#trace-table")).to_contain_text("No traces match")
+    browser.shot("list-empty")
+    assert page.evaluate("() => window.__stayed") == marker, "filtering should not reload the page"
+
+    # A pushed URL is a real page: loading it gives the whole filtered page.
+    page.reload()
+    expect(page.get_by_role("navigation")).to_be_visible()
+    expect(page.get_by_label("Source")).to_have_value("nothing-has-this")
+
+    # Leaving a filtered list and coming back shows the page, not a bare fragment.
+    page.get_by_label("Source").fill("physics")
+    page.get_by_label("Source").press("Enter")
+    expect(page).to_have_url(re.compile(r"source=physics"))
+    page.get_by_role("link", name=re.compile(r"^#\d+$")).click()
+    expect(page.locator("#prompt")).to_have_text("Convert 300 kelvin to rankine")
+    page.go_back()
+    expect(page).to_have_url(re.compile(r"source=physics"))
+    expect(page.get_by_role("navigation")).to_be_visible()
+    expect(_rows(page)).to_have_count(1)
+
+    # "Load more" appends the next page under the first.
+    page.goto(browser.url("/traces/?min_steps=3"))
+    expect(_rows(page)).to_have_count(50)
+    marker = page.evaluate("() => (window.__stayed = Math.random())")
+    page.get_by_role("link", name="Load more").click()
+    expect(_rows(page)).to_have_count(61)
+    expect(page.get_by_role("link", name="Load more")).to_have_count(0)
+    assert page.evaluate("() => window.__stayed") == marker
+    ids = [_trace_id(t) for t in _rows(page).locator("td:nth-child(2)").all_inner_texts()]
+    assert len(set(ids)) == 61, "no row twice"
+    assert parse_qs(urlsplit(page.url).query) == {"min_steps": ["3"]}
+    browser.shot("list")
+
+
+# d) ---------------------------------------------------------------------------
+
+
+def test_user_text_is_never_run(browser: Watch) -> None:
+    script = "<script>alert(1)</script>"
+    trace = TraceFactory.create(
+        prompt=script,
+        final_answer='<img src=x onerror="alert(2)">',
+        steps=[{"i": 0, "type": "<b>bold</b>", "content": "<svg onload=alert(3)>"}],
+        meta={"source": "<i>src</i>", "tags": ["<script>alert(4)</script>"]},
+    )
+    page = browser.page
+    compare = f"/traces/compare/?base={trace.pk}&other={trace.pk}"
+    for path in ("/", "/traces/", f"/traces/{trace.pk}/", compare):
+        page.goto(browser.url(path))
+        expect(page.get_by_text(script).first).to_be_visible()
+    page.goto(browser.url(f"/traces/{trace.pk}/"))
+    expect(page.locator("#prompt")).to_have_text(script)
+    expect(page.locator("#final-answer")).to_have_text('<img src=x onerror="alert(2)">')
+    assert page.locator("main script, main img, main svg, main b, main i").count() == 0
+    page.goto(browser.url(f"/traces/?q={script}"))
+    expect(page.get_by_label("Search")).to_have_value(script)
+    page.wait_for_timeout(300)  # give any injected handler a chance to fire
+    assert browser.dialogs == []
+
+
+# e) ---------------------------------------------------------------------------
+
+
+def test_every_page_is_local_and_error_free(anon: Watch, context: BrowserContext, admin_user: Any) -> None:
+    """Each page as a staff user: no foreign request and no console error (so no CSP violation)."""
+    TraceFactory.create_batch(4)
+    long = TraceFactory.create(
+        prompt="A very long prompt " + "with-a-rather-long-unbroken-token-" * 12 + " " + "words " * 80,
+        meta={"source": "long-source-name", "tags": ["many", "tags", "here"]},
+    )
+    _log_in_cookie(context, anon.base_url, admin_user)
+    page = anon.page
+
+    page.goto(anon.url("/"))
+    expect(page.locator("#health .card.health")).to_have_count(6)
+    expect(page.locator("#health")).to_contain_text("Database")
+    anon.shot("dashboard")
+
+    page.goto(anon.url(f"/traces/{long.pk}/"))
+    expect(page.locator("#prompt")).to_contain_text("A very long prompt")
+    anon.shot("detail-long")
+
+    page.goto(anon.url("/traces/compare/"))
+    expect(page.get_by_role("heading", name="Compare traces")).to_be_visible()
+    anon.shot("compare-empty")
+
+    page.goto(anon.url("/account/token"))
+    page.get_by_role("button", name="Create token").click()
+    expect(page.locator(".messages")).to_contain_text("new API token")
+    anon.shot("token")
+
+    page.goto(anon.url("/api/docs/"))
+    expect(page.locator(".swagger-ui .title")).to_contain_text("tunix-rt API")
+    expect(page.locator(".opblock").first).to_be_visible()
+    anon.shot("api-docs")
+
+    page.goto(anon.url("/admin/traces/trace/"))
+    expect(page.locator("#result_list tbody tr")).to_have_count(5)
+    anon.shot("admin-traces")
+    page.goto(anon.url(f"/admin/traces/trace/{long.pk}/change/"))
+    expect(page.locator("#content h2, #content h1").first).to_be_visible()
+    anon.shot("admin-trace")
+
+    # On a phone-sized screen long text wraps instead of widening the page.
+    page.set_viewport_size({"width": 390, "height": 800})
+    narrow = {f"/traces/{long.pk}/": "detail-narrow", "/traces/": "list-narrow", "/": "dashboard-narrow"}
+    for path, name in narrow.items():
+        page.goto(anon.url(path))
+        expect(page.locator("main h1")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+        anon.shot(name)
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than the screen"
+
+    anon.assert_clean()
+    assert any(u.endswith("/static/django_htmx/htmx-2.min.js") or "htmx" in u for u in anon.requests)
