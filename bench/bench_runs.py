@@ -225,7 +225,9 @@ def presets(steps: int) -> dict[str, Any]:
             "steps": summary.get("steps_done"),
             "parameters": summary.get("parameters"),
             "steady_tokens_per_s": round(steady, 1),
-            "steady_steps_per_s": round(1 / summary["seconds_per_step"], 2) if summary.get("seconds_per_step") else None,
+            "steady_steps_per_s": (
+                round(1 / summary["seconds_per_step"], 2) if summary.get("seconds_per_step") else None
+            ),
             "train_seconds": summary.get("train_seconds"),
             "peak_rss_mb": summary.get("peak_rss_mb"),
             "loss": [summary.get("first_train_loss"), summary.get("final_train_loss")],

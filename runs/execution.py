@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
@@ -82,15 +82,16 @@ class RunRecorder:
         self.run = run
         last = RunLog.objects.filter(run=run).aggregate(m=Max("seq"))["m"]
         self.seq = 0 if last is None else last + 1
-        self.logs: list[RunLog] = []
-        self.metrics: list[RunMetric] = []
+        # Plain tuples until written: building model instances would cost more than the write.
+        self.logs: list[tuple[int, str, str]] = []
+        self.metrics: list[tuple[str, int, float]] = []
 
     def log(self, text: str, stream: str = LogStream.STDOUT) -> None:
-        self.logs.append(RunLog(run=self.run, seq=self.seq, stream=stream, text=text[:10_000]))
+        self.logs.append((self.seq, stream, text[:10_000]))
         self.seq += 1
 
     def metric(self, name: str, step: int, value: float) -> None:
-        self.metrics.append(RunMetric(run=self.run, name=name[:64], step=max(step, 0), value=value))
+        self.metrics.append((name[:64], max(step, 0), value))
 
     def log_and_flush(self, text: str) -> None:
         self.log(text, LogStream.SYSTEM)
@@ -104,15 +105,31 @@ class RunRecorder:
         if not self.logs and not self.metrics:
             return
         now = timezone.now()
-        for row in self.logs:
-            row.created_at = now
-        for point in self.metrics:
-            point.created_at = now
+        run_id = self.run.pk
         with transaction.atomic():
-            if self.logs:
-                RunLog.objects.bulk_create(self.logs, batch_size=1000)
-            if self.metrics:
-                RunMetric.objects.bulk_create(self.metrics, batch_size=1000)
+            if connection.vendor == "postgresql":
+                # COPY is several times faster than multi-row INSERTs for these narrow rows.
+                with connection.cursor() as cur:
+                    raw = cur.cursor
+                    if self.logs:
+                        table = RunLog._meta.db_table
+                        with raw.copy(f'COPY "{table}" (run_id, seq, stream, text, created_at) FROM STDIN') as copy:
+                            for seq, stream, text in self.logs:
+                                copy.write_row((run_id, seq, stream, text, now))
+                    if self.metrics:
+                        table = RunMetric._meta.db_table
+                        with raw.copy(f'COPY "{table}" (run_id, name, step, value, created_at) FROM STDIN') as copy:
+                            for name, step, value in self.metrics:
+                                copy.write_row((run_id, name, step, value, now))
+            else:
+                RunLog.objects.bulk_create(
+                    [RunLog(run_id=run_id, seq=q, stream=s, text=t, created_at=now) for q, s, t in self.logs],
+                    batch_size=500,
+                )
+                RunMetric.objects.bulk_create(
+                    [RunMetric(run_id=run_id, name=n, step=s, value=v, created_at=now) for n, s, v in self.metrics],
+                    batch_size=500,
+                )
         self.logs.clear()
         self.metrics.clear()
 
