@@ -221,3 +221,189 @@ class RunMetric(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} {self.name}@{self.step}={self.value}"
+
+
+class EvalSet(models.Model):
+    """A held-out set of questions with expected answers, imported from JSONL or a dataset split."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    source = models.CharField(max_length=200, blank=True, default="")
+    item_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [models.Index(fields=["-created_at", "-id"], name="evalset_newest_idx")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class EvalItem(models.Model):
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.CASCADE, related_name="items")
+    item_id = models.CharField(max_length=200)
+    position = models.PositiveIntegerField()
+    prompt = models.TextField()
+    expected_answer = models.TextField()
+    category = models.CharField(max_length=100, blank=True, default="")
+    difficulty = models.CharField(max_length=100, blank=True, default="")
+    section = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["eval_set", "item_id"], name="evalitem_unique_id"),
+            models.UniqueConstraint(fields=["eval_set", "position"], name="evalitem_position"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.eval_set_id}:{self.item_id}"
+
+
+class EvaluationQuerySet(models.QuerySet["Evaluation"]):
+    def active(self) -> EvaluationQuerySet:
+        return self.filter(status__in=ACTIVE_STATUSES)
+
+
+class Evaluation(models.Model):
+    """A run's model (or, with `baseline`, its untrained base) answering every item of an eval set."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="evaluations")
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.PROTECT, related_name="evaluations")
+    baseline = models.BooleanField(default=False, help_text="the untrained base model, not the trained one")
+    status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
+    max_new_tokens = models.PositiveIntegerField(default=64)
+    judge_name = models.CharField(max_length=50, blank=True, default="")
+    judge_version = models.CharField(max_length=20, blank=True, default="")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    correct = models.PositiveIntegerField(default=0)
+    accuracy = models.FloatField(null=True, blank=True)
+    scorecard = models.JSONField(default=dict, blank=True)
+    is_latest = models.BooleanField(default=False, help_text="the run's latest completed evaluation on this set")
+    error = models.TextField(blank=True, default="")
+    celery_task_id = models.CharField(max_length=64, blank=True, default="")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = EvaluationQuerySet.as_manager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="evaluation_newest_idx"),
+            models.Index(fields=["eval_set", "is_latest", "-accuracy"], name="evaluation_leaderboard_idx"),
+            models.Index(fields=["run", "eval_set", "-finished_at"], name="evaluation_run_set_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Evaluation {self.pk} of run {self.run_id} on {self.eval_set_id}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def cancel(self) -> None:
+        """Pending: cancelled at once; running: the worker stops the generation after its batch."""
+        pending = Evaluation.objects.filter(pk=self.pk, status=RunStatus.PENDING)
+        if pending.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), error="Cancelled before it started."):
+            self.refresh_from_db()
+            return
+        Evaluation.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(status=RunStatus.CANCEL_REQUESTED)
+        self.refresh_from_db()
+        if self.status != RunStatus.CANCEL_REQUESTED:
+            raise RunNotActive(f"Evaluation {self.pk} is already {self.get_status_display().lower()}.")
+
+
+class Prediction(models.Model):
+    """One generated answer: raw output, extracted answer, verdict and latency."""
+
+    evaluation = models.ForeignKey(Evaluation, on_delete=models.CASCADE, related_name="predictions")
+    item = models.ForeignKey(EvalItem, on_delete=models.CASCADE, related_name="+")
+    raw_output = models.TextField()
+    extracted_answer = models.TextField()
+    extraction = models.CharField(max_length=20)
+    correct = models.BooleanField()
+    match = models.CharField(max_length=20, blank=True, default="")
+    latency_ms = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["evaluation", "item"], name="prediction_once_per_item")]
+        indexes = [models.Index(fields=["evaluation", "correct"], name="prediction_eval_correct_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.evaluation_id}:{self.item_id} {'✓' if self.correct else '✗'}"
+
+
+class Direction(models.TextChoices):
+    HIGHER = "higher", "Higher is better"
+    LOWER = "lower", "Lower is better"
+
+
+class RegressionBaseline(models.Model):
+    """A metric value of a reference run on an eval set that later runs must not fall below (or above)."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    run = models.ForeignKey(Run, on_delete=models.PROTECT, related_name="+")
+    eval_set = models.ForeignKey(EvalSet, on_delete=models.PROTECT, related_name="+")
+    metric = models.CharField(max_length=50, default="accuracy")
+    direction = models.CharField(max_length=8, choices=Direction.choices, default=Direction.HIGHER)
+    tolerance_pct = models.FloatField(default=0.0)
+    value = models.FloatField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RegisteredModel(models.Model):
+    """A named model whose versions are promoted runs."""
+
+    name = models.SlugField(max_length=100, unique=True)
+    description = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("name",)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ModelVersion(models.Model):
+    """An immutable copy of a run's final model with its checksum, metrics and provenance."""
+
+    model = models.ForeignKey(RegisteredModel, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="model_versions")
+    checksum = models.CharField(max_length=64)
+    size_bytes = models.BigIntegerField(default=0)
+    metrics = models.JSONField(default=dict, blank=True)
+    provenance = models.JSONField(default=dict, blank=True)
+    path = models.CharField(max_length=500)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("model", "-version")
+        constraints = [models.UniqueConstraint(fields=["model", "version"], name="modelversion_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.model.name}:v{self.version}"

@@ -4,6 +4,7 @@ from typing import Any
 
 from celery import shared_task
 
+from runs.evaluation import execute_evaluation
 from runs.execution import execute_run, reap_stale_runs
 
 
@@ -15,3 +16,8 @@ def execute_run_task(self: Any, run_id: int) -> str:
 @shared_task(name="runs.reap_stale_runs")
 def reap_stale_runs_task() -> dict[str, int]:
     return reap_stale_runs()
+
+
+@shared_task(name="runs.execute_evaluation", bind=True, acks_late=True)
+def execute_evaluation_task(self: Any, evaluation_id: int) -> str:
+    return execute_evaluation(evaluation_id, task_id=self.request.id or "")

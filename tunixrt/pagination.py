@@ -45,8 +45,9 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
         created_at = dt.datetime.fromisoformat(stamp)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
+        created_at.astimezone(dt.UTC)  # out of range in UTC (year 9999 at -05:00): OverflowError
         return created_at, int(pk)
-    except (ValueError, UnicodeDecodeError, binascii.Error):
+    except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error):
         raise InvalidPage("cursor", "Invalid cursor.") from None
 
 

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
+from runs.urls import evaluation_urlpatterns
 from traces.urls import dataset_urlpatterns
 from tunixrt import views
 
@@ -23,6 +24,7 @@ urlpatterns = [
     path("traces/", include("traces.urls")),
     path("datasets/", include(dataset_urlpatterns)),
     path("runs/", include("runs.urls")),
+    path("", include(evaluation_urlpatterns)),
     path("api/", include(api_patterns)),
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),

@@ -48,8 +48,17 @@ class RunListSerializer(serializers.ModelSerializer[Run]):
     class Meta:
         model = Run
         fields = [
-            "id", "dataset", "base_model", "method", "mode", "status", "attempt", "max_steps",
-            "created_at", "started_at", "finished_at",
+            "id",
+            "dataset",
+            "base_model",
+            "method",
+            "mode",
+            "status",
+            "attempt",
+            "max_steps",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
 
 
@@ -62,9 +71,27 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
     class Meta:
         model = Run
         fields = [
-            "id", "dataset", "status", "mode", "config", "created_by", "retry_of", "celery_task_id",
-            "worker_host", "attempt", "heartbeat_at", "created_at", "started_at", "finished_at",
-            "duration_seconds", "exit_code", "error", "summary", "stdout_tail", "stderr_tail", "output_dir",
+            "id",
+            "dataset",
+            "status",
+            "mode",
+            "config",
+            "created_by",
+            "retry_of",
+            "celery_task_id",
+            "worker_host",
+            "attempt",
+            "heartbeat_at",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "duration_seconds",
+            "exit_code",
+            "error",
+            "summary",
+            "stdout_tail",
+            "stderr_tail",
+            "output_dir",
         ]
 
     def get_config(self, obj: Run) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from runs.api.evaluation import EvaluateRequest, EvaluationSerializer, evaluate_run
 from runs.api.serializers import RunDetailSerializer, RunLaunchSerializer, RunListSerializer, RunLogSerializer
 from runs.config import LaunchInvalid, validate_launch
 from runs.filters import RunFilter
@@ -98,6 +99,15 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         except BrokerUnavailable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(RunDetailSerializer(new).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=EvaluateRequest,
+        responses={201: EvaluationSerializer, 409: dict, 503: dict},
+        summary="Evaluate the run's model (or its base, baseline=true) on an eval set",
+    )
+    @action(detail=True, methods=["post"])
+    def evaluate(self, request: Request, pk: str | None = None) -> Response:
+        return evaluate_run(request, self.get_object())
 
     @extend_schema(responses={204: None, 409: dict}, summary="Delete a finished run and its files")
     def destroy(self, request: Request, pk: str | None = None) -> Response:

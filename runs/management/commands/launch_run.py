@@ -67,5 +67,3 @@ def argparse_hidden() -> str:
     import argparse
 
     return argparse.SUPPRESS
-
-

@@ -14,6 +14,4 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         counts = reap_stale_runs()
-        self.stdout.write(
-            f"{counts['requeued']} re-queued, {counts['failed']} failed, {counts['cancelled']} cancelled"
-        )
+        self.stdout.write(f"{counts['requeued']} re-queued, {counts['failed']} failed, {counts['cancelled']} cancelled")

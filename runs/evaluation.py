@@ -1,0 +1,431 @@
+"""Evaluating runs: launch, the worker job, scorecards, leaderboard, run-vs-run comparison, regressions.
+
+Generation happens in a child process (`runs.training.evaluate`) like
+training; this module claims the row, feeds the child the items, extracts and
+judges every answer, and stores every prediction.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Q, QuerySet
+from django.utils import timezone
+
+from runs.choices import RunMode, RunStatus
+from runs.config import resolve_base_model
+from runs.execution import BoundedTail, _die_with_parent, child_env
+from runs.judging import JUDGE_NAME, JUDGE_VERSION, extract_answer, judge
+from runs.launching import BrokerUnavailable, run_directory
+from runs.models import Direction, EvalItem, EvalSet, Evaluation, Prediction, RegressionBaseline, Run
+
+logger = logging.getLogger(__name__)
+GROUPS = ("category", "section", "difficulty")
+
+
+class EvaluationConflict(Exception):
+    """The run cannot be evaluated (yet): 409."""
+
+
+def _enqueue(evaluation_id: int) -> None:
+    from runs.tasks import execute_evaluation_task
+
+    try:
+        result = execute_evaluation_task.apply_async(args=(evaluation_id,), retry=False)
+    except Exception as exc:  # noqa: BLE001 - any broker failure is reported the same way
+        Evaluation.objects.filter(pk=evaluation_id, status=RunStatus.PENDING).update(
+            status=RunStatus.FAILED,
+            finished_at=timezone.now(),
+            error=f"Could not queue the evaluation: the job broker is unreachable ({type(exc).__name__}: {exc}).",
+        )
+        return
+    Evaluation.objects.filter(pk=evaluation_id).update(celery_task_id=result.id or "")
+
+
+def final_model_dir(run: Run) -> Path | None:
+    directory = run_directory(run)
+    if directory is None:
+        return None
+    final = directory / "final"
+    return final if (final / "model.safetensors").is_file() else None
+
+
+def launch_evaluation(
+    run: Run, eval_set: EvalSet, *, baseline: bool = False, max_new_tokens: int = 64, user: Any = None
+) -> Evaluation:
+    """Queue an evaluation of the run's trained model (or, with `baseline`, its untrained base)."""
+    if not baseline:
+        if run.mode != RunMode.TRAIN or run.status != RunStatus.COMPLETED:
+            raise EvaluationConflict(
+                f"Run {run.pk} is {run.get_status_display().lower()}"
+                f"{' (a dry run)' if run.mode == RunMode.DRY_RUN else ''}: only completed training runs "
+                "can be evaluated (or evaluate its base model as a baseline)."
+            )
+        if final_model_dir(run) is None:
+            raise EvaluationConflict(f"Run {run.pk} has no final model on disk.")
+    else:
+        try:
+            resolve_base_model(run.base_model)
+        except KeyError:
+            raise EvaluationConflict(f"The base model {run.base_model!r} is no longer available.") from None
+    if not 1 <= max_new_tokens <= 1024:
+        raise ValueError("max_new_tokens must be between 1 and 1024.")
+    creator = user if user is not None and getattr(user, "is_authenticated", False) else None
+    with transaction.atomic():
+        evaluation = Evaluation.objects.create(
+            run=run,
+            eval_set=eval_set,
+            baseline=baseline,
+            max_new_tokens=max_new_tokens,
+            total=eval_set.item_count,
+            judge_name=JUDGE_NAME,
+            judge_version=JUDGE_VERSION,
+            created_by=creator,
+        )
+        transaction.on_commit(lambda: _enqueue(evaluation.pk))
+    evaluation.refresh_from_db()
+    if evaluation.status == RunStatus.FAILED:
+        raise BrokerUnavailable(evaluation.error)
+    return evaluation
+
+
+def _job(evaluation: Evaluation, directory: Path) -> Path:
+    run = evaluation.run
+    directory.mkdir(parents=True, exist_ok=True)
+    items_file = directory / "items.jsonl"
+    with items_file.open("wb") as f:
+        for pk, prompt in (
+            EvalItem.objects.filter(eval_set=evaluation.eval_set).order_by("position").values_list("pk", "prompt")
+        ):
+            f.write(json.dumps({"pk": pk, "prompt": prompt}).encode() + b"\n")
+    if evaluation.baseline:
+        model = resolve_base_model(run.base_model)
+    else:
+        final = final_model_dir(run)
+        if final is None:
+            raise FileNotFoundError(f"Run {run.pk} has no final model.")
+        model = {"kind": "local", "path": str(final)}
+    job = {
+        "model": model,
+        "seed": run.seed,
+        "chat_template": run.chat_template,
+        "items_file": str(items_file),
+        "max_prompt_length": settings.EVAL_MAX_PROMPT_LENGTH,
+        "max_new_tokens": evaluation.max_new_tokens,
+        "batch_size": 8,
+    }
+    path = directory / "job.json"
+    path.write_text(json.dumps(job))
+    return path
+
+
+def execute_evaluation(evaluation_id: int, task_id: str = "") -> str:
+    """The worker job: claim, generate in a child, judge and store every prediction, score."""
+    now = timezone.now()
+    claimed = Evaluation.objects.filter(pk=evaluation_id, status=RunStatus.PENDING).update(
+        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, celery_task_id=task_id[:64]
+    )
+    if not claimed:
+        return "not pending"
+    evaluation = Evaluation.objects.select_related("run", "eval_set").get(pk=evaluation_id)
+    base = run_directory(evaluation.run) or Path(settings.RUNS_DIR) / str(evaluation.run_id)
+    try:
+        job = _job(evaluation, base / "evaluations" / str(evaluation.pk))
+    except Exception as exc:  # noqa: BLE001 - recorded on the row
+        _finish(evaluation, RunStatus.FAILED, error=f"Could not prepare the evaluation: {exc}")
+        return RunStatus.FAILED
+    expected = dict(EvalItem.objects.filter(eval_set=evaluation.eval_set).values_list("pk", "expected_answer"))
+    return _supervise(evaluation, job, expected)
+
+
+def _finish(evaluation: Evaluation, status: str, **fields: Any) -> None:
+    Evaluation.objects.filter(pk=evaluation.pk, status__in=(RunStatus.RUNNING, RunStatus.CANCEL_REQUESTED)).update(
+        status=status, finished_at=timezone.now(), **fields
+    )
+
+
+def _supervise(evaluation: Evaluation, job: Path, expected: dict[int, str]) -> str:
+    python = settings.TRAINING_PYTHON or sys.executable
+    proc = subprocess.Popen(  # noqa: S603 - our interpreter and module, no shell
+        [python, "-m", "runs.training.evaluate", str(job)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(settings.BASE_DIR),
+        env=child_env(),
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    stderr_tail = BoundedTail(settings.TUNIX_OUTPUT_MAX_BYTES)
+    pending: list[Prediction] = []
+    done_event: dict[str, Any] = {}
+    counts = {"done": 0, "correct": 0}
+    cancel_sent = False
+    selector = selectors.DefaultSelector()
+    buffers = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
+    for stream in (proc.stdout, proc.stderr):
+        os.set_blocking(stream.fileno(), False)
+        selector.register(stream, selectors.EVENT_READ)
+    last_flush = time.monotonic()
+    deadline = time.monotonic() + evaluation.run.timeout_seconds
+
+    def flush() -> None:
+        if pending:
+            Prediction.objects.bulk_create(pending, batch_size=500, ignore_conflicts=True)
+            pending.clear()
+        Evaluation.objects.filter(pk=evaluation.pk).update(
+            done=counts["done"], correct=counts["correct"], heartbeat_at=timezone.now()
+        )
+
+    def handle(line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return
+        if event.get("event") == "prediction" and event.get("item") in expected:
+            answer, how = extract_answer(str(event.get("output", "")))
+            verdict = judge(answer, expected[event["item"]])
+            pending.append(
+                Prediction(
+                    evaluation_id=evaluation.pk,
+                    item_id=event["item"],
+                    raw_output=str(event.get("output", ""))[:20_000],
+                    extracted_answer=answer[:2000],
+                    extraction=how,
+                    correct=verdict.correct,
+                    match=verdict.method,
+                    latency_ms=float(event.get("latency_ms") or 0.0),
+                )
+            )
+            counts["done"] += 1
+            counts["correct"] += int(verdict.correct)
+        elif event.get("event") == "done":
+            done_event.update(event)
+
+    try:
+        while selector.get_map():
+            for key, _ in selector.select(timeout=0.25):
+                fd = key.fd
+                try:
+                    data = os.read(fd, 1 << 16)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    selector.unregister(key.fileobj)
+                    continue
+                if fd == proc.stderr.fileno():
+                    stderr_tail.add(data)
+                    continue
+                lines = (buffers[fd] + data).split(b"\n")
+                buffers[fd] = lines.pop()
+                for line in lines:
+                    handle(line)
+            now = time.monotonic()
+            if now - last_flush >= 0.5:
+                last_flush = now
+                flush()
+                status = Evaluation.objects.filter(pk=evaluation.pk).values_list("status", flat=True).first()
+                if status == RunStatus.CANCEL_REQUESTED and not cancel_sent:
+                    cancel_sent = True
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGTERM)
+            if now > deadline and not cancel_sent:
+                cancel_sent = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    flush()
+    current = Evaluation.objects.filter(pk=evaluation.pk).values_list("status", flat=True).first()
+    if current == RunStatus.CANCEL_REQUESTED or done_event.get("status") == "cancelled":
+        _finish(evaluation, RunStatus.CANCELLED, error="Cancelled by request.")
+        return RunStatus.CANCELLED
+    if proc.returncode != 0 or done_event.get("status") != "completed" or counts["done"] < len(expected):
+        last = [ln for ln in stderr_tail.text().splitlines() if ln.strip()][-3:]
+        error = done_event.get("error") or f"The generation process exited with code {proc.returncode}."
+        _finish(evaluation, RunStatus.FAILED, error=error + (" Last output: " + " | ".join(last) if last else ""))
+        return RunStatus.FAILED
+    complete(evaluation)
+    return RunStatus.COMPLETED
+
+
+def compute_scorecard(evaluation: Evaluation) -> dict[str, Any]:
+    """Accuracy overall and per category, section and difficulty."""
+    predictions = Prediction.objects.filter(evaluation=evaluation)
+    total = predictions.count()
+    correct = predictions.filter(correct=True).count()
+    card: dict[str, Any] = {
+        "overall": {"n": total, "correct": correct, "accuracy": round(correct / total, 4) if total else None}
+    }
+    for group in GROUPS:
+        rows = (
+            predictions.values(f"item__{group}")
+            .annotate(n=Count("id"), right=Count("id", filter=Q(correct=True)))
+            .order_by(f"item__{group}")
+        )
+        card[group] = {
+            (row[f"item__{group}"] or "—"): {
+                "n": row["n"],
+                "correct": row["right"],
+                "accuracy": round(row["right"] / row["n"], 4),
+            }
+            for row in rows
+        }
+    card["latency_ms_mean"] = round(sum(predictions.values_list("latency_ms", flat=True)) / total, 2) if total else None
+    return card
+
+
+def complete(evaluation: Evaluation) -> None:
+    """Score the evaluation and make it the run's latest on this eval set."""
+    card = compute_scorecard(evaluation)
+    overall = card["overall"]
+    with transaction.atomic():
+        Evaluation.objects.filter(
+            run=evaluation.run_id, eval_set=evaluation.eval_set_id, baseline=evaluation.baseline, is_latest=True
+        ).update(is_latest=False)
+        _finish(
+            evaluation,
+            RunStatus.COMPLETED,
+            scorecard=card,
+            accuracy=overall["accuracy"],
+            correct=overall["correct"],
+            done=overall["n"],
+            is_latest=True,
+            error="",
+        )
+
+
+def leaderboard(
+    eval_set: EvalSet, *, dataset: str = "", base_model: str = "", baseline: bool = False
+) -> QuerySet[Evaluation]:
+    """One row per run: its latest completed evaluation on `eval_set`, best first."""
+    qs = Evaluation.objects.filter(eval_set=eval_set, is_latest=True, baseline=baseline).select_related(
+        "run", "run__dataset"
+    )
+    if dataset:
+        name, sep, version = dataset.rpartition("@v")
+        if sep and version.isdigit():
+            qs = qs.filter(run__dataset__name=name, run__dataset__version=int(version))
+        else:
+            qs = qs.filter(run__dataset__name=dataset)
+    if base_model:
+        qs = qs.filter(run__base_model=base_model)
+    return qs.order_by("-accuracy", "-finished_at", "-id")
+
+
+def latest_evaluation(run: Run, eval_set: EvalSet, *, baseline: bool = False) -> Evaluation | None:
+    return Evaluation.objects.filter(run=run, eval_set=eval_set, baseline=baseline, is_latest=True).first()
+
+
+def compare_runs(eval_set: EvalSet, run_a: Run, run_b: Run) -> dict[str, Any]:
+    """Item by item: improved (A wrong, B right), regressed (A right, B wrong), unchanged."""
+    a = latest_evaluation(run_a, eval_set)
+    b = latest_evaluation(run_b, eval_set)
+    if a is None or b is None:
+        missing = [str(r.pk) for r, e in ((run_a, a), (run_b, b)) if e is None]
+        raise EvaluationConflict(f"No completed evaluation on {eval_set.name} for run {', '.join(missing)}.")
+    by_item: dict[int, dict[str, Any]] = defaultdict(dict)
+    for side, evaluation in (("a", a), ("b", b)):
+        for item_id, answer, correct in Prediction.objects.filter(evaluation=evaluation).values_list(
+            "item_id", "extracted_answer", "correct"
+        ):
+            by_item[item_id][side] = (answer, correct)
+    items = {i.pk: i for i in EvalItem.objects.filter(eval_set=eval_set)}
+    rows = []
+    counts = {"improved": 0, "regressed": 0, "unchanged": 0}
+    for item_pk, sides in sorted(by_item.items(), key=lambda kv: items[kv[0]].position):
+        a_ans, a_ok = sides.get("a", ("", False))
+        b_ans, b_ok = sides.get("b", ("", False))
+        change = "improved" if b_ok and not a_ok else "regressed" if a_ok and not b_ok else "unchanged"
+        counts[change] += 1
+        item = items[item_pk]
+        rows.append(
+            {
+                "item_id": item.item_id,
+                "prompt": item.prompt,
+                "expected_answer": item.expected_answer,
+                "a_answer": a_ans,
+                "a_correct": a_ok,
+                "b_answer": b_ans,
+                "b_correct": b_ok,
+                "change": change,
+            }
+        )
+    return {"a": a, "b": b, "counts": counts, "items": rows}
+
+
+METRICS = ("accuracy", "error_rate")
+
+
+def metric_value(evaluation: Evaluation, metric: str) -> float:
+    accuracy = evaluation.accuracy or 0.0
+    return accuracy if metric == "accuracy" else 1.0 - accuracy
+
+
+def check_regression(baseline: RegressionBaseline, run: Run) -> dict[str, Any]:
+    """Compare a run's latest evaluation with the baseline; tolerance is a percentage of the baseline."""
+    evaluation = latest_evaluation(run, baseline.eval_set)
+    if evaluation is None:
+        raise EvaluationConflict(f"Run {run.pk} has no completed evaluation on {baseline.eval_set.name}.")
+    current = metric_value(evaluation, baseline.metric)
+    margin = abs(baseline.value) * baseline.tolerance_pct / 100.0
+    if baseline.direction == Direction.HIGHER:
+        threshold = baseline.value - margin
+        passed = current >= threshold - 1e-12
+    else:
+        threshold = baseline.value + margin
+        passed = current <= threshold + 1e-12
+    return {
+        "baseline": baseline.name,
+        "metric": baseline.metric,
+        "direction": baseline.direction,
+        "tolerance_pct": baseline.tolerance_pct,
+        "baseline_value": baseline.value,
+        "current_value": current,
+        "delta": round(current - baseline.value, 6),
+        "threshold": threshold,
+        "passed": passed,
+        "run": run.pk,
+        "evaluation": evaluation.pk,
+    }
+
+
+def create_baseline(
+    name: str,
+    run: Run,
+    eval_set: EvalSet,
+    *,
+    metric: str = "accuracy",
+    direction: str = "higher",
+    tolerance_pct: float = 0.0,
+) -> RegressionBaseline:
+    evaluation = latest_evaluation(run, eval_set)
+    if evaluation is None:
+        raise EvaluationConflict(f"Run {run.pk} has no completed evaluation on {eval_set.name}.")
+    return RegressionBaseline.objects.create(
+        name=name,
+        run=run,
+        eval_set=eval_set,
+        metric=metric,
+        direction=direction,
+        tolerance_pct=tolerance_pct,
+        value=metric_value(evaluation, metric),
+    )

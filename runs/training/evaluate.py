@@ -1,0 +1,106 @@
+"""Generate answers for an eval set in its own process: `python -m runs.training.evaluate JOB.json`.
+
+Loads a trained model (the run's `final/` folder, Hugging Face Qwen3 layout)
+or the run's untrained base, renders every prompt with the run's chat
+template, and samples greedily with Tunix's Sampler in fixed-shape batches (a
+fixed prompt length, so it compiles once). Each answer is one JSON line on
+stdout; the worker extracts, judges and stores it. SIGTERM stops after the
+current batch.
+
+Never imports Django.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+T0 = time.perf_counter()
+_OUT = sys.stdout
+STOP = threading.Event()
+
+
+def emit(event: str, **fields: Any) -> None:
+    line = json.dumps({"event": event, "t": round(time.perf_counter() - T0, 3), **fields}, default=float)
+    try:
+        _OUT.write(line + "\n")
+        _OUT.flush()
+    except (BrokenPipeError, OSError):
+        STOP.set()
+
+
+def main(job_path: str) -> int:
+    sys.stdout = sys.stderr
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: STOP.set())
+    job = json.loads(Path(job_path).read_text())
+
+    from tunix.generate import sampler as sampler_lib
+
+    from runs.training import data as data_lib
+    from runs.training import modeling
+
+    model, cfg, tok = modeling.build_base(job["model"], job.get("seed", 0))
+    emit("log", text=f"model loaded ({modeling.count_params(model):,} parameters) from {job['model']}")
+    items = [json.loads(line) for line in Path(job["items_file"]).read_text().splitlines() if line.strip()]
+    prompt_len = int(job["max_prompt_length"])
+    new_tokens = int(job["max_new_tokens"])
+    batch = int(job.get("batch_size", 8))
+    cache = sampler_lib.CacheConfig(
+        cache_size=prompt_len + new_tokens + 8,
+        num_layers=cfg.num_layers,
+        num_kv_heads=cfg.num_kv_heads,
+        head_dim=cfg.head_dim,
+    )
+    sampler = sampler_lib.Sampler(transformer=model, tokenizer=tok, cache_config=cache)
+    emit("started", items=len(items))
+    for start in range(0, len(items), batch):
+        if STOP.is_set():
+            emit("done", status="cancelled")
+            return 0
+        chunk = items[start : start + batch]
+        heads = [data_lib.render(job["chat_template"], item["prompt"])[0] for item in chunk]
+        # Keep the prompt's end (where the question and the turn marker are) when it is too long.
+        heads = [_clip(h, tok, prompt_len) for h in heads]
+        padded = heads + [heads[-1]] * (batch - len(heads))  # constant batch shape: one compile
+        t = time.perf_counter()
+        out = sampler(
+            padded, max_generation_steps=new_tokens, temperature=0.0, max_prompt_length=prompt_len, echo=False
+        )
+        per_item_ms = (time.perf_counter() - t) * 1000 / len(chunk)
+        for item, text in zip(chunk, out.text[: len(chunk)], strict=True):
+            emit("prediction", item=item["pk"], output=text, latency_ms=round(per_item_ms, 2))
+    emit("done", status="completed")
+    return 0
+
+
+def _clip(text: str, tok: Any, limit: int) -> str:
+    ids = tok.encode(text)
+    if len(ids) < limit:
+        return text
+    return str(tok.decode(ids[-(limit - 2) :]))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.stderr.write("usage: python -m runs.training.evaluate JOB.json\n")
+        sys.exit(2)
+    try:
+        code = main(sys.argv[1])
+    except Exception as exc:  # noqa: BLE001 - reported to the worker, then a non-zero exit
+        import traceback
+
+        traceback.print_exc()
+        emit("done", status="failed", error=f"{type(exc).__name__}: {exc}")
+        code = 1
+    _OUT.flush()
+    sys.stderr.flush()
+    os._exit(code)

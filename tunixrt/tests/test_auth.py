@@ -1,0 +1,144 @@
+"""Authentication everywhere: API answers 401/403 without data, pages redirect to the login."""
+
+from __future__ import annotations
+
+import pytest
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from traces.models import Trace
+from traces.tests.factories import make_trace, trace_document
+
+pytestmark = pytest.mark.django_db
+
+DENIED = (401, 403)
+
+
+@pytest.fixture
+def anonymous() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def trace() -> Trace:
+    return make_trace(prompt="secret prompt text")
+
+
+def test_listing_needs_authentication(anonymous, trace):
+    response = anonymous.get("/api/traces")
+
+    assert response.status_code in DENIED
+    assert b"secret prompt text" not in response.content
+    assert "results" not in response.json()
+
+
+def test_detail_needs_authentication(anonymous, trace):
+    response = anonymous.get(f"/api/traces/{trace.pk}")
+
+    assert response.status_code in DENIED
+    assert b"secret prompt text" not in response.content
+
+
+def test_compare_needs_authentication(anonymous, trace):
+    response = anonymous.get("/api/traces/compare", {"base": trace.pk, "other": trace.pk})
+
+    assert response.status_code in DENIED
+    assert b"secret prompt text" not in response.content
+
+
+def test_create_needs_authentication(anonymous):
+    response = anonymous.post("/api/traces", trace_document(1), format="json")
+
+    assert response.status_code in DENIED
+    assert Trace.objects.count() == 0
+
+
+def test_batch_needs_authentication(anonymous):
+    response = anonymous.post("/api/traces/batch", [trace_document(1)], format="json")
+
+    assert response.status_code in DENIED
+    assert Trace.objects.count() == 0
+
+
+def test_delete_and_score_need_authentication(anonymous, trace):
+    assert anonymous.delete(f"/api/traces/{trace.pk}").status_code in DENIED
+    assert anonymous.post(f"/api/traces/{trace.pk}/score").status_code in DENIED
+    assert Trace.objects.filter(pk=trace.pk).exists()
+    assert not trace.scores.exists()
+
+
+def test_health_needs_authentication(anonymous):
+    response = anonymous.get("/api/health")
+
+    assert response.status_code in DENIED
+    assert "checks" not in response.json()
+
+
+def test_a_wrong_token_is_refused(anonymous, trace):
+    anonymous.credentials(HTTP_AUTHORIZATION="Token " + "0" * 40)
+
+    assert anonymous.get("/api/traces").status_code in DENIED
+
+
+def test_a_token_authenticates_api_calls(user, trace):
+    token = Token.objects.create(user=user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    listed = client.get("/api/traces")
+    created = client.post("/api/traces", trace_document(1), format="json")
+
+    assert listed.status_code == 200
+    assert [row["id"] for row in listed.json()["results"]] == [trace.pk]
+    assert created.status_code == 201
+    assert Trace.objects.get(pk=created.json()["id"]).created_by == user
+
+
+def test_a_session_login_authenticates_api_calls(client, user, trace):
+    client.login(username="alice", password="correct horse battery")
+
+    assert client.get("/api/traces").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/",
+        "/traces/",
+        "/traces/upload/",
+        "/traces/{pk}/",
+        "/traces/{pk}/delete/",
+        "/traces/compare/",
+        "/account/token",
+        "/health/cards",
+    ],
+)
+def test_every_page_redirects_anonymous_users_to_the_login(client, trace, path):
+    response = client.get(path.format(pk=trace.pk))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/?next=")
+    assert b"secret prompt text" not in response.content
+
+
+def test_posting_pages_anonymously_changes_nothing(client, trace):
+    client.post(f"/traces/{trace.pk}/delete/")
+    client.post("/traces/upload/", {"payload": '{"trace_version": "1"}'})
+
+    assert list(Trace.objects.values_list("pk", flat=True)) == [trace.pk]
+
+
+def test_the_login_page_itself_is_public(client):
+    assert client.get("/accounts/login/").status_code == 200
+
+
+def test_the_token_page_creates_and_rotates_a_token(page, user):
+    assert page.get("/account/token").status_code == 200
+
+    page.post("/account/token")
+    first = Token.objects.get(user=user).key
+    page.post("/account/token")
+    second = Token.objects.get(user=user).key
+
+    assert first != second
+    assert second in page.get("/account/token").content.decode()
