@@ -16,7 +16,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from traces.models import Trace, TraceScore
+from runs.models import Evaluation, RegisteredModel, Run
+from traces.models import Dataset, Trace, TraceScore
 from tunixrt.health import health_report
 
 ESTIMATE_ABOVE = 100_000
@@ -43,6 +44,11 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         "trace_count_estimated": estimated,
         "scored_count": TraceScore.objects.count() if not estimated else None,
         "recent": Trace.objects.newest_first().only("id", "prompt", "created_at", "source", "step_count")[:5],
+        "dataset_count": Dataset.objects.count(),
+        "run_count": Run.objects.count(),
+        "recent_runs": Run.objects.select_related("dataset").order_by("-created_at", "-id")[:5],
+        "model_count": RegisteredModel.objects.count(),
+        "evaluation_count": Evaluation.objects.filter(status="completed").count(),
     }
     return TemplateResponse(request, "tunixrt/dashboard.html", context)
 
