@@ -317,8 +317,14 @@ def leaderboard(
     eval_set: EvalSet, *, dataset: str = "", base_model: str = "", baseline: bool = False
 ) -> QuerySet[Evaluation]:
     """One row per run: its latest completed evaluation on `eval_set`, best first."""
-    qs = Evaluation.objects.filter(eval_set=eval_set, is_latest=True, baseline=baseline).select_related(
-        "run", "run__dataset"
+    qs = (
+        Evaluation.objects.filter(eval_set=eval_set, is_latest=True, baseline=baseline)
+        .select_related("run", "run__dataset")
+        # Rows only need these: never drag scorecards, run summaries or output tails along.
+        .only(
+            "id", "run_id", "eval_set_id", "accuracy", "correct", "total", "finished_at", "created_at",
+            "run__id", "run__base_model", "run__method", "run__dataset__name", "run__dataset__version",
+        )
     )
     if dataset:
         name, sep, version = dataset.rpartition("@v")

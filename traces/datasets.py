@@ -350,16 +350,27 @@ def build_dataset(spec: BuildSpec, user: Any = None, *, inline_limit: int | None
             populate(dataset, spec)
         return dataset
 
-    dataset = _create_row(spec, user, DatasetStatus.PENDING)
+    with transaction.atomic():
+        dataset = _create_row(spec, user, DatasetStatus.PENDING)
+        # Queued once the row is committed, so the worker always finds it.
+        transaction.on_commit(lambda: _enqueue_build(dataset.pk))
+    dataset.refresh_from_db()
+    if dataset.status == DatasetStatus.FAILED:
+        raise BrokerUnavailable(dataset.error)
+    return dataset
+
+
+def _enqueue_build(dataset_id: int) -> None:
+    """Send a large build to a worker; if the broker is unreachable, fail the row with the reason."""
     from traces.tasks import build_dataset_task
 
     try:
-        build_dataset_task.apply_async(args=(dataset.pk,), retry=False)
-    except Exception as exc:
+        build_dataset_task.apply_async(args=(dataset_id,), retry=False)
+    except Exception as exc:  # noqa: BLE001 - any broker failure is reported the same way
         error = f"Could not queue the build: the broker is unreachable ({exc})."
-        Dataset.objects.filter(pk=dataset.pk).update(status=DatasetStatus.FAILED, error=error)
-        raise BrokerUnavailable(f"The job broker is unreachable: {exc}") from exc
-    return dataset
+        Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.PENDING).update(
+            status=DatasetStatus.FAILED, error=error
+        )
 
 
 def run_queued_build(dataset_id: int) -> str:
@@ -370,8 +381,9 @@ def run_queued_build(dataset_id: int) -> str:
     if not claimed:
         return "not pending"
     dataset = Dataset.objects.get(pk=dataset_id)
-    spec = spec_from_json(dataset)
     try:
+        # Inside the try: a spec this code cannot read must fail the row, not leave it building.
+        spec = spec_from_json(dataset)
         with transaction.atomic():
             populate(dataset, spec)
     except Exception as exc:
