@@ -89,8 +89,8 @@ def test_a_real_worker_builds_a_queued_dataset(api, page, settings, empty_queue)
     with start_worker(celery_app, perform_ping_check=False, pool="solo", shutdown_timeout=30):
         response = api.post("/api/datasets", body, format="json")
         assert response.status_code == 202, response.content
-        assert response.json()["status"] == "pending"
-        assert response.json()["stats"] == {}
+        # Queued on commit: a fast worker may already have claimed it when the response is built.
+        assert response.json()["status"] in ("pending", "building")
         assert response.json()["key"] == "big@v1"
         dataset = wait_until_done("big@v1")
     assert dataset.status == DatasetStatus.READY, dataset.error
