@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import django_filters
 from django import forms
+from django_filters.fields import IsoDateTimeField
 
 from traces.models import Trace, TraceQuerySet
 
@@ -14,14 +16,32 @@ class IntegerFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """ISO 8601, refusing instants that leave datetime's range in UTC (year 9999 at -05:00)."""
+
+    def to_python(self, value: Any) -> dt.datetime | None:
+        parsed: dt.datetime | None = super().to_python(value)
+        if parsed is not None:
+            try:
+                # The database layer converts to UTC; an OverflowError there would be a 500.
+                parsed.astimezone(dt.UTC)
+            except OverflowError:
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+        return parsed
+
+
+class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 class TraceFilter(django_filters.FilterSet):
     """source, tag, created range, step-count range and full-text `q`."""
 
     q = django_filters.CharFilter(method="filter_q", label="Search", max_length=500)
     source = django_filters.CharFilter(field_name="source", max_length=128)
     tag = django_filters.CharFilter(method="filter_tag", max_length=64)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     min_steps = IntegerFilter(
         field_name="step_count", lookup_expr="gte", min_value=0, max_value=1000
     )

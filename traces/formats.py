@@ -28,6 +28,24 @@ class Record:
     error: str | None = None
 
 
+class NonStandardConstant:
+    """`NaN`, `Infinity` or `-Infinity` as Python's json module reads them.
+
+    They are not JSON (orjson, which reads JSON Lines and API bodies, rejects
+    them), so the array reader must not turn them into floats that would be
+    stored (or, on SQLite, silently dropped). This stand-in is no string, number
+    or plain JSON value, so the validator rejects the trace naming the field.
+    """
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
 def detect_format(name: str, head: bytes) -> Format:
     """`.jsonl`/`.ndjson` are JSON Lines; otherwise a leading `[` means a JSON array."""
     lowered = name.lower()
@@ -74,7 +92,7 @@ def read_json_array(stream: IO[bytes], max_bytes: int) -> Iterator[Record]:
     A malformed element cannot be skipped reliably inside an array, so it is
     reported and reading stops there.
     """
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(parse_constant=NonStandardConstant)
     utf8 = codecs.getincrementaldecoder("utf-8-sig")(errors="strict")
     buf = ""
     pos = 0

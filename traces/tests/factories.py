@@ -10,12 +10,14 @@ from traces.models import Trace
 from traces.validation import validate_trace
 
 
-def trace_document(n: int = 0, steps: int = 3, **overrides: Any) -> dict[str, Any]:
-    """A valid trace document (the capture format)."""
+def trace_document(n: int = 0, steps: int | list[dict[str, Any]] = 3, **overrides: Any) -> dict[str, Any]:
+    """A valid trace document (the capture format); `steps` is a count or the steps themselves."""
+    if isinstance(steps, int):
+        steps = [{"i": i, "type": "compute", "content": f"step {i} of problem {n}"} for i in range(steps)]
     doc: dict[str, Any] = {
         "trace_version": "1.0",
         "prompt": f"What is {n} + {n}?",
-        "steps": [{"i": i, "type": "compute", "content": f"step {i} of problem {n}"} for i in range(steps)],
+        "steps": steps,
         "final_answer": str(2 * n),
         "meta": {"source": "factory", "tags": ["arithmetic"]},
     }
@@ -40,3 +42,9 @@ class TraceFactory(factory.django.DjangoModelFactory[Trace]):
             setattr(trace, key, value)
         trace.save()
         return trace
+
+
+def make_trace(**kwargs: Any) -> Trace:
+    """A stored trace; TraceFactory's keywords (document fields, or model fields such as created_at)."""
+    trace: Trace = TraceFactory(**kwargs)  # type: ignore[assignment]
+    return trace

@@ -30,7 +30,10 @@ CONFIG_VARS = (
 # Reads {case: env} on stdin, answers {case: [exit status, stdout, stderr]} on stdout.
 FORKING_DRIVER = r"""
 import json, os, sys, tempfile
-import django, celery, kombu, environ  # the slow imports, done once
+# The slow imports, done once; none of them reads the settings.
+import django, django.db.models, django.http, django.urls, django.utils.csp, tunixrt
+from django.conf import settings
+assert not settings.configured, "each child must load the settings itself"
 cases = json.load(sys.stdin)
 results = {}
 for name, env in cases.items():
