@@ -9,6 +9,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import ProtectedError
 from django.utils import timezone
 
 from runs.choices import RunStatus
@@ -21,8 +22,8 @@ class BrokerUnavailable(RuntimeError):
     """The run was saved but could not be queued; it is marked failed with the reason."""
 
 
-def enqueue(run_id: int) -> None:
-    """Send the run to a worker; if the broker is unreachable, fail the run with the reason."""
+def enqueue(run_id: int) -> bool:
+    """Send the run to a worker; if the broker is unreachable, fail the run with the reason (False)."""
     from runs.tasks import execute_run_task
 
     try:
@@ -34,8 +35,9 @@ def enqueue(run_id: int) -> None:
             finished_at=timezone.now(),
             error=f"Could not queue the run: the job broker is unreachable ({type(exc).__name__}: {exc}).",
         )
-        return
+        return False
     Run.objects.filter(pk=run_id).update(celery_task_id=result.id or "")
+    return True
 
 
 def launch_run(values: dict[str, Any], user: Any = None, *, retry_of: Run | None = None) -> Run:
@@ -44,13 +46,16 @@ def launch_run(values: dict[str, Any], user: Any = None, *, retry_of: Run | None
     Raises BrokerUnavailable (after marking the run failed) when it cannot be queued.
     """
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
+    queued: list[bool] = []
     with transaction.atomic():
         run = Run.objects.create(**values, created_by=creator, retry_of=retry_of)
         run.output_dir = str(Path(settings.RUNS_DIR) / str(run.pk))
         run.save(update_fields=["output_dir"])
-        transaction.on_commit(lambda: enqueue(run.pk))
+        transaction.on_commit(lambda: queued.append(enqueue(run.pk)))
     run.refresh_from_db()
-    if run.status == RunStatus.FAILED:
+    # Only a failed publish is the broker's fault: a fast worker may already have run
+    # (and failed) the run by now, which is no reason to answer 503.
+    if queued == [False]:
         raise BrokerUnavailable(run.error)
     return run
 
@@ -65,7 +70,13 @@ def delete_run(run: Run) -> None:
     if not run.is_terminal:
         raise RunNotActive(f"Run {run.pk} is {run.get_status_display().lower()}; cancel it first.")
     directory = run_directory(run)
-    run.delete()
+    try:
+        run.delete()
+    except ProtectedError as exc:
+        names = sorted(str(obj) for obj in exc.protected_objects)
+        raise RunNotActive(
+            f"Run {run.pk} is the reference of regression baseline {', '.join(names)}; delete the baseline first."
+        ) from None
     if directory is not None and directory.is_dir():
         shutil.rmtree(directory, ignore_errors=True)
 

@@ -350,17 +350,18 @@ def build_dataset(spec: BuildSpec, user: Any = None, *, inline_limit: int | None
             populate(dataset, spec)
         return dataset
 
+    queued: list[bool] = []
     with transaction.atomic():
         dataset = _create_row(spec, user, DatasetStatus.PENDING)
         # Queued once the row is committed, so the worker always finds it.
-        transaction.on_commit(lambda: _enqueue_build(dataset.pk))
+        transaction.on_commit(lambda: queued.append(_enqueue_build(dataset.pk)))
     dataset.refresh_from_db()
-    if dataset.status == DatasetStatus.FAILED:
+    if queued == [False]:  # only a failed publish is the broker's fault
         raise BrokerUnavailable(dataset.error)
     return dataset
 
 
-def _enqueue_build(dataset_id: int) -> None:
+def _enqueue_build(dataset_id: int) -> bool:
     """Send a large build to a worker; if the broker is unreachable, fail the row with the reason."""
     from traces.tasks import build_dataset_task
 
@@ -371,6 +372,8 @@ def _enqueue_build(dataset_id: int) -> None:
         Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.PENDING).update(
             status=DatasetStatus.FAILED, error=error
         )
+        return False
+    return True
 
 
 def run_queued_build(dataset_id: int) -> str:

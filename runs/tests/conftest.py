@@ -17,9 +17,7 @@ from tunixrt.celery import app as celery_app
 
 # Shared by every test (and by both passes of bin/run-tests): the persistent
 # compile cache turns each child's ~3 s first-step compile into a lookup.
-JAX_CACHE = Path(
-    os.environ.get("TUNIXRT_TEST_JAX_CACHE") or Path(tempfile.gettempdir()) / "tunixrt-test-jax-cache"
-)
+JAX_CACHE = Path(os.environ.get("TUNIXRT_TEST_JAX_CACHE") or Path(tempfile.gettempdir()) / "tunixrt-test-jax-cache")
 CLOSED_PORT_BROKER = "redis://127.0.0.1:1/0"
 
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import signal
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
 from runs.choices import LogStream, RunStatus
 from runs.config import validate_launch
+from runs.execution import Supervisor
 from runs.models import Run, RunLog, RunMetric
 from traces.datasets import build_dataset, validate_build_spec
 from traces.models import Dataset
@@ -33,6 +39,9 @@ FAST: dict[str, Any] = {
     "seed": 0,
     "timeout_seconds": 300,
 }
+# Runs that must still be training when a test stops them; same optimizer as FAST but a
+# longer schedule (one more compile, shared by every such test).
+LONG: dict[str, Any] = {**FAST, "max_steps": 2000, "eval_every_steps": 1000, "checkpoint_every_steps": 1000}
 TINY_PARAMETERS = 328_832
 RANDOM_INIT_LOSS = 5.5  # ln(259) ≈ 5.56: a random byte model's loss
 
@@ -111,9 +120,7 @@ def record_history(run: Run, steps: int = 20, logs: int = 5) -> None:
         if step % 5 == 0:
             points.append(RunMetric(run=run, name="eval_loss", step=step, value=5.6 - 0.1 * step))
     RunMetric.objects.bulk_create(points)
-    RunLog.objects.bulk_create(
-        [RunLog(run=run, seq=n, stream=LogStream.STDOUT, text=f"line {n}") for n in range(logs)]
-    )
+    RunLog.objects.bulk_create([RunLog(run=run, seq=n, stream=LogStream.STDOUT, text=f"line {n}") for n in range(logs)])
 
 
 def write_outputs(run: Run) -> dict[str, bytes]:
@@ -143,11 +150,70 @@ def finished_run(dataset: Dataset, status: str = RunStatus.COMPLETED, files: boo
         heartbeat_at=now,
         exit_code=0 if status == RunStatus.COMPLETED else 1,
         error="" if status == RunStatus.COMPLETED else f"ended {status}",
-        summary={"steps_done": 20, "first_train_loss": 5.4, "final_train_loss": 3.5, "best_eval_loss": 3.6,
-                 "parameters": TINY_PARAMETERS, "tokens_per_s": 5000.0},
+        summary={
+            "steps_done": 20,
+            "first_train_loss": 5.4,
+            "final_train_loss": 3.5,
+            "best_eval_loss": 3.6,
+            "parameters": TINY_PARAMETERS,
+            "tokens_per_s": 5000.0,
+        },
     )
     run.refresh_from_db()
     record_history(run)
     if files:
         write_outputs(run)
     return run
+
+
+class StepTrigger:
+    """Calls `action(supervisor)` once, inside the worker's loop, when the child reports step >= `step`.
+
+    The supervisor runs in the test's thread, so what the action does (cancel the
+    run, kill the child) happens at a known step without a second thread or
+    database connection; the worker then sees it exactly as it would see another
+    process's change.
+    """
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, step: int, action: Callable[[Supervisor], None]) -> None:
+        self.step = step
+        self.action = action
+        self.fired_at: float | None = None
+        self.fired_step: int | None = None
+        original = Supervisor._stdout_line
+        trigger = self
+
+        def stdout_line(supervisor: Supervisor, raw: bytes) -> None:
+            original(supervisor, raw)
+            if trigger.fired_at is not None or b'"event": "step"' not in raw:
+                return
+            step_now = int(json.loads(raw)["step"])
+            if step_now >= trigger.step:
+                trigger.fired_at = time.monotonic()
+                trigger.fired_step = step_now
+                trigger.action(supervisor)
+
+        monkeypatch.setattr(Supervisor, "_stdout_line", stdout_line)
+
+
+def kill_child(supervisor: Supervisor) -> None:
+    """SIGKILL the training child, found by the pid the worker logged."""
+    supervisor.recorder.flush()
+    pid = child_pid(supervisor.run)
+    assert pid is not None, "the worker logs the child's pid"
+    os.killpg(pid, signal.SIGKILL)
+
+
+def kill_child_once_saved(step: int) -> Callable[[Supervisor], None]:
+    """Kill the child once orbax has committed the checkpoint of `step` (saves are asynchronous)."""
+
+    def action(supervisor: Supervisor) -> None:
+        # Orbax writes into a temporary folder and renames it to the step number when done.
+        committed = output(supervisor.run) / "checkpoints" / str(step)
+        deadline = time.monotonic() + 30
+        while not committed.is_dir() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert committed.is_dir(), f"no checkpoint at step {step}"
+        kill_child(supervisor)
+
+    return action

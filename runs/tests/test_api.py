@@ -58,8 +58,17 @@ def test_the_list_is_newest_first_and_walks_by_cursor(api, history):
     assert walk(api, {}, limit=100) == expected
     rows = api.get("/api/runs").json()["results"]
     assert set(rows[0]) == {
-        "id", "dataset", "base_model", "method", "mode", "status", "attempt", "max_steps",
-        "created_at", "started_at", "finished_at",
+        "id",
+        "dataset",
+        "base_model",
+        "method",
+        "mode",
+        "status",
+        "attempt",
+        "max_steps",
+        "created_at",
+        "started_at",
+        "finished_at",
     }  # narrow: no summary, logs or tails
 
 
@@ -98,8 +107,8 @@ def test_the_list_filters_by_creation_time(api, history):
 
 
 @pytest.mark.parametrize(
-    "params", [{"status": "exploded"}, {"mode": "x"}, {"created_after": "yesterday"}, {"cursor": "garbage"},
-               {"limit": 0}]
+    "params",
+    [{"status": "exploded"}, {"mode": "x"}, {"created_after": "yesterday"}, {"cursor": "garbage"}, {"limit": 0}],
 )
 def test_bad_list_parameters_are_400_naming_them(api, history, params):
     response = api.get("/api/runs", params)
@@ -143,8 +152,10 @@ def test_detail_has_the_config_summary_and_outcome(api, history):
 def test_logs_since_a_sequence_number_return_only_later_lines(api, dataset):
     run = make_run(dataset)
     RunLog.objects.bulk_create(
-        [RunLog(run=run, seq=n, stream=LogStream.STDOUT if n % 2 else LogStream.STDERR, text=f"line {n}")
-         for n in range(10)]
+        [
+            RunLog(run=run, seq=n, stream=LogStream.STDOUT if n % 2 else LogStream.STDERR, text=f"line {n}")
+            for n in range(10)
+        ]
     )
     url = f"/api/runs/{run.pk}/logs"
     everything = api.get(url).json()

@@ -13,12 +13,12 @@ from runs.config import validate_launch
 from runs.models import Run
 from traces.choices import DatasetStatus, Split
 from traces.models import Dataset, DatasetMember
-from traces.tests.factories import TraceFactory
+from traces.tests.factories import make_trace
 
 pytestmark = pytest.mark.django_db
 
 # (field, value, part of the message); "json" marks values only JSON can carry.
-OUT_OF_RANGE = [
+OUT_OF_RANGE: list[tuple[str, Any, str]] = [
     ("learning_rate", 0, "between"),
     ("learning_rate", 1.5, "between"),
     ("learning_rate", 1e-9, "between"),
@@ -41,7 +41,7 @@ OUT_OF_RANGE = [
     ("lora_rank", 257, "between"),
     ("lora_alpha", 0, "between"),
 ]
-WRONG_TYPE = [
+WRONG_TYPE: list[tuple[str, Any, str]] = [
     ("max_steps", 1.5, "whole number"),
     ("max_steps", "ten", "whole number"),
     ("batch_size", "8x", "whole number"),
@@ -214,7 +214,7 @@ def test_a_dataset_that_is_not_ready_is_refused(api, page, status):
 
 def test_a_dataset_without_training_examples_is_refused(api):
     held_out = Dataset.objects.create(name="held-out", version=1)
-    DatasetMember.objects.create(dataset=held_out, trace=TraceFactory(), position=0, split=Split.VALIDATION)
+    DatasetMember.objects.create(dataset=held_out, trace=make_trace(), position=0, split=Split.VALIDATION)
     errors = api_errors(api, {"dataset": "held-out@v1"})
     assert errors["dataset"] == ["Dataset held-out@v1 has no training examples."]
     assert Run.objects.count() == 0
@@ -255,8 +255,14 @@ def test_a_valid_launch_saves_a_pending_run_and_queues_it_after_commit(
 
 
 def test_a_valid_page_launch_redirects_to_the_new_run(page, ready, sent_tasks, django_capture_on_commit_callbacks):
-    form = {"dataset": ready, "base_model": "tiny", "method": "full", "chat_template": "plain", "max_steps": "25",
-            "dry_run": "on"}
+    form = {
+        "dataset": ready,
+        "base_model": "tiny",
+        "method": "full",
+        "chat_template": "plain",
+        "max_steps": "25",
+        "dry_run": "on",
+    }
     with django_capture_on_commit_callbacks(execute=True):
         response = page.post("/runs/new/", form)
     run = Run.objects.get()
@@ -282,4 +288,10 @@ def test_the_command_launches_with_overrides(ready, sent_tasks, capsys, django_c
 def test_the_command_refuses_a_malformed_override(ready):
     with pytest.raises(CommandError, match="NAME=VALUE"):
         call_command("launch_run", "--dataset", ready, "--set", "max_steps")
+    assert Run.objects.count() == 0
+
+
+def test_the_api_takes_json_only(api, ready):
+    response = api.post("/api/runs", {"dataset": ready, "max_steps": "12"}, format="multipart")
+    assert response.status_code == 415
     assert Run.objects.count() == 0

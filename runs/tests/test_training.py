@@ -69,7 +69,7 @@ def test_a_tiny_run_trains_and_records_metrics_logs_checkpoints_and_the_final_mo
     assert summary["checkpoint_steps"] == [10, 20]
     assert len(summary["samples"]) == 2
     assert {"prompt", "output"} <= set(summary["samples"][0])
-    assert "step 20" in run.stdout_tail or '"event": "done"' in run.stdout_tail
+    assert '"event": "done"' in run.stdout_tail
 
     # Files: data, job, checkpoints and a final model in the Hugging Face layout.
     folder = output(run)

@@ -1,0 +1,62 @@
+"""Dry runs check the data and estimate the cost without training anything."""
+
+from __future__ import annotations
+
+import pytest
+
+from runs.choices import RunStatus
+from runs.execution import execute_run
+from runs.models import RunMetric
+from runs.tests.run_support import TINY_PARAMETERS, log_text, make_run, output
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_dry_run_reports_data_and_estimates_and_trains_nothing(dataset):
+    # 100 tokens cut every example (each is ~124), yet leaves answer tokens to learn from.
+    run = make_run(dataset, mode="dry_run", max_seq_length=100)
+
+    assert execute_run(run.pk) == RunStatus.COMPLETED
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.COMPLETED, (run.error, log_text(run)[-3000:])
+    assert run.exit_code == 0
+    summary = run.summary
+    assert summary["ok"] is True
+    assert summary["examples"] == 32
+    assert summary["train_examples"] == 24
+    assert summary["validation_examples"] == 8
+    assert 100 < summary["tokens_mean"] <= summary["tokens_max"] < 140
+    assert summary["truncated"] == 32
+    assert summary["dropped_no_answer_tokens"] == 0
+    assert summary["max_seq_length"] == 100
+    assert summary["parameters"] == TINY_PARAMETERS
+    assert summary["trainable_parameters"] == TINY_PARAMETERS
+    assert summary["tokens_per_step"] == 8 * 100
+    assert summary["estimated_memory_mb"] > 0
+    assert summary["estimated_seconds_per_step"] > 0
+    text = log_text(run)
+    assert "dry_run: " in text
+    assert "finished: completed" in text
+
+    # Nothing trained: no steps, no metrics, no checkpoints, no model.
+    assert "steps_done" not in summary
+    assert not RunMetric.objects.filter(run=run).exists()
+    assert not (output(run) / "checkpoints").exists()
+    assert not (output(run) / "final").exists()
+    assert (output(run) / "data" / "train.jsonl").is_file()
+
+
+def test_a_dry_run_whose_examples_leave_no_answer_fails_with_the_problem(dataset):
+    run = make_run(dataset, mode="dry_run", max_seq_length=16)
+
+    assert execute_run(run.pk) == RunStatus.FAILED
+
+    run.refresh_from_db()
+    assert run.status == RunStatus.FAILED
+    assert run.error == "No training example has an answer token left within max_seq_length."
+    assert run.summary["ok"] is False
+    assert run.summary["dropped_no_answer_tokens"] == 32
+    assert run.summary["truncated"] == 32
+    assert run.exit_code == 3
+    assert not (output(run) / "checkpoints").exists()
