@@ -342,7 +342,13 @@ class Supervisor:
                 self.recorder.log("the child did not stop in time: killing it", LogStream.SYSTEM)
                 self._signal(proc, signal.SIGKILL)
                 self.kill_at = None
-        proc.wait()
+        # Output closed: the child is exiting. Bound the wait anyway (timeout plus grace).
+        try:
+            proc.wait(timeout=max(1.0, deadline - time.monotonic()) + settings.RUN_KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.timed_out = self.timed_out or time.monotonic() >= deadline
+            self._signal(proc, signal.SIGKILL)
+            proc.wait()
         self.recorder.flush()
 
     def _signal(self, proc: subprocess.Popen[bytes], sig: int) -> None:
