@@ -40,7 +40,8 @@ class EvaluationConflict(Exception):
     """The run cannot be evaluated (yet): 409."""
 
 
-def _enqueue(evaluation_id: int) -> None:
+def _enqueue(evaluation_id: int) -> bool:
+    """Send the evaluation to a worker; if the broker is unreachable, fail it with the reason (False)."""
     from runs.tasks import execute_evaluation_task
 
     try:
@@ -51,8 +52,9 @@ def _enqueue(evaluation_id: int) -> None:
             finished_at=timezone.now(),
             error=f"Could not queue the evaluation: the job broker is unreachable ({type(exc).__name__}: {exc}).",
         )
-        return
+        return False
     Evaluation.objects.filter(pk=evaluation_id).update(celery_task_id=result.id or "")
+    return True
 
 
 def final_model_dir(run: Run) -> Path | None:
@@ -84,6 +86,7 @@ def launch_evaluation(
     if not 1 <= max_new_tokens <= 1024:
         raise ValueError("max_new_tokens must be between 1 and 1024.")
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
+    queued: list[bool] = []
     with transaction.atomic():
         evaluation = Evaluation.objects.create(
             run=run,
@@ -95,9 +98,10 @@ def launch_evaluation(
             judge_version=JUDGE_VERSION,
             created_by=creator,
         )
-        transaction.on_commit(lambda: _enqueue(evaluation.pk))
+        transaction.on_commit(lambda: queued.append(_enqueue(evaluation.pk)))
     evaluation.refresh_from_db()
-    if evaluation.status == RunStatus.FAILED:
+    # Only a failed publish is the broker's fault: a fast worker may already have failed it.
+    if queued == [False]:
         raise BrokerUnavailable(evaluation.error)
     return evaluation
 
@@ -148,7 +152,13 @@ def execute_evaluation(evaluation_id: int, task_id: str = "") -> str:
         _finish(evaluation, RunStatus.FAILED, error=f"Could not prepare the evaluation: {exc}")
         return RunStatus.FAILED
     expected = dict(EvalItem.objects.filter(eval_set=evaluation.eval_set).values_list("pk", "expected_answer"))
-    return _supervise(evaluation, job, expected)
+    try:
+        return _supervise(evaluation, job, expected)
+    except Exception as exc:
+        # Nothing reaps evaluations: one left `running` by an error here would stay so for ever.
+        logger.exception("evaluation %s failed", evaluation_id)
+        _finish(evaluation, RunStatus.FAILED, error=f"The evaluation failed: {type(exc).__name__}: {exc}")
+        return RunStatus.FAILED
 
 
 def _finish(evaluation: Evaluation, status: str, **fields: Any) -> None:
@@ -175,6 +185,7 @@ def _supervise(evaluation: Evaluation, job: Path, expected: dict[int, str]) -> s
     done_event: dict[str, Any] = {}
     counts = {"done": 0, "correct": 0}
     cancel_sent = False
+    timed_out = False
     selector = selectors.DefaultSelector()
     buffers = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
     for stream in (proc.stdout, proc.stderr):
@@ -197,13 +208,15 @@ def _supervise(evaluation: Evaluation, job: Path, expected: dict[int, str]) -> s
         except ValueError:
             return
         if event.get("event") == "prediction" and event.get("item") in expected:
-            answer, how = extract_answer(str(event.get("output", "")))
+            # A byte-level model can emit NUL, which PostgreSQL text columns refuse.
+            output = str(event.get("output", "")).replace("\x00", "\ufffd")
+            answer, how = extract_answer(output)
             verdict = judge(answer, expected[event["item"]])
             pending.append(
                 Prediction(
                     evaluation_id=evaluation.pk,
                     item_id=event["item"],
-                    raw_output=str(event.get("output", ""))[:20_000],
+                    raw_output=output[:20_000],
                     extracted_answer=answer[:2000],
                     extraction=how,
                     correct=verdict.correct,
@@ -244,7 +257,7 @@ def _supervise(evaluation: Evaluation, job: Path, expected: dict[int, str]) -> s
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(proc.pid, signal.SIGTERM)
             if now > deadline and not cancel_sent:
-                cancel_sent = True
+                cancel_sent = timed_out = True
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGTERM)
         proc.wait()
@@ -255,6 +268,10 @@ def _supervise(evaluation: Evaluation, job: Path, expected: dict[int, str]) -> s
             proc.wait()
     flush()
     current = Evaluation.objects.filter(pk=evaluation.pk).values_list("status", flat=True).first()
+    if timed_out:
+        limit = evaluation.run.timeout_seconds
+        _finish(evaluation, RunStatus.TIMEOUT, error=f"Timed out after {limit} seconds (the run's timeout).")
+        return RunStatus.TIMEOUT
     if current == RunStatus.CANCEL_REQUESTED or done_event.get("status") == "cancelled":
         _finish(evaluation, RunStatus.CANCELLED, error="Cancelled by request.")
         return RunStatus.CANCELLED

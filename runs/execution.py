@@ -44,6 +44,17 @@ CANCEL_POLL_SECONDS = 0.5
 LOG_FLUSH_ROWS = 2000
 
 
+def without_nul(value: Any) -> Any:
+    """PostgreSQL text and JSON cannot hold NUL; a byte-level model happily generates it."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
+
+
 class BoundedTail:
     """The last `limit` bytes of a stream, with a notice of how much came before."""
 
@@ -69,7 +80,7 @@ class BoundedTail:
                 self.dropped += extra
 
     def text(self) -> str:
-        body = b"".join(self.chunks).decode("utf-8", errors="replace")
+        body = b"".join(self.chunks).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         if self.dropped:
             return f"[… {self.dropped:,} earlier bytes truncated]\n{body}"
         return body
@@ -87,7 +98,7 @@ class RunRecorder:
         self.metrics: list[tuple[str, int, float]] = []
 
     def log(self, text: str, stream: str = LogStream.STDOUT) -> None:
-        self.logs.append((self.seq, stream, text[:10_000]))
+        self.logs.append((self.seq, stream, text[:10_000].replace("\x00", "\ufffd")))
         self.seq += 1
 
     def metric(self, name: str, step: int, value: float) -> None:
@@ -383,8 +394,8 @@ class Supervisor:
         elif kind == "log":
             self.recorder.log(str(event.get("text", "")))
         elif kind == "done":
-            self.done = event
-            self.summary.update(event.get("summary") or {})
+            self.done = without_nul(event)
+            self.summary.update(without_nul(event.get("summary") or {}))
         elif kind in ("data", "model", "dry_run", "started"):
             fields = {k: v for k, v in event.items() if k not in ("event", "t")}
             self.summary.update(fields)

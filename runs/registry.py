@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Max
 from django.utils.text import slugify
 
+from runs.choices import RunMode, RunStatus
 from runs.evaluation import EvaluationConflict, final_model_dir
 from runs.models import Evaluation, ModelVersion, RegisteredModel, Run
 
@@ -36,7 +37,8 @@ def promote(run: Run, name: str, *, description: str = "", user: Any = None) -> 
     """Copy the run's final model into the registry as `name`'s next version."""
     if not name or len(name) > 100 or slugify(name) != name:
         raise ValueError("name: use 1–100 lowercase letters, digits, - or _.")
-    final = final_model_dir(run)
+    # A failed, cancelled or timed-out run may have left a final/ folder; only a completed one is a model.
+    final = final_model_dir(run) if run.status == RunStatus.COMPLETED and run.mode == RunMode.TRAIN else None
     if final is None:
         raise EvaluationConflict(f"Run {run.pk} has no final model to promote (is it a completed training run?).")
     metrics: dict[str, Any] = {
