@@ -158,7 +158,7 @@ def latency(samples: int) -> dict[str, Any]:
             values.append(time.perf_counter() - t0)
             run.refresh_from_db()
             wait_terminal(run, 120)
-            time.sleep(1.0)  # idle again before the next sample
+            time.sleep(2.0)  # idle again before the next sample
     return summary_ms(values)
 
 

@@ -1,27 +1,31 @@
 """Bulk import of trace files (the `import_traces` command and the upload page).
 
 Files are streamed record by record, validated with the shared validator and
-written in large batches: on PostgreSQL through COPY into a temporary table and
-one `INSERT … ON CONFLICT (content_hash) DO NOTHING`, elsewhere through the
-ORM. Memory stays constant whatever the file size.
+written in large batches: on PostgreSQL with COPY straight into the table
+(stored hashes looked up first), overlapped with parsing the next batch;
+elsewhere through the ORM. Memory stays constant whatever the file size.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-import orjson
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from traces import pgwrite
 from traces.formats import Format, Record, detect_format, read_records
 from traces.models import Trace
 from traces.validation import CleanTrace, TraceInvalid, validate_trace
+
+logger = logging.getLogger(__name__)
 
 MAX_REPORTED_BAD_LINES = 1000
 DEFAULT_BATCH_SIZE = 5000
@@ -88,69 +92,103 @@ def _clean_records(
 class _OrmWriter:
     """Portable batch writer: look up known hashes, bulk-insert the rest."""
 
-    def write(self, batch: list[CleanTrace]) -> int:
+    def __init__(self) -> None:
+        self.done = 0  # traces of the batches written so far
+        self.created = 0
+
+    def __enter__(self) -> _OrmWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+    def write(self, batch: list[CleanTrace]) -> None:
         hashes = [c.content_hash for c in batch]
         known = set(Trace.objects.filter(content_hash__in=hashes).values_list("content_hash", flat=True))
         now = timezone.now()
         rows = [Trace.from_clean(c, created_at=now) for c in batch if c.content_hash not in known]
         Trace.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
-        return len(rows)
+        self.done += len(batch)
+        self.created += len(rows)
 
-
-_COPY_COLUMNS = (
-    "trace_version, prompt, steps, final_answer, meta, source, tags, "
-    "step_count, char_count, content_hash, created_at"
-)
+    def finish(self) -> None:
+        pass
 
 
 class _PostgresCopyWriter:
-    """COPY into a session-local staging table, then one idempotent INSERT … SELECT.
+    """COPY straight into the table, overlapped with reading the next batch.
 
-    COPY cannot skip conflicting rows itself, hence the staging table; `ord`
-    keeps the file order so that ids (and so "newest first") follow it.
+    Per batch: one indexed lookup drops the hashes already stored, and COPY
+    writes the rest in file order (so ids, and "newest first", follow it). The
+    COPY data goes to psycopg's writer thread and the statement is waited for
+    only when the next batch is ready (or at the end): PostgreSQL stores and
+    indexes one batch while this process parses the next. Each batch is its own
+    transaction (a savepoint under --strict). Should a concurrent writer store
+    one of the hashes in between (a unique violation), the batch is rolled back
+    and redone with `INSERT … ON CONFLICT DO NOTHING`.
     """
 
     def __init__(self) -> None:
-        with connection.cursor() as cur:
-            cur.execute(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS trace_import_stage ("
-                " ord integer, trace_version varchar(64), prompt text, steps jsonb,"
-                " final_answer text, meta jsonb, source varchar(128), tags jsonb,"
-                " step_count integer, char_count integer, content_hash varchar(64),"
-                " created_at timestamptz)"
-            )
+        self.done = 0
+        self.created = 0
+        self._pending: tuple[ExitStack, list[CleanTrace], int] | None = None
 
-    def write(self, batch: list[CleanTrace]) -> int:
-        now = timezone.now()
-        dumps = orjson.dumps
-        with transaction.atomic(), connection.cursor() as cur:
-            raw = cur.cursor
-            with raw.copy(f"COPY trace_import_stage (ord, {_COPY_COLUMNS}) FROM STDIN") as copy:
-                for n, c in enumerate(batch):
-                    copy.write_row(
-                        (
-                            n,
-                            c.trace_version,
-                            c.prompt,
-                            dumps(c.steps).decode(),
-                            c.final_answer,
-                            dumps(c.meta).decode(),
-                            c.source,
-                            dumps(c.tags).decode(),
-                            c.step_count,
-                            c.char_count,
-                            c.content_hash,
-                            now,
-                        )
+    def __enter__(self) -> _PostgresCopyWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is not None and self._pending is not None:
+            # Reading failed after a batch was handed over: store that batch as
+            # the batch-at-a-time writer would have, unless it failed itself.
+            try:
+                self.finish()
+            except Exception:  # the original exception matters more
+                logger.exception("Could not store the last batch of an interrupted import")
+
+    def write(self, batch: list[CleanTrace]) -> None:
+        from psycopg.copy import QueuedLibpqWriter
+
+        self.finish()
+        stack = ExitStack()
+        try:
+            stack.enter_context(transaction.atomic())
+            cur = stack.enter_context(connection.cursor())
+            known = pgwrite.known_hashes(connection, [c.content_hash for c in batch])
+            rows = [c for c in batch if c.content_hash not in known]
+            if rows:
+                raw = cur.cursor
+                copy = stack.enter_context(
+                    raw.copy(
+                        f"COPY {pgwrite.TABLE} ({pgwrite.COLUMN_LIST}) FROM STDIN",
+                        writer=QueuedLibpqWriter(raw),
                     )
-            cur.execute(
-                f"INSERT INTO traces_trace ({_COPY_COLUMNS}) "  # noqa: S608 - constant columns
-                f"SELECT {_COPY_COLUMNS} FROM trace_import_stage ORDER BY ord "
-                "ON CONFLICT (content_hash) DO NOTHING"
-            )
-            created: int = cur.rowcount
-            cur.execute("TRUNCATE trace_import_stage")
-        return created
+                )
+                now = timezone.now()
+                for clean in rows:
+                    copy.write_row(pgwrite.copy_row(clean, now, None))
+        except BaseException:
+            stack.__exit__(*sys.exc_info())
+            raise
+        self._pending = (stack, batch, len(rows))
+
+    def finish(self) -> None:
+        """Wait for the batch in flight, if any, and commit it."""
+        if self._pending is None:
+            return
+        stack, batch, count = self._pending
+        self._pending = None
+        from psycopg.errors import UniqueViolation
+
+        try:
+            stack.close()
+        except (IntegrityError, UniqueViolation):
+            count = self._insert_skipping_stored(batch)
+        self.done += len(batch)
+        self.created += count
+
+    def _insert_skipping_stored(self, batch: list[CleanTrace]) -> int:
+        with transaction.atomic():
+            return len(pgwrite.insert_new(connection, batch, timezone.now(), None))
 
 
 def _writer() -> _OrmWriter | _PostgresCopyWriter:
@@ -213,33 +251,38 @@ def import_traces(
             return report
         report = ImportReport()
 
-    writer = _writer()
     seen_in_batch: dict[str, CleanTrace] = {}
+    repeated = 0  # duplicates within a batch, never sent to the database
 
-    def flush() -> None:
+    def tally(writer: _OrmWriter | _PostgresCopyWriter) -> None:
+        report.created = writer.created
+        report.duplicates = repeated + writer.done - writer.created
+
+    def flush(writer: _OrmWriter | _PostgresCopyWriter) -> None:
         if not seen_in_batch:
             return
         batch = list(seen_in_batch.values())
         seen_in_batch.clear()
-        created = writer.write(batch)
-        report.created += created
-        report.duplicates += len(batch) - created
+        writer.write(batch)
+        tally(writer)
         if progress is not None:
             report.elapsed = time.perf_counter() - started
             progress(report)
 
     # Strict imports are one transaction, so a failure part-way stores nothing.
-    with transaction.atomic() if strict else nullcontext():
+    with transaction.atomic() if strict else nullcontext(), _writer() as writer:
         for name, stream in files:
             for clean in _clean_records(
                 name, read_records(stream, formats[name], max_bytes), source, report
             ):
                 if clean.content_hash in seen_in_batch:
-                    report.duplicates += 1
+                    repeated += 1
                     continue
                 seen_in_batch[clean.content_hash] = clean
                 if len(seen_in_batch) >= batch_size:
-                    flush()
-        flush()
+                    flush(writer)
+        flush(writer)
+        writer.finish()
+        tally(writer)
     report.elapsed = time.perf_counter() - started
     return report

@@ -21,13 +21,10 @@ from traces.validation import SOURCE_MAX, CleanTrace
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-# The PostgreSQL full-text document of a trace. The GIN index in the migrations is
-# built on exactly this expression, so queries must use it verbatim to hit it.
-SEARCH_DOCUMENT_SQL = (
-    "(to_tsvector('english'::regconfig, \"traces_trace\".\"prompt\")"
-    " || jsonb_to_tsvector('english'::regconfig, \"traces_trace\".\"steps\", '[\"string\"]'::jsonb)"
-    " || to_tsvector('english'::regconfig, \"traces_trace\".\"final_answer\"))"
-)
+# The PostgreSQL full-text document of a trace: a stored generated column
+# (migration 0004: english to_tsvector of prompt, every string in steps, and
+# final answer), GIN-indexed. Not a model field: SQLite has no tsvector.
+SEARCH_DOCUMENT_SQL = '"traces_trace"."search_document"'
 
 
 class TraceQuerySet(models.QuerySet["Trace"]):
@@ -127,8 +124,17 @@ class TraceManager(models.Manager["Trace"]):
         content hash, in this call or stored earlier) map to one row.
         """
         creator = user if user is not None and user.is_authenticated else None
+        # On PostgreSQL one trace is one INSERT … ON CONFLICT statement, atomic by
+        # itself: outside a transaction, skip BEGIN/COMMIT round trips.
+        single_statement = (
+            connection.vendor == "postgresql"
+            and not connection.in_atomic_block
+            and len({c.content_hash for c in cleans}) == 1
+        )
         for attempt in range(3):
             try:
+                if single_statement:
+                    return self._ingest_once(cleans, creator)
                 with transaction.atomic():
                     return self._ingest_once(cleans, creator)
             except IntegrityError:

@@ -14,7 +14,8 @@ from collections import OrderedDict
 from typing import Any
 
 from django.db import models
-from django.db.models import Q, QuerySet
+from django.db.models import F, QuerySet
+from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
@@ -23,6 +24,7 @@ from rest_framework.utils.urls import replace_query_param
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+MAX_ID = 2**63 - 1  # a cursor may carry any integer; ids are 64-bit
 
 
 class InvalidPage(ValueError):
@@ -70,11 +72,18 @@ def keyset_page[M: models.Model](
     qs = queryset.order_by("-created_at", "-id")
     if cursor:
         created_at, pk = decode_cursor(cursor)
-        # The redundant `created_at <= x` gives PostgreSQL an index range to scan;
-        # the OR then only filters ties inside it.
-        qs = qs.filter(Q(created_at__lte=created_at)).filter(
-            Q(created_at__lt=created_at) | Q(id__lt=pk)
-        )
+        # `(created_at, id) < (x, pk)` as one row comparison is an index condition
+        # on (created_at DESC, id DESC): the scan starts right after the cursor
+        # row, even inside a run of equal timestamps (an import batch shares one,
+        # and `created_at < x OR id < pk` fetched and dropped the whole run).
+        if pk > MAX_ID:  # every id is smaller
+            qs = qs.filter(created_at__lte=created_at)
+        elif pk < -MAX_ID - 1:  # no id is smaller
+            qs = qs.filter(created_at__lt=created_at)
+        else:
+            qs = qs.filter(created_at__lte=created_at).filter(
+                TupleLessThan(Tuple(F("created_at"), F("id")), (created_at, pk))
+            )
     rows = list(qs[: limit + 1])
     if len(rows) > limit:
         rows = rows[:limit]

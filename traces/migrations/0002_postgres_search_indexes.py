@@ -1,8 +1,8 @@
 """PostgreSQL-only indexes: full-text search and tag containment (GIN).
 
 Written by hand because they are conditional: SQLite has neither GIN nor
-tsvector and uses the fallbacks in TraceQuerySet instead. The search index
-expression must stay identical to traces.models.SEARCH_DOCUMENT_SQL.
+tsvector and uses the fallbacks in TraceQuerySet instead. (0004 replaces the
+search index with one on a stored `search_document` column.)
 """
 
 from django.db import migrations

@@ -1,0 +1,193 @@
+"""Shared plumbing for the benchmarks: the bench database, the server, timing helpers.
+
+Everything runs against a dedicated PostgreSQL database, `tunixrt_bench`
+(the 1M-trace data set of bench_list; bench_api adds to it) or, for
+bench_import, which needs an empty database for every run,
+`tunixrt_bench_import`; and a gunicorn on 127.0.0.1:8765 by default. No other
+database is touched (`BENCH_DB` must start with `tunixrt_bench`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+PY = str(ROOT / ".venv" / "bin" / "python")
+GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+PG_HOST = "127.0.0.1"
+PG_PORT = 5432
+PG_USER = "postgres"
+BENCH_DB = os.environ.get("BENCH_DB", "tunixrt_bench")
+BENCH_PORT = int(os.environ.get("BENCH_PORT", "8765"))
+BENCH_USER = "bench"
+# Databases the benchmarks must never touch (the test suite and the dev server use them).
+PROTECTED = {"test", "test_test", "tunixrt_dev", "postgres", "template0", "template1"}
+
+
+def app_env(**extra: str) -> dict[str, str]:
+    """The environment of a realistic deployment pointed at the bench database."""
+    assert BENCH_DB not in PROTECTED and BENCH_DB.startswith("tunixrt_bench"), BENCH_DB
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": f"postgres://{PG_USER}@{PG_HOST}:{PG_PORT}/{BENCH_DB}",
+            "DEBUG": "false",
+            "SECRET_KEY": "bench-secret-key-not-for-production-" + "x" * 30,
+            "SECURE_SSL_REDIRECT": "false",
+            "ALLOWED_HOSTS": "127.0.0.1",
+            "TUNIXRT_ENV_FILE": "/dev/null",
+            "TUNIXRT_VAR_DIR": str(Path(tempfile.gettempdir()) / "tunixrt-bench-var"),
+            "LOG_LEVEL": "warning",
+            "CELERY_BROKER_URL": "memory://",
+            "PYTHONDONTWRITEBYTECODE": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def psql(sql: str, db: str = "postgres") -> str:
+    assert db not in PROTECTED - {"postgres"}, db
+    out = subprocess.run(
+        ["psql", "-h", PG_HOST, "-p", str(PG_PORT), "-U", PG_USER, "-d", db, "-v", "ON_ERROR_STOP=1",
+         "-Atqc", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+def manage(*args: str, capture: bool = False, env: dict[str, str] | None = None) -> str:
+    proc = subprocess.run(
+        [PY, str(ROOT / "manage.py"), *args],
+        cwd=ROOT,
+        env=env or app_env(),
+        check=True,
+        capture_output=capture,
+        text=True,
+    )
+    return proc.stdout if capture else ""
+
+
+def reset_db() -> None:
+    """Drop and re-create `tunixrt_bench`, then migrate it (schema + GIN indexes)."""
+    psql(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
+    psql(f"CREATE DATABASE {BENCH_DB}")
+    manage("migrate", "--noinput", "-v0")
+
+
+def db_exists() -> bool:
+    return psql(f"SELECT 1 FROM pg_database WHERE datname = '{BENCH_DB}'") == "1"  # noqa: S608
+
+
+def bench_token() -> str:
+    """The API token of the `bench` user (created on first use)."""
+    code = (
+        "from django.contrib.auth import get_user_model\n"
+        "from rest_framework.authtoken.models import Token\n"
+        f"u, _ = get_user_model().objects.get_or_create(username={BENCH_USER!r})\n"
+        "print(Token.objects.get_or_create(user=u)[0].key)\n"
+    )
+    return manage("shell", "-c", code, capture=True).strip().splitlines()[-1]
+
+
+def trace_count() -> int:
+    return int(psql("SELECT count(*) FROM traces_trace", db=BENCH_DB))
+
+
+def vacuum_analyze() -> None:
+    psql("VACUUM ANALYZE traces_trace", db=BENCH_DB)
+
+
+@contextlib.contextmanager
+def gunicorn(workers: int = 1, port: int = BENCH_PORT, extra: Sequence[str] = ()) -> Iterator[int]:
+    """gunicorn with `workers` sync workers on 127.0.0.1:`port`; yields the master pid."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    log = open(OUT / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [GUNICORN, "tunixrt.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+         "--timeout", "120", *extra],
+        cwd=ROOT,
+        env=app_env(),
+        stdout=log,
+        stderr=log,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited ({proc.returncode}); see {OUT / 'gunicorn.log'}")
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/api/traces")  # 401 without a token: it is up
+                conn.getresponse().read()
+                conn.close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("gunicorn did not start within 30 s") from None
+                time.sleep(0.2)
+        yield proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float:
+    """Nearest-rank percentile of an ascending sequence."""
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, round(p / 100 * len(sorted_values) + 0.5) - 1))
+    return sorted_values[k]
+
+
+def summary_ms(latencies_s: Sequence[float]) -> dict[str, float]:
+    values = sorted(x * 1000 for x in latencies_s)
+    return {
+        "n": len(values),
+        "p50_ms": round(percentile(values, 50), 2),
+        "p95_ms": round(percentile(values, 95), 2),
+        "p99_ms": round(percentile(values, 99), 2),
+        "max_ms": round(values[-1], 2) if values else float("nan"),
+    }
+
+
+def children_peak_rss_mb() -> float:
+    """Peak RSS of the largest waited-for child process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def wait_quiet(max_wait_s: float, threshold: float = 0.6) -> float:
+    """Wait (at most `max_wait_s`) until the 1-minute load average drops below `threshold`.
+
+    The machine has 2 cores; other work running beside a benchmark skews it.
+    Returns the load average when the wait ended.
+    """
+    deadline = time.monotonic() + max_wait_s
+    load = os.getloadavg()[0]
+    if load >= threshold and max_wait_s > 0:
+        log(f"load average {load:.2f}: waiting up to {max_wait_s:.0f} s for < {threshold}")
+    while load >= threshold and time.monotonic() < deadline:
+        time.sleep(5)
+        load = os.getloadavg()[0]
+    return load
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
