@@ -26,7 +26,7 @@ from django.conf import settings
 from django.test import Client
 
 from traces.models import Trace
-from traces.tests.factories import TraceFactory
+from traces.tests.factories import TraceFactory, make_trace
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -517,3 +517,38 @@ def test_every_page_is_local_and_error_free(anon: Watch, context: BrowserContext
 
     anon.assert_clean()
     assert any(u.endswith("/static/django_htmx/htmx-2.min.js") or "htmx" in u for u in anon.requests)
+
+
+# Datasets ----------------------------------------------------------------------
+
+
+def test_build_a_dataset_from_a_filter_and_download_its_tunix_sft_export(browser: Watch) -> None:
+    for n in range(6):
+        make_trace(prompt=f"Keep question {n}?", meta={"source": "keep"})
+    for n in range(4):
+        make_trace(prompt=f"Other question {n}?", meta={"source": "other"})
+
+    page = browser.page
+    page.goto(browser.url("/datasets/new/"))
+    form = page.locator("#build-form")
+    form.locator("[name=name]").fill("browser-set")
+    form.locator("[name=source]").fill("keep")
+    form.locator("[name=limit]").fill("100")
+    form.locator("[name=validation_fraction]").fill("0")
+    # The live preview counts the matches as the filters change, without a reload.
+    expect(page.locator("#preview .match-count")).to_have_text("6")
+    browser.shot("dataset-build")
+    page.locator("#build-button").click()
+
+    expect(page).to_have_url(re.compile(r"/datasets/browser-set@v1/$"))
+    expect(page.locator("#stat-count")).to_have_text("6")
+    browser.shot("dataset-detail")
+    with page.expect_download() as info:
+        page.locator("a[data-format=tunix_sft][data-split=all]").click()
+    path = info.value.path()
+    lines = Path(path).read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 6
+    records = [json.loads(line) for line in lines]
+    assert all(r["text"].startswith("<start_of_turn>user\nKeep question ") for r in records)
+    assert all(r["text"].endswith("<end_of_turn>") for r in records)
+    assert "\n<start_of_turn>model\nReasoning:\n1. " in records[0]["text"]
