@@ -536,7 +536,10 @@ def test_build_a_dataset_from_a_filter_and_download_its_tunix_sft_export(browser
     form.locator("[name=limit]").fill("100")
     form.locator("[name=validation_fraction]").fill("0")
     # The live preview counts the matches as the filters change, without a reload.
+    form.locator("[name=validation_fraction]").blur()  # its change event fires a last preview
+    page.wait_for_load_state("networkidle")
     expect(page.locator("#preview .match-count")).to_have_text("6")
+    page.wait_for_load_state("networkidle")
     browser.shot("dataset-build")
     page.locator("#build-button").click()
 
