@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from traces import pgwrite
+from traces import pgwrite, searchindex
 from traces.choices import DatasetStatus, ScoreCriteria, Split
 from traces.scoring import score_trace
 from traces.validation import SOURCE_MAX, CleanTrace
@@ -196,7 +196,13 @@ class TraceManager(models.Manager["Trace"]):
         firsts = list(by_hash.values())  # the first occurrence of each hash, in input order
         now = timezone.now()
         creator_id = creator.pk if creator is not None else None
-        new_ids = pgwrite.insert_new(connection, firsts, now, creator_id)
+        # Small captures are searchable at once; bulk ones are indexed after commit (see traces.searchindex).
+        if searchindex.is_bulk(len(firsts)):
+            with pgwrite.search_documents_deferred(connection):
+                new_ids = pgwrite.insert_new(connection, firsts, now, creator_id)
+            searchindex.after_capture_on_commit(len(new_ids), len(new_ids))
+        else:
+            new_ids = pgwrite.insert_new(connection, firsts, now, creator_id)
         stored = [c.content_hash for c in firsts if c.content_hash not in new_ids]
         known = pgwrite.known_hashes(connection, stored)
         if len(known) < len(stored):

@@ -8,3 +8,11 @@ from traces.datasets import run_queued_build
 @shared_task(name="traces.build_dataset", acks_late=True)
 def build_dataset_task(dataset_id: int) -> str:
     return run_queued_build(dataset_id)
+
+
+@shared_task(name="traces.index_search", acks_late=True, ignore_result=True)
+def index_search_task() -> int:
+    """Index every trace still without its full-text document (bulk captures, see traces.searchindex)."""
+    from traces.searchindex import index_backlog
+
+    return index_backlog()

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
+from traces import searchindex
 from traces.api.datasets import export_response
 from traces.choices import DatasetStatus, ExportFormat, Split
 from traces.datasets import (
@@ -57,12 +58,15 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
         page_error = f"{exc.field}: {exc}"
     params = request.GET.copy()
     params.pop("cursor", None)
+    searching = bool(request.GET.get("q", "").strip()) and not request.GET.get("cursor")
     context = {
         "filter": filterset,
         "rows": rows,
         "next_cursor": next_cursor,
         "query": params.urlencode(),
         "page_error": page_error,
+        # Bulk captures become searchable a few seconds later (traces.searchindex): say so.
+        "search_backlog": searchindex.backlog() if searching else 0,
     }
     template = "traces/trace_list.html"
     # htmx asks for the whole page when it restores history it has not cached.

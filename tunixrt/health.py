@@ -1,4 +1,4 @@
-"""Health of the parts tunix-rt depends on: database, broker, workers, Tunix, RediAI.
+"""Health of the parts tunix-rt depends on: database, broker, workers, search index, Tunix, RediAI.
 
 Nothing here imports JAX or Tunix: versions come from package metadata, so the
 web process stays light.
@@ -81,6 +81,19 @@ def check_workers() -> dict[str, Any]:
     return _timed(probe)
 
 
+def check_search_index() -> dict[str, Any]:
+    """Traces that bulk captures stored and a worker has not made searchable yet."""
+    from traces import searchindex
+
+    def probe() -> dict[str, Any]:
+        if not searchindex.enabled():
+            return {"status": "ok", "pending": 0, "engine": "substring (SQLite)"}
+        pending = searchindex.backlog()
+        return {"status": "ok" if pending == 0 else "indexing", "pending": pending, "engine": "PostgreSQL full-text"}
+
+    return _timed(probe)
+
+
 def training_versions() -> dict[str, Any]:
     versions: dict[str, str] = {}
     for name in TRAINING_PACKAGES:
@@ -132,6 +145,7 @@ def health_report() -> dict[str, Any]:
         "database": check_database(),
         "broker": check_broker(),
         "workers": check_workers(),
+        "search_index": check_search_index(),
         "tunix": training_versions(),
         "rediai": check_rediai(),
     }

@@ -190,6 +190,12 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
         Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 elif _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.postgresql_psycopg2"}:
     _db["ENGINE"] = "django.db.backends.postgresql"
+    # The capture fast paths (traces.pgwrite) bind server-side and ask for their few
+    # statements to be prepared once per pooled connection (~0.3 ms off each capture).
+    # Django's own queries bind client-side and are never prepared. Turn it off
+    # behind a pooler in transaction mode (PgBouncer), where prepared statements break.
+    if _bool("DB_PREPARED_STATEMENTS", True):
+        _db.setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
     if DB_POOL_MAX_SIZE:
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": DB_POOL_MIN_SIZE,
@@ -317,6 +323,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reap-stale-runs": {"task": "runs.reap_stale_runs", "schedule": 30.0},
+    # Bulk captures ask for indexing themselves; this catches what a broker outage or a lost worker left.
+    "index-search": {"task": "traces.index_search", "schedule": 30.0},
 }
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_SECONDS = 45
@@ -324,7 +332,7 @@ WORKER_STALE_SECONDS = 45
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "tunixrt.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PARSER_CLASSES": ["tunixrt.api.OrjsonParser"],

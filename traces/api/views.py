@@ -14,6 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from traces import searchindex
 from traces.api.serializers import (
     ScoreRequestSerializer,
     ScoreSerializer,
@@ -79,6 +80,15 @@ class TraceViewSet(
         if self.action == "create":
             return TraceInputSerializer
         return TraceDetailSerializer
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        response = super().list(request, *args, **kwargs)
+        if request.query_params.get("q", "").strip():
+            # Bulk captures become searchable a few seconds after they are stored (traces.searchindex).
+            pending = searchindex.backlog()
+            if pending:
+                response["Search-Backlog"] = str(pending)
+        return response
 
     @extend_schema(responses={204: None, 409: dict}, summary="Delete a trace (409 while a dataset holds it)")
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:

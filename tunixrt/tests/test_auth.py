@@ -94,6 +94,41 @@ def test_a_token_authenticates_api_calls(user, trace):
     assert Trace.objects.get(pk=created.json()["id"]).created_by == user
 
 
+def test_a_token_of_an_inactive_user_is_refused(user, trace):
+    token = Token.objects.create(user=user)
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    response = client.get("/api/traces")
+
+    assert response.status_code in DENIED
+    assert "inactive" in response.json()["detail"]
+
+
+def test_token_authentication_loads_the_user_and_token_as_the_orm_does(user):
+    from rest_framework.test import APIRequestFactory
+
+    from tunixrt.authentication import TokenAuthentication
+
+    token = Token.objects.create(user=user)
+    request = APIRequestFactory().get("/api/traces", HTTP_AUTHORIZATION=f"Token {token.key}")
+
+    authed = TokenAuthentication().authenticate(request)
+
+    assert authed is not None
+    authed_user, authed_token = authed
+
+    stored = type(user).objects.get(pk=user.pk)
+    for field in type(user)._meta.concrete_fields:
+        assert getattr(authed_user, field.attname) == getattr(stored, field.attname), field.name
+    assert authed_user.check_password("correct horse battery")
+    assert authed_token.key == token.key
+    assert authed_token.created == Token.objects.get(pk=token.key).created
+    assert authed_token.user is authed_user
+
+
 def test_a_session_login_authenticates_api_calls(client, user, trace):
     client.login(username="alice", password="correct horse battery")
 

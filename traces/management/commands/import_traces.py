@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from traces import searchindex
 from traces.importing import DEFAULT_BATCH_SIZE, ImportReport, import_trace_files
 
 
@@ -61,5 +62,7 @@ class Command(BaseCommand):
         if report.aborted:
             raise CommandError(f"Strict import aborted, nothing stored: {summary}")
         self.stdout.write(summary)
+        if report.search is not searchindex.Indexing.NONE:
+            self.stdout.write(report.search.describe(report.deferred or report.created))
         if report.created == 0 and report.duplicates == 0:
             raise CommandError("Nothing was imported.")
