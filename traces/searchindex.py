@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from enum import StrEnum
 
+from django.conf import settings
 from django.db import connection, transaction
 
 from traces import pgwrite
@@ -30,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 INLINE_SEARCH_MAX = 100  # captures up to this many new traces are indexed in the same statement
 INDEX_BATCH = 1000  # traces per indexing transaction (~0.2 s)
+INDEX_JOBS = 2  # indexers side by side for a large backlog (each is one PostgreSQL backend: ~1 core)
 BACKLOG_COUNT_CAP = 1_000_000  # counting stops here: the number is shown, not used
 
 
@@ -92,19 +94,25 @@ def is_bulk(count: int) -> bool:
 
 
 def after_capture(created: int, deferred: int) -> Indexing:
-    """Once a capture of `created` new traces committed, `deferred` of them without documents: queue those."""
+    """Once a capture of `created` new traces committed, `deferred` of them without documents: queue those.
+
+    A large backlog gets `INDEX_JOBS` tasks (at most one per worker slot), which
+    share it through SKIP LOCKED: about twice as fast on 2 idle cores.
+    """
     if deferred:
-        return Indexing.QUEUED if enqueue() else Indexing.WAITING
+        jobs = min(INDEX_JOBS, settings.CELERY_WORKER_CONCURRENCY) if deferred > 5 * INDEX_BATCH else 1
+        return Indexing.QUEUED if enqueue(jobs) else Indexing.WAITING
     return Indexing.INDEXED if created and enabled() else Indexing.NONE
 
 
-def enqueue() -> bool:
-    """Ask a worker to index the backlog; False (logged) when the broker cannot be reached."""
+def enqueue(jobs: int = 1) -> bool:
+    """Ask workers to index the backlog (`jobs` tasks); False (logged) when the broker cannot be reached."""
     from traces.tasks import index_search_task
 
     started = time.perf_counter()
     try:
-        index_search_task.apply_async(retry=False)
+        for _ in range(jobs):
+            index_search_task.apply_async(retry=False)
     except Exception as exc:  # noqa: BLE001 - any broker failure means the same: beat or the command will index
         logger.warning("could not queue search indexing (%.1f s): %s", time.perf_counter() - started, exc)
         return False

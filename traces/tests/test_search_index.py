@@ -128,7 +128,7 @@ def test_the_backlog_is_reported_in_health_the_list_api_and_the_list_page(api, p
     assert f"{count} recently imported traces are still being indexed" in html
     assert "Search index" in page.get("/health/cards").content.decode()
 
-    call_command("index_traces", stdout=io.StringIO())
+    call_command("index_traces", "--jobs", "1", stdout=io.StringIO())
 
     health = api.get("/api/health").json()["checks"]["search_index"]
     assert (health["status"], health["pending"]) == ("ok", 0)
@@ -144,18 +144,35 @@ def test_index_traces_command_reports_what_it_did(tmp_path, empty_queue):  # noq
     import_trace_files([str(write_jsonl(tmp_path / "b.jsonl", [unique_doc(n, "lemur") for n in range(count)]))])
     out = io.StringIO()
 
-    call_command("index_traces", "--batch-size", "7", stdout=out)
+    call_command("index_traces", "--batch-size", "7", "--jobs", "1", stdout=out)
 
     assert f"{count} traces wait for indexing." in out.getvalue()
     assert f"{count} traces indexed; 0 waiting." in out.getvalue()
     assert found("lemur") == count
 
 
-def test_index_traces_rejects_a_bad_batch_size():
+@postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_index_traces_shares_a_backlog_between_parallel_indexers(tmp_path, empty_queue):  # noqa: F811
+    count = 3 * (INLINE_SEARCH_MAX + 1)
+    import_trace_files([str(write_jsonl(tmp_path / "b.jsonl", [unique_doc(n, "quokka") for n in range(count)]))])
+    out = io.StringIO()
+
+    call_command("index_traces", "--batch-size", "5", "--jobs", "3", stdout=out)
+
+    assert f"{count} traces indexed; 0 waiting." in out.getvalue()
+    assert found("quokka") == count
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--batch-size", "0"], "--batch-size must be at least 1"), (["--jobs", "0"], "--jobs must be between 1 and 16")],
+)
+def test_index_traces_rejects_bad_options(args, message):
     from django.core.management import CommandError
 
-    with pytest.raises(CommandError, match="--batch-size must be at least 1"):
-        call_command("index_traces", "--batch-size", "0", stdout=io.StringIO())
+    with pytest.raises(CommandError, match=message):
+        call_command("index_traces", *args, stdout=io.StringIO())
 
 
 @postgres_only
@@ -213,3 +230,19 @@ def test_each_import_batch_is_bulk_or_not_by_its_own_size(tmp_path, empty_queue,
     assert found("tapir") == 10  # the last, small batch went through the insert trigger
     searchindex.index_backlog()
     assert found("tapir") == INLINE_SEARCH_MAX + 60
+
+
+@postgres_only
+@pytest.mark.parametrize(("deferred", "jobs"), [(101, 1), (5000, 1), (5001, 2)])
+def test_a_large_backlog_is_queued_for_parallel_indexers(monkeypatch, settings, deferred, jobs):
+    settings.CELERY_WORKER_CONCURRENCY = 2
+    asked: list[int] = []
+
+    def enqueue(jobs: int = 1) -> bool:
+        asked.append(jobs)
+        return True
+
+    monkeypatch.setattr(searchindex, "enqueue", enqueue)
+
+    assert searchindex.after_capture(deferred, deferred) is Indexing.QUEUED
+    assert asked == [jobs]
