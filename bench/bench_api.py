@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=5000, help="timed single POSTs")
     parser.add_argument("--reset", action="store_true", help="re-create the database empty first")
     parser.add_argument("--port", type=int, default=common.BENCH_PORT)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="gunicorn threads in its one worker process: 1 = a sync worker (a new connection "
+                             "per request), >1 = the gthread worker `make run` and the Dockerfile use (keep-alive)")
     parser.add_argument("--wait-quiet", type=float, default=0, help="wait up to N s for a quiet machine")
     args = parser.parse_args()
     if not 1 <= args.batches <= 500 or not 1 <= args.singles <= 100_000:
@@ -138,9 +141,10 @@ def main() -> None:
     base = 50_000_000 + int(time.time()) % 100_000 * 1000 * 1000
     results: dict[str, Any] = {
         "stored_rows_before": common.trace_count(),
+        "gunicorn_threads": args.threads,
         "loadavg_before": common.wait_quiet(args.wait_quiet),
     }
-    with common.gunicorn(workers=1, port=args.port):
+    with common.gunicorn(workers=1, port=args.port, extra=["--threads", str(args.threads)]):
         client = Client(args.port, token)
         if args.only in (None, "batch"):
             common.log(f"batch: {args.batches} x {BATCH_SIZE} traces")
