@@ -191,8 +191,8 @@ def index_backlog(connection: Any, limit: int) -> int:
         return int(cur.rowcount)
 
 
-def backlog_size(connection: Any, cap: int) -> int:
-    """How many traces wait for their full-text document, counting at most `cap`."""
+def backlog_size(connection: Any, cap: int | None) -> int:
+    """How many traces wait for their full-text document, counting at most `cap` (None: all)."""
     with connection.wrap_database_errors, _cursor(connection) as cur:
         cur.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE search_document IS NULL LIMIT %s) AS s",  # noqa: S608

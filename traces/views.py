@@ -59,14 +59,17 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
     params = request.GET.copy()
     params.pop("cursor", None)
     searching = bool(request.GET.get("q", "").strip()) and not request.GET.get("cursor")
+    # Bulk captures become searchable a few seconds later (traces.searchindex): say so.
+    cap = searchindex.SEARCH_BACKLOG_CAP
+    backlog = searchindex.backlog(cap) if searching else 0
     context = {
         "filter": filterset,
         "rows": rows,
         "next_cursor": next_cursor,
         "query": params.urlencode(),
         "page_error": page_error,
-        # Bulk captures become searchable a few seconds later (traces.searchindex): say so.
-        "search_backlog": searchindex.backlog() if searching else 0,
+        "search_backlog": backlog,
+        "search_backlog_label": searchindex.describe_backlog(backlog, cap),
     }
     template = "traces/trace_list.html"
     # htmx asks for the whole page when it restores history it has not cached.

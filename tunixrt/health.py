@@ -87,9 +87,15 @@ def check_search_index() -> dict[str, Any]:
 
     def probe() -> dict[str, Any]:
         if not searchindex.enabled():
-            return {"status": "ok", "pending": 0, "engine": "substring (SQLite)"}
-        pending = searchindex.backlog()
-        return {"status": "ok" if pending == 0 else "indexing", "pending": pending, "engine": "PostgreSQL full-text"}
+            return {"status": "ok", "pending": 0, "pending_capped": False, "engine": "substring (SQLite)"}
+        cap = searchindex.HEALTH_BACKLOG_CAP
+        pending = searchindex.backlog(cap)
+        return {
+            "status": "ok" if pending == 0 else "indexing",
+            "pending": pending,
+            "pending_capped": pending >= cap,  # counting stopped there: at least this many
+            "engine": "PostgreSQL full-text",
+        }
 
     return _timed(probe)
 

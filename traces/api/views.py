@@ -85,9 +85,10 @@ class TraceViewSet(
         response = super().list(request, *args, **kwargs)
         if request.query_params.get("q", "").strip():
             # Bulk captures become searchable a few seconds after they are stored (traces.searchindex).
-            pending = searchindex.backlog()
+            cap = searchindex.SEARCH_BACKLOG_CAP
+            pending = searchindex.backlog(cap)
             if pending:
-                response["Search-Backlog"] = str(pending)
+                response["Search-Backlog"] = f"{cap}+" if pending >= cap else str(pending)
         return response
 
     @extend_schema(responses={204: None, 409: dict}, summary="Delete a trace (409 while a dataset holds it)")

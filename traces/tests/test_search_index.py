@@ -246,3 +246,17 @@ def test_a_large_backlog_is_queued_for_parallel_indexers(monkeypatch, settings, 
 
     assert searchindex.after_capture(deferred, deferred) is Indexing.QUEUED
     assert asked == [jobs]
+
+
+@postgres_only
+def test_backlog_counts_stop_at_their_caps(api, page, tmp_path, monkeypatch, empty_queue):  # noqa: F811
+    import_trace_files([str(write_jsonl(tmp_path / "b.jsonl", [unique_doc(n, "dugong") for n in range(150)]))])
+    monkeypatch.setattr(searchindex, "SEARCH_BACKLOG_CAP", 50)
+    monkeypatch.setattr(searchindex, "HEALTH_BACKLOG_CAP", 120)
+
+    assert api.get("/api/traces", {"q": "dugong"})["Search-Backlog"] == "50+"
+    assert "50+ recently imported traces" in page.get("/traces/", {"q": "dugong"}).content.decode()
+    health = api.get("/api/health").json()["checks"]["search_index"]
+    assert (health["pending"], health["pending_capped"]) == (120, True)
+    assert "120+ traces not searchable yet" in page.get("/health/cards").content.decode()
+    assert searchindex.backlog() == 150  # the command's count is exact
