@@ -9,8 +9,6 @@ htmx polling → reload with the scorecard.
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -24,10 +22,10 @@ from runs.execution import execute_run
 from runs.models import Evaluation, Prediction
 from runs.tests.eval_support import SUMS, TRAIN, sums_dataset, sums_eval_set, use_eval_folders
 from runs.tests.run_support import log_text, make_run
-from traces.tests.test_browser import CHROMIUM, CHROMIUM_ARGS, Watch, _log_in_cookie, _watch
+from traces.tests.test_browser import Watch, _log_in_cookie, _watch, launched_chromium
 from tunixrt.celery import app as celery_app
 
-from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright  # isort: skip
+from playwright.sync_api import Browser, BrowserContext, expect  # isort: skip
 
 pytestmark = [
     pytest.mark.browser,
@@ -48,28 +46,9 @@ def _folders(settings, tmp_path):
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """Chromium for this module only; Django's "async context" check is off while Playwright's loop runs."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        pytest.skip("another Playwright session is already running in this thread (run this module first)")
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        playwright.stop()
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    """Chromium for this module only."""
+    with launched_chromium(own_session=True) as browser:
+        yield browser
 
 
 @pytest.fixture

@@ -8,9 +8,7 @@ on_commit → broker → worker → training child → database → htmx polling
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,10 +21,10 @@ from django.db import connection
 from runs.choices import RunStatus
 from runs.models import Run
 from runs.tests.run_support import FAST, build_arithmetic_dataset
-from traces.tests.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Watch, _watch
+from traces.tests.test_browser import PASSWORD, Watch, _watch, launched_chromium
 from tunixrt.celery import app as celery_app
 
-from playwright.sync_api import Browser, BrowserContext, expect, sync_playwright  # isort: skip
+from playwright.sync_api import Browser, BrowserContext, expect  # isort: skip
 
 pytestmark = [
     pytest.mark.browser,
@@ -42,33 +40,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
-    """Chromium for this module only (traces' session-wide one starts after it, in path order).
-
-    Playwright's sync API keeps an asyncio loop running in this thread, so
-    Django's "async context" check is switched off while the browser lives, as
-    in traces/tests/test_browser.py.
-    """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass
-    else:
-        pytest.skip("another Playwright session is already running in this thread (run this module first)")
-    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    playwright = sync_playwright().start()
-    try:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
-    finally:
-        playwright.stop()
-        if previous is None:
-            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-        else:
-            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+    """Chromium for this module only (traces' session-wide one starts after it, in path order)."""
+    with launched_chromium(own_session=True) as browser:
+        yield browser
 
 
 @pytest.fixture

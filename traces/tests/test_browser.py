@@ -12,10 +12,12 @@ BROWSER_SHOTS=DIR every test saves full-page screenshots of what it visits.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,15 +62,23 @@ except ImportError:  # pragma: no cover - playwright is in requirements-dev.txt
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Browser]:
-    """One Chromium for the whole run.
+@contextmanager
+def launched_chromium(*, own_session: bool = False) -> Iterator[Browser]:
+    """Debian's Chromium under Playwright, for one fixture's lifetime.
 
     Playwright's sync API keeps an asyncio loop running in this thread, which
     makes Django refuse ORM calls from it as "async" code; the tests (and any
     test after them in the session) are plain synchronous code, so that check
-    is switched off while the browser lives.
+    is switched off while the browser lives. `own_session`: a module that needs
+    its own browser skips if another Playwright session still runs here.
     """
+    if own_session:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            pytest.skip("another Playwright session is already running in this thread (run this module first)")
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     playwright = sync_playwright().start()
@@ -84,6 +94,13 @@ def chromium() -> Iterator[Browser]:
             os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
         else:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Browser]:
+    """One Chromium for the whole run."""
+    with launched_chromium() as browser:
+        yield browser
 
 
 @dataclass
