@@ -21,9 +21,10 @@ from traces.validation import SOURCE_MAX, CleanTrace
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-# The PostgreSQL full-text document of a trace: a stored generated column
-# (migration 0004: english to_tsvector of prompt, every string in steps, and
-# final answer), GIN-indexed. Not a model field: SQLite has no tsvector.
+# The PostgreSQL full-text document of a trace (English: prompt, every string in
+# steps, final answer), GIN-indexed, written by an insert trigger or, for bulk
+# captures, by the search indexer (migrations 0004-0005, traces.searchindex).
+# Not a model field: SQLite has no tsvector.
 SEARCH_DOCUMENT_SQL = '"traces_trace"."search_document"'
 
 
