@@ -22,10 +22,10 @@ from runs.execution import execute_run
 from runs.models import Evaluation, Prediction
 from runs.tests.eval_support import SUMS, TRAIN, sums_dataset, sums_eval_set, use_eval_folders
 from runs.tests.run_support import log_text, make_run
-from traces.tests.test_browser import Watch, _log_in_cookie, _watch, launched_chromium
+from traces.tests.test_browser import Watch, launched_chromium, watched_page
 from tunixrt.celery import app as celery_app
 
-from playwright.sync_api import Browser, BrowserContext, expect  # isort: skip
+from playwright.sync_api import Browser, expect  # isort: skip
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,15 +54,8 @@ def chromium() -> Iterator[Browser]:
 @pytest.fixture
 def browser(chromium: Browser, live_server: Any, user: Any) -> Iterator[Watch]:
     """A page logged in as `user`; after the test it must not have broken any rule (CSP, foreign requests)."""
-    context: BrowserContext = chromium.new_context(base_url=live_server.url, viewport={"width": 1280, "height": 860})
-    context.set_default_timeout(15_000)
-    try:
-        _log_in_cookie(context, live_server.url, user)
-        watch = _watch(context.new_page(), live_server.url)
+    with watched_page(chromium, live_server.url, user) as watch:
         yield watch
-        watch.assert_clean()
-    finally:
-        context.close()
 
 
 @pytest.fixture

@@ -21,10 +21,10 @@ from django.db import connection
 from runs.choices import RunStatus
 from runs.models import Run
 from runs.tests.run_support import FAST, build_arithmetic_dataset
-from traces.tests.test_browser import PASSWORD, Watch, _watch, launched_chromium
+from traces.tests.test_browser import PASSWORD, Watch, launched_chromium, watched_page
 from tunixrt.celery import app as celery_app
 
-from playwright.sync_api import Browser, BrowserContext, expect  # isort: skip
+from playwright.sync_api import Browser, expect  # isort: skip
 
 pytestmark = [
     pytest.mark.browser,
@@ -48,16 +48,8 @@ def chromium() -> Iterator[Browser]:
 @pytest.fixture
 def anon(chromium: Browser, live_server: Any) -> Iterator[Watch]:
     """A fresh, logged-out page; after the test it must not have broken any rule."""
-    context: BrowserContext = chromium.new_context(
-        base_url=live_server.url, viewport={"width": 1280, "height": 860}, accept_downloads=True
-    )
-    context.set_default_timeout(15_000)
-    try:
-        watch = _watch(context.new_page(), live_server.url)
+    with watched_page(chromium, live_server.url, accept_downloads=True) as watch:
         yield watch
-        watch.assert_clean()
-    finally:
-        context.close()
 
 
 @pytest.fixture

@@ -189,6 +189,21 @@ def _log_in_cookie(context: BrowserContext, base_url: str, user: Any) -> None:
     context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": base_url}])
 
 
+@contextmanager
+def watched_page(chromium: Browser, base_url: str, user: Any = None, **context_options: Any) -> Iterator[Watch]:
+    """A page in a context of its own (logged in as `user` if given), checked with `assert_clean` after use."""
+    context = chromium.new_context(base_url=base_url, viewport={"width": 1280, "height": 860}, **context_options)
+    context.set_default_timeout(15_000)
+    try:
+        if user is not None:
+            _log_in_cookie(context, base_url, user)
+        watch = _watch(context.new_page(), base_url)
+        yield watch
+        watch.assert_clean()
+    finally:
+        context.close()
+
+
 @pytest.fixture
 def browser(anon: Watch, context: BrowserContext, user: Any) -> Watch:
     """A page logged in as `user` (through a session cookie, not the form)."""
