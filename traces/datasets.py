@@ -25,7 +25,7 @@ from django.utils.text import slugify
 
 from traces.choices import DatasetStatus, DatasetStrategy, Split
 from traces.filters import TraceFilter
-from traces.models import Dataset, DatasetMember, Trace
+from traces.models import Dataset, DatasetMember, DatasetName, Trace
 
 logger = logging.getLogger(__name__)
 
@@ -229,11 +229,6 @@ def missing_trace_ids(spec: BuildSpec) -> list[int]:
     return sorted(wanted - found)
 
 
-def _next_version(name: str) -> int:
-    latest = Dataset.objects.filter(name=name).aggregate(v=Max("version"))["v"]
-    return (latest or 0) + 1
-
-
 def _insert_members(dataset: Dataset, spec: BuildSpec) -> int:
     """INSERT … SELECT the selection into DatasetMember, numbering positions in order."""
     if spec.strategy == DatasetStrategy.RANDOM:
@@ -317,7 +312,7 @@ def _create_row(spec: BuildSpec, user: Any, status: str) -> Dataset:
             with transaction.atomic():
                 return Dataset.objects.create(
                     name=spec.name,
-                    version=_next_version(spec.name),
+                    version=DatasetName.allocate(spec.name),
                     description=spec.description,
                     spec=spec.as_json(),
                     status=status,

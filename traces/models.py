@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -37,7 +37,8 @@ class TraceQuerySet(models.QuerySet["Trace"]):
 
         PostgreSQL: `websearch_to_tsquery` against the GIN-indexed document
         (stemmed English; quotes and `-word` work). SQLite: every word must
-        appear, case-insensitively, in the prompt, a step or the answer.
+        appear, case-insensitively, in the prompt, the answer or a string of a
+        step (its type or content; as on PostgreSQL, never the JSON keys).
         """
         text = text.strip()
         if not text:
@@ -52,9 +53,20 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             )
         qs = self
         for word in text.split()[:10]:
-            qs = qs.filter(
-                Q(prompt__icontains=word) | Q(final_answer__icontains=word) | Q(steps__icontains=word)
+            # json_tree looks inside the steps' strings only (not keys, not numbers), decoded:
+            # the stored JSON text escapes non-ASCII letters, so a substring test on it can
+            # only serve as a cheap pre-filter for ASCII words.
+            in_steps = Q(
+                RawSQL(
+                    """EXISTS (SELECT 1 FROM json_tree("traces_trace"."steps")"""
+                    """ WHERE type = 'text' AND value LIKE %s ESCAPE '\\')""",
+                    (f"%{connection.ops.prep_for_like_query(word)}%",),
+                    output_field=models.BooleanField(),
+                )
             )
+            if word.isascii():
+                in_steps &= Q(steps__icontains=word)
+            qs = qs.filter(Q(prompt__icontains=word) | Q(final_answer__icontains=word) | in_steps)
         return qs
 
     def with_tag(self, tag: str) -> TraceQuerySet:
@@ -409,6 +421,34 @@ class Dataset(models.Model):
         if run_ids:
             raise DatasetInUse(self.key, run_ids)
         return super().delete(*args, **kwargs)
+
+
+class DatasetName(models.Model):
+    """One row per dataset name, holding the last version number handed out.
+
+    Version numbers are never reused: after `name@v3` is deleted the next build
+    is `name@v4`, so a key someone wrote down always meant one snapshot.
+    """
+
+    name = models.SlugField(max_length=100, unique=True)
+    last_version = models.PositiveIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.name} (v{self.last_version})"
+
+    @classmethod
+    def allocate(cls, name: str) -> int:
+        """Reserve `name`'s next version number; call inside the transaction that creates it.
+
+        The row lock serialises concurrent builds of one name. Versions created
+        without going through here (fixtures, older databases) are respected.
+        """
+        cls.objects.get_or_create(name=name)
+        entry = cls.objects.select_for_update().get(name=name)
+        stored = Dataset.objects.filter(name=name).aggregate(v=Max("version"))["v"] or 0
+        entry.last_version = max(entry.last_version, stored) + 1
+        entry.save(update_fields=["last_version"])
+        return entry.last_version
 
 
 class DatasetMember(models.Model):

@@ -273,6 +273,20 @@ def test_free_text_search_finds_words_in_prompt_steps_and_answer(api):
     assert ids(api.get(URL, {"q": "nothing-matches-this"})) == []
 
 
+def test_free_text_search_looks_at_step_text_not_its_json_keys(api):
+    german = make_trace(
+        prompt="Wie groß?",
+        steps=[{"i": 0, "type": "lookup", "content": "Die Größe des Tisches"}],
+        final_answer="Zwei Meter",
+    )
+    make_trace(prompt="Plain prompt", steps=[{"i": 0, "type": "compute", "content": "1 + 1"}])
+
+    assert ids(api.get(URL, {"q": "content"})) == []
+    assert ids(api.get(URL, {"q": "type"})) == []
+    assert ids(api.get(URL, {"q": "größe"})) == [german.pk]  # stored JSON escapes non-ASCII
+    assert ids(api.get(URL, {"q": "lookup"})) == [german.pk]  # a step's type is text too
+
+
 def test_free_text_search_requires_every_word(api):
     both = make_trace(prompt="apples and oranges")
     make_trace(prompt="apples only")

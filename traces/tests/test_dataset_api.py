@@ -176,3 +176,14 @@ def test_rebuilding_after_a_delete_takes_the_next_free_version(api, three_traces
     build("arith")
     assert api.delete(f"{URL}/arith@v1").status_code == 204
     assert api.post(URL, {"name": "arith"}, format="json").json()["key"] == "arith@v3"
+
+
+def test_a_deleted_newest_version_number_is_never_handed_out_again(api, three_traces):
+    build("arith")
+    build("arith")
+    assert api.delete(f"{URL}/arith@v2").status_code == 204
+    rebuilt = api.post(URL, {"name": "arith"}, format="json")
+    assert rebuilt.status_code == 201
+    assert rebuilt.json()["key"] == "arith@v3"
+    assert api.get(f"{URL}/arith@v2").status_code == 404
+    assert sorted(Dataset.objects.filter(name="arith").values_list("version", flat=True)) == [1, 3]

@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from traces.choices import DatasetStatus, Split
 from traces.datasets import BuildInvalid, NoTracesMatch
-from traces.models import Dataset, DatasetMember, Trace
+from traces.models import Dataset, DatasetMember, DatasetName, Trace
 from traces.tests.datasets_support import (
     build,
     make_trace,
@@ -45,6 +45,24 @@ def test_building_an_existing_name_creates_the_next_version():
     assert [first.key, second.key, third.key, other.key] == ["arith@v1", "arith@v2", "arith@v3", "other@v1"]
     assert Dataset.objects.filter(name="arith").count() == 3
     assert all(d.status == DatasetStatus.READY for d in (first, second, third, other))
+
+
+def test_every_version_ever_built_stays_taken_after_deletes():
+    traces(3)
+    for _ in range(3):
+        build("arith")
+    Dataset.objects.filter(name="arith").delete()
+    assert build("arith").key == "arith@v4"
+    assert DatasetName.objects.get(name="arith").last_version == 4
+
+
+def test_versions_stored_without_the_counter_are_respected():
+    traces(2)
+    first = build("arith")
+    # A row written around the counter (older data, a fixture) still moves the next number on.
+    Dataset.objects.create(name="arith", version=7, spec=first.spec, stats=first.stats)
+    assert build("arith").key == "arith@v8"
+    assert build("fresh").key == "fresh@v1"
 
 
 def test_an_older_version_keeps_its_members_and_stats_when_traces_are_added_and_rebuilt():
