@@ -183,7 +183,7 @@ def overhead(steps: int) -> dict[str, Any]:
         validation_file=str(bare_dir / "data" / "validation.jsonl"),
     )
     (bare_dir / "job.json").write_text(json.dumps(job))
-    from runs.execution import child_env
+    from runs.childproc import child_env
 
     t0 = time.perf_counter()
     subprocess.run(

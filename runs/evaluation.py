@@ -7,14 +7,8 @@ judges every answer, and stores every prediction.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import selectors
-import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -25,15 +19,16 @@ from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 
+from runs.childproc import ChildProcess, child_command
 from runs.choices import RunMode, RunStatus
 from runs.config import resolve_base_model
-from runs.execution import BoundedTail, _die_with_parent, child_env
 from runs.judging import JUDGE_NAME, JUDGE_VERSION, extract_answer, judge
 from runs.launching import BrokerUnavailable, run_directory
 from runs.models import Direction, EvalItem, EvalSet, Evaluation, Prediction, RegressionBaseline, Run
 
 logger = logging.getLogger(__name__)
 GROUPS = ("category", "section", "difficulty")
+FLUSH_SECONDS = 0.5
 
 
 class EvaluationConflict(Exception):
@@ -153,7 +148,7 @@ def execute_evaluation(evaluation_id: int, task_id: str = "") -> str:
         return RunStatus.FAILED
     expected = dict(EvalItem.objects.filter(eval_set=evaluation.eval_set).values_list("pk", "expected_answer"))
     try:
-        return _supervise(evaluation, job, expected)
+        return EvaluationSupervisor(evaluation, expected).supervise(job)
     except Exception as exc:
         # Nothing reaps evaluations: one left `running` by an error here would stay so for ever.
         logger.exception("evaluation %s failed", evaluation_id)
@@ -167,54 +162,57 @@ def _finish(evaluation: Evaluation, status: str, **fields: Any) -> None:
     )
 
 
-def _supervise(evaluation: Evaluation, job: Path, expected: dict[int, str]) -> str:
-    python = settings.TRAINING_PYTHON or sys.executable
-    proc = subprocess.Popen(  # noqa: S603 - our interpreter and module, no shell
-        [python, "-m", "runs.training.evaluate", str(job)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=str(settings.BASE_DIR),
-        env=child_env(),
-        start_new_session=True,
-        preexec_fn=_die_with_parent,
-    )
-    assert proc.stdout is not None
-    assert proc.stderr is not None
-    stderr_tail = BoundedTail(settings.TUNIX_OUTPUT_MAX_BYTES)
-    pending: list[Prediction] = []
-    done_event: dict[str, Any] = {}
-    counts = {"done": 0, "correct": 0}
-    cancel_sent = False
-    timed_out = False
-    selector = selectors.DefaultSelector()
-    buffers = {proc.stdout.fileno(): b"", proc.stderr.fileno(): b""}
-    for stream in (proc.stdout, proc.stderr):
-        os.set_blocking(stream.fileno(), False)
-        selector.register(stream, selectors.EVENT_READ)
-    last_flush = time.monotonic()
-    deadline = time.monotonic() + evaluation.run.timeout_seconds
+class EvaluationSupervisor(ChildProcess):
+    """Judges and stores each prediction the generation child emits; relays cancel, enforces the timeout."""
 
-    def flush() -> None:
-        if pending:
-            Prediction.objects.bulk_create(pending, batch_size=500, ignore_conflicts=True)
-            pending.clear()
-        Evaluation.objects.filter(pk=evaluation.pk).update(
-            done=counts["done"], correct=counts["correct"], heartbeat_at=timezone.now()
+    label = "generation"
+
+    def __init__(self, evaluation: Evaluation, expected: dict[int, str]) -> None:
+        super().__init__(evaluation.run.timeout_seconds)
+        self.evaluation = evaluation
+        self.expected = expected
+        self.pending: list[Prediction] = []
+        self.done_event: dict[str, Any] = {}
+        self.done = 0
+        self.correct = 0
+        self.last_flush = time.monotonic()
+
+    def supervise(self, job: Path) -> str:
+        code = self.run_child(child_command("runs.training.evaluate", job))
+        self.flush()
+        return self._conclude(code)
+
+    def flush(self) -> None:
+        if self.pending:
+            Prediction.objects.bulk_create(self.pending, batch_size=500, ignore_conflicts=True)
+            self.pending.clear()
+        Evaluation.objects.filter(pk=self.evaluation.pk).update(
+            done=self.done, correct=self.correct, heartbeat_at=timezone.now()
         )
 
-    def handle(line: bytes) -> None:
+    def tick(self, now: float) -> None:
+        if now - self.last_flush < FLUSH_SECONDS:
+            return
+        self.last_flush = now
+        self.flush()
+        if not self.cancel_sent and self._status() == RunStatus.CANCEL_REQUESTED:
+            self.cancel("cancel requested")
+
+    def stdout_line(self, raw: bytes) -> None:
         try:
-            event = json.loads(line)
+            event = json.loads(raw)
         except ValueError:
             return
-        if event.get("event") == "prediction" and event.get("item") in expected:
+        if not isinstance(event, dict):
+            return
+        if event.get("event") == "prediction" and event.get("item") in self.expected:
             # A byte-level model can emit NUL, which PostgreSQL text columns refuse.
             output = str(event.get("output", "")).replace("\x00", "\ufffd")
             answer, how = extract_answer(output)
-            verdict = judge(answer, expected[event["item"]])
-            pending.append(
+            verdict = judge(answer, self.expected[event["item"]])
+            self.pending.append(
                 Prediction(
-                    evaluation_id=evaluation.pk,
+                    evaluation_id=self.evaluation.pk,
                     item_id=event["item"],
                     raw_output=output[:20_000],
                     extracted_answer=answer[:2000],
@@ -224,64 +222,30 @@ def _supervise(evaluation: Evaluation, job: Path, expected: dict[int, str]) -> s
                     latency_ms=float(event.get("latency_ms") or 0.0),
                 )
             )
-            counts["done"] += 1
-            counts["correct"] += int(verdict.correct)
+            self.done += 1
+            self.correct += int(verdict.correct)
         elif event.get("event") == "done":
-            done_event.update(event)
+            self.done_event.update(event)
 
-    try:
-        while selector.get_map():
-            for key, _ in selector.select(timeout=0.25):
-                fd = key.fd
-                try:
-                    data = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    selector.unregister(key.fileobj)
-                    continue
-                if fd == proc.stderr.fileno():
-                    stderr_tail.add(data)
-                    continue
-                lines = (buffers[fd] + data).split(b"\n")
-                buffers[fd] = lines.pop()
-                for line in lines:
-                    handle(line)
-            now = time.monotonic()
-            if now - last_flush >= 0.5:
-                last_flush = now
-                flush()
-                status = Evaluation.objects.filter(pk=evaluation.pk).values_list("status", flat=True).first()
-                if status == RunStatus.CANCEL_REQUESTED and not cancel_sent:
-                    cancel_sent = True
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(proc.pid, signal.SIGTERM)
-            if now > deadline and not cancel_sent:
-                cancel_sent = timed_out = True
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    flush()
-    current = Evaluation.objects.filter(pk=evaluation.pk).values_list("status", flat=True).first()
-    if timed_out:
-        limit = evaluation.run.timeout_seconds
-        _finish(evaluation, RunStatus.TIMEOUT, error=f"Timed out after {limit} seconds (the run's timeout).")
-        return RunStatus.TIMEOUT
-    if current == RunStatus.CANCEL_REQUESTED or done_event.get("status") == "cancelled":
-        _finish(evaluation, RunStatus.CANCELLED, error="Cancelled by request.")
-        return RunStatus.CANCELLED
-    if proc.returncode != 0 or done_event.get("status") != "completed" or counts["done"] < len(expected):
-        last = [ln for ln in stderr_tail.text().splitlines() if ln.strip()][-3:]
-        error = done_event.get("error") or f"The generation process exited with code {proc.returncode}."
-        _finish(evaluation, RunStatus.FAILED, error=error + (" Last output: " + " | ".join(last) if last else ""))
-        return RunStatus.FAILED
-    complete(evaluation)
-    return RunStatus.COMPLETED
+    def _status(self) -> str | None:
+        return Evaluation.objects.filter(pk=self.evaluation.pk).values_list("status", flat=True).first()
+
+    def _conclude(self, code: int) -> str:
+        evaluation = self.evaluation
+        if self.timed_out:
+            limit = self.timeout_seconds
+            _finish(evaluation, RunStatus.TIMEOUT, error=f"Timed out after {limit} seconds (the run's timeout).")
+            return RunStatus.TIMEOUT
+        if self._status() == RunStatus.CANCEL_REQUESTED or self.done_event.get("status") == "cancelled":
+            _finish(evaluation, RunStatus.CANCELLED, error="Cancelled by request.")
+            return RunStatus.CANCELLED
+        if code != 0 or self.done_event.get("status") != "completed" or self.done < len(self.expected):
+            last = self.stderr_tail.last_lines(3)
+            error = self.done_event.get("error") or f"The generation process exited with code {code}."
+            _finish(evaluation, RunStatus.FAILED, error=error + (" Last output: " + " | ".join(last) if last else ""))
+            return RunStatus.FAILED
+        complete(evaluation)
+        return RunStatus.COMPLETED
 
 
 def compute_scorecard(evaluation: Evaluation) -> dict[str, Any]:

@@ -10,27 +10,20 @@ SIGKILL).
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import logging
-import os
-import selectors
-import signal
 import socket
-import subprocess
-import sys
 import time
-from collections import deque
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from runs import childproc
+from runs.childproc import BoundedTail, ChildProcess
 from runs.choices import LogStream, RunMode, RunStatus
 from runs.config import resolve_base_model
 from runs.models import Run, RunLog, RunMetric
@@ -53,37 +46,6 @@ def without_nul(value: Any) -> Any:
     if isinstance(value, list):
         return [without_nul(v) for v in value]
     return value
-
-
-class BoundedTail:
-    """The last `limit` bytes of a stream, with a notice of how much came before."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.chunks: deque[bytes] = deque()
-        self.size = 0
-        self.dropped = 0
-
-    def add(self, data: bytes) -> None:
-        self.chunks.append(data)
-        self.size += len(data)
-        while self.size > self.limit and self.chunks:
-            extra = self.size - self.limit
-            head = self.chunks[0]
-            if len(head) <= extra:
-                self.chunks.popleft()
-                self.size -= len(head)
-                self.dropped += len(head)
-            else:
-                self.chunks[0] = head[extra:]
-                self.size -= extra
-                self.dropped += extra
-
-    def text(self) -> str:
-        body = b"".join(self.chunks).decode("utf-8", errors="replace").replace("\x00", "\ufffd")
-        if self.dropped:
-            return f"[… {self.dropped:,} earlier bytes truncated]\n{body}"
-        return body
 
 
 class RunRecorder:
@@ -193,34 +155,8 @@ def prepare_job(run: Run) -> Path:
     return job
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the worker process dies (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 def child_command(job: Path) -> list[str]:
-    python = settings.TRAINING_PYTHON or sys.executable
-    return [python, "-m", "runs.training.child", str(job)]
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    cache = Path(settings.JAX_CACHE_DIR)
-    cache.mkdir(parents=True, exist_ok=True)
-    env.update(
-        {
-            "JAX_PLATFORMS": "cpu",
-            "PYTHONUNBUFFERED": "1",
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            # A persistent compile cache turns the ~3 s first-step compile into a lookup.
-            "JAX_COMPILATION_CACHE_DIR": str(cache),
-            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-            "PYTHONPATH": str(settings.BASE_DIR),
-        }
-    )
-    return env
+    return childproc.child_command("runs.training.child", job)
 
 
 def claim(run_id: int, task_id: str = "") -> Run | None:
@@ -264,119 +200,45 @@ def _finish(run: Run, status: str, **fields: Any) -> None:
     ).update(status=status, heartbeat_at=timezone.now(), **fields)
 
 
-class Supervisor:
-    """Feeds one child's output into the database and enforces cancel and timeout."""
+class Supervisor(ChildProcess):
+    """Feeds one training child's output into the database; beats, relays cancel, enforces the timeout."""
+
+    label = "training"
 
     def __init__(self, run: Run, recorder: RunRecorder, job: Path) -> None:
+        super().__init__(run.timeout_seconds)
         self.run = run
         self.recorder = recorder
         self.job = job
-        limit = settings.TUNIX_OUTPUT_MAX_BYTES
-        self.stdout_tail = BoundedTail(limit)
-        self.stderr_tail = BoundedTail(limit)
+        self.stdout_tail = BoundedTail(settings.TUNIX_OUTPUT_MAX_BYTES)
         self.done: dict[str, Any] | None = None
         self.summary: dict[str, Any] = {}
-        self.cancel_sent = False
-        self.timed_out = False
-        self.kill_at: float | None = None
+        self.last_flush = self.last_beat = self.last_poll = time.monotonic()
 
     def supervise(self) -> str:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
-            child_command(self.job),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=str(settings.BASE_DIR),
-            env=child_env(),
-            start_new_session=True,
-            preexec_fn=_die_with_parent,
-        )
-        self.recorder.log(f"training child started (pid {proc.pid})", LogStream.SYSTEM)
-        started = time.monotonic()
-        deadline = started + self.run.timeout_seconds
-        try:
-            self._pump(proc, deadline)
-        finally:
-            if proc.poll() is None:
-                self._signal(proc, signal.SIGKILL)
-                proc.wait()
-        return self._conclude(proc.returncode)
-
-    def _pump(self, proc: subprocess.Popen[bytes], deadline: float) -> None:
-        assert proc.stdout is not None
-        assert proc.stderr is not None
-        selector = selectors.DefaultSelector()
-        handlers: dict[int, Callable[[bytes], None]] = {
-            proc.stdout.fileno(): self._stdout_line,
-            proc.stderr.fileno(): self._stderr_line,
-        }
-        partial: dict[int, bytes] = {fd: b"" for fd in handlers}
-        streams: list[IO[bytes]] = [proc.stdout, proc.stderr]
-        for stream in streams:
-            os.set_blocking(stream.fileno(), False)
-            selector.register(stream, selectors.EVENT_READ)
-        last_flush = last_beat = last_poll = time.monotonic()
-        while selector.get_map():
-            for key, _ in selector.select(timeout=0.2):
-                fd = key.fd
-                try:
-                    data = os.read(fd, 1 << 16)
-                except BlockingIOError:
-                    continue
-                if not data:
-                    selector.unregister(key.fileobj)
-                    if partial[fd]:
-                        handlers[fd](partial[fd])
-                    continue
-                lines = (partial[fd] + data).split(b"\n")
-                partial[fd] = lines.pop()
-                for line in lines:
-                    handlers[fd](line)
-            now = time.monotonic()
-            if now - last_flush >= FLUSH_SECONDS or self.recorder.pending >= LOG_FLUSH_ROWS:
-                self.recorder.flush()
-                last_flush = now
-            if now - last_poll >= CANCEL_POLL_SECONDS:
-                last_poll = now
-                self._poll_cancel(proc)
-            if now - last_beat >= settings.RUN_HEARTBEAT_SECONDS:
-                last_beat = now
-                # The summary so far (steps done, data and model report) shows progress on the pages.
-                Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now(), summary=self.summary)
-            if now >= deadline and not self.timed_out:
-                self.timed_out = True
-                self.recorder.log(
-                    f"timeout after {self.run.timeout_seconds}s: stopping the child", LogStream.SYSTEM
-                )
-                self._signal(proc, signal.SIGTERM)
-                self.kill_at = now + settings.RUN_KILL_GRACE_SECONDS
-            if self.kill_at is not None and now >= self.kill_at and proc.poll() is None:
-                self.recorder.log("the child did not stop in time: killing it", LogStream.SYSTEM)
-                self._signal(proc, signal.SIGKILL)
-                self.kill_at = None
-        # Output closed: the child is exiting. Bound the wait anyway (timeout plus grace).
-        try:
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()) + settings.RUN_KILL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.timed_out = self.timed_out or time.monotonic() >= deadline
-            self._signal(proc, signal.SIGKILL)
-            proc.wait()
+        code = self.run_child(child_command(self.job))
         self.recorder.flush()
+        return self._conclude(code)
 
-    def _signal(self, proc: subprocess.Popen[bytes], sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
+    def note(self, text: str) -> None:
+        self.recorder.log(text, LogStream.SYSTEM)
 
-    def _poll_cancel(self, proc: subprocess.Popen[bytes]) -> None:
-        if self.cancel_sent:
-            return
-        status = Run.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
-        if status == RunStatus.CANCEL_REQUESTED:
-            self.cancel_sent = True
-            self.recorder.log("cancel requested: stopping at the next step", LogStream.SYSTEM)
-            self._signal(proc, signal.SIGTERM)
-            self.kill_at = time.monotonic() + settings.RUN_KILL_GRACE_SECONDS
+    def tick(self, now: float) -> None:
+        if now - self.last_flush >= FLUSH_SECONDS or self.recorder.pending >= LOG_FLUSH_ROWS:
+            self.recorder.flush()
+            self.last_flush = now
+        if now - self.last_poll >= CANCEL_POLL_SECONDS:
+            self.last_poll = now
+            if not self.cancel_sent:
+                status = Run.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
+                if status == RunStatus.CANCEL_REQUESTED:
+                    self.cancel("cancel requested: stopping at the next step")
+        if now - self.last_beat >= settings.RUN_HEARTBEAT_SECONDS:
+            self.last_beat = now
+            # The summary so far (steps done, data and model report) shows progress on the pages.
+            Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now(), summary=self.summary)
 
-    def _stdout_line(self, raw: bytes) -> None:
+    def stdout_line(self, raw: bytes) -> None:
         self.stdout_tail.add(raw + b"\n")
         try:
             event = json.loads(raw)
@@ -407,8 +269,8 @@ class Supervisor:
                 f"{kind}: {json.dumps({k: v for k, v in event.items() if k not in ('event', 't')})}"
             )
 
-    def _stderr_line(self, raw: bytes) -> None:
-        self.stderr_tail.add(raw + b"\n")
+    def stderr_line(self, raw: bytes) -> None:
+        super().stderr_line(raw)
         text = raw.decode("utf-8", errors="replace").rstrip()
         if text:
             self.recorder.log(text, LogStream.STDERR)
@@ -433,7 +295,7 @@ class Supervisor:
             status = RunStatus.FAILED
             error = done.get("error") or (self.summary.get("problem") if self.summary else None) or ""
             if not error:
-                last = [ln for ln in self.stderr_tail.text().splitlines() if ln.strip()][-3:]
+                last = self.stderr_tail.last_lines(3)
                 error = f"The training process exited with code {code}." + (
                     " Last output: " + " | ".join(last) if last else ""
                 )

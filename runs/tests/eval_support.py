@@ -227,9 +227,11 @@ def final_losses(run: Run) -> list[float]:
 
 FAKE_GENERATOR = '''#!{python}
 """Stands in for `python -m runs.training.evaluate JOB.json`: answers from a table, no model."""
-import json, sys, time
+import json, signal, sys, time
 from pathlib import Path
 
+if {ignore_term!r}:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 job = json.loads(Path(sys.argv[-1]).read_text())
 items = [json.loads(line) for line in Path(job["items_file"]).read_text().splitlines() if line.strip()]
 answers = {answers!r}
@@ -242,7 +244,7 @@ for item in items[: {limit!r}]:
 print(json.dumps({{"event": "prediction", "item": 10**9, "output": "not an item of this set"}}), flush=True)
 sys.stderr.write({stderr!r})
 if {done!r}:
-    print(json.dumps({{"event": "done", **{done!r}}}), flush=True)
+    print(json.dumps({{"event": "done", **{done!r}}}), end={end!r}, flush=True)
 sys.exit({exit_code!r})
 '''
 
@@ -257,8 +259,13 @@ def fake_generator(
     done: Mapping[str, str] | None = None,
     exit_code: int = 0,
     stderr: str = "",
+    ignore_term: bool = False,
+    end: str = "\n",
 ) -> Path:
-    """Point TRAINING_PYTHON at a script that answers each prompt from `answers` (to test the worker's side)."""
+    """Point TRAINING_PYTHON at a script that answers each prompt from `answers` (to test the worker's side).
+
+    `ignore_term` makes it deaf to SIGTERM (only SIGKILL stops it); `end` ends its last line.
+    """
     script = folder / "fake-generator"
     script.write_text(
         FAKE_GENERATOR.format(
@@ -269,6 +276,8 @@ def fake_generator(
             done=dict(done) if done is not None else {"status": "completed"},
             exit_code=exit_code,
             stderr=stderr,
+            ignore_term=ignore_term,
+            end=end,
         )
     )
     script.chmod(0o755)

@@ -180,7 +180,7 @@ class StepTrigger:
         self.action = action
         self.fired_at: float | None = None
         self.fired_step: int | None = None
-        original = Supervisor._stdout_line
+        original = Supervisor.stdout_line
         trigger = self
 
         def stdout_line(supervisor: Supervisor, raw: bytes) -> None:
@@ -193,7 +193,7 @@ class StepTrigger:
                 trigger.fired_step = step_now
                 trigger.action(supervisor)
 
-        monkeypatch.setattr(Supervisor, "_stdout_line", stdout_line)
+        monkeypatch.setattr(Supervisor, "stdout_line", stdout_line)
 
 
 def kill_child(supervisor: Supervisor) -> None:

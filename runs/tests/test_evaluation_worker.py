@@ -139,6 +139,32 @@ def test_cancelling_a_running_evaluation_stops_its_generator(settings, tmp_path,
     assert Prediction.objects.filter(evaluation=launched).count() == 1
 
 
+def test_a_generator_deaf_to_the_stop_signal_is_killed_after_the_grace_period(
+    settings, tmp_path, launched, monkeypatch
+):
+    settings.RUN_KILL_GRACE_SECONDS = 1
+    fake_generator(settings, tmp_path, ANSWERS, delay=2.0, ignore_term=True)
+
+    def judge_then_cancel(answer: str, expected: str):
+        Evaluation.objects.get(pk=launched.pk).cancel()
+        return judge(answer, expected)
+
+    monkeypatch.setattr("runs.evaluation.judge", judge_then_cancel)
+    started = time.monotonic()
+    assert execute_evaluation(launched.pk) == RunStatus.CANCELLED
+    assert time.monotonic() - started < 6, "SIGKILL after the 1 s grace, not the 8 s the generator wanted"
+    launched.refresh_from_db()
+    assert launched.error == "Cancelled by request."
+    assert Prediction.objects.filter(evaluation=launched).count() == 1
+
+
+def test_a_last_line_without_a_newline_still_counts(settings, tmp_path, launched):
+    fake_generator(settings, tmp_path, ANSWERS, end="")
+    assert execute_evaluation(launched.pk) == RunStatus.COMPLETED
+    launched.refresh_from_db()
+    assert launched.done == 4
+
+
 def test_an_evaluation_past_the_runs_timeout_is_stopped(settings, tmp_path, launched):
     fake_generator(settings, tmp_path, ANSWERS, delay=2.0)
     type(launched.run).objects.filter(pk=launched.run_id).update(timeout_seconds=1)

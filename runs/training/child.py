@@ -16,17 +16,15 @@ import json
 import os
 import resource
 import shutil
-import signal
-import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from runs.training.events import STOP, elapsed, emit, run_main, take_over_stdout
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-T0 = time.perf_counter()
-_OUT = sys.stdout
 METRIC_NAMES = {
     "/train/loss": "train_loss",
     "/train/perplexity": "train_perplexity",
@@ -36,23 +34,6 @@ METRIC_NAMES = {
     "/eval/perplexity": "eval_perplexity",
 }
 CPU_FLOPS = 60e9  # effective FLOP/s of a 2-core CPU on these shapes (measured 40–85 G)
-
-
-CANCEL = threading.Event()
-
-
-def emit(event: str, **fields: Any) -> None:
-    """One JSON object per line on the real stdout (libraries' prints go to stderr).
-
-    If the worker is gone (broken pipe), stop cleanly at the next step so the
-    trainer still saves a checkpoint for the resumed attempt.
-    """
-    line = json.dumps({"event": event, "t": round(time.perf_counter() - T0, 3), **fields}, default=float)
-    try:
-        _OUT.write(line + "\n")
-        _OUT.flush()
-    except (BrokenPipeError, OSError):
-        CANCEL.set()
 
 
 def log(text: str) -> None:
@@ -65,10 +46,8 @@ def peak_rss_mb() -> float:
 
 def main(job_path: str) -> int:
     # Anything a library prints must not corrupt the event stream.
-    sys.stdout = sys.stderr
-    cancel = CANCEL
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: cancel.set())
+    take_over_stdout()
+    cancel = STOP
 
     from runs.training.job import JobSpec
 
@@ -82,7 +61,7 @@ def main(job_path: str) -> int:
     from runs.training import data as data_lib
     from runs.training import modeling
 
-    log(f"jax {jax.__version__} on {jax.devices()}; imports took {time.perf_counter() - T0:.1f}s")
+    log(f"jax {jax.__version__} on {jax.devices()}; imports took {elapsed():.1f}s")
     out = Path(job.output_dir)
     model, cfg, tok = modeling.build_base(job.base_model, job.seed)
     base_params = modeling.count_params(model)
@@ -342,7 +321,7 @@ def _train(
             summary["samples"] = _samples(sampler_lib, model, cfg, tok, job)
 
     summary["peak_rss_mb"] = peak_rss_mb()
-    summary["wall_seconds"] = round(time.perf_counter() - T0, 2)
+    summary["wall_seconds"] = round(elapsed(), 2)
     emit("done", status="cancelled" if cancelled else "completed", summary=summary)
     return 0
 
@@ -367,18 +346,4 @@ def _samples(sampler_lib: Any, model: Any, cfg: Any, tok: Any, job: Any) -> list
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: python -m runs.training.child JOB.json\n")
-        sys.exit(2)
-    try:
-        code = main(sys.argv[1])
-    except Exception as exc:  # noqa: BLE001 - reported to the worker, then a non-zero exit
-        import traceback
-
-        traceback.print_exc()
-        emit("done", status="failed", error=f"{type(exc).__name__}: {exc}")
-        code = 1
-    _OUT.flush()
-    sys.stderr.flush()
-    # Skip interpreter teardown: JAX's thread pools can take seconds to wind down.
-    os._exit(code)
+    run_main("runs.training.child", main)

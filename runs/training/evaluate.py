@@ -14,33 +14,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from runs.training.events import STOP, emit, run_main, take_over_stdout
+
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-T0 = time.perf_counter()
-_OUT = sys.stdout
-STOP = threading.Event()
-
-
-def emit(event: str, **fields: Any) -> None:
-    line = json.dumps({"event": event, "t": round(time.perf_counter() - T0, 3), **fields}, default=float)
-    try:
-        _OUT.write(line + "\n")
-        _OUT.flush()
-    except (BrokenPipeError, OSError):
-        STOP.set()
-
-
 def main(job_path: str) -> int:
-    sys.stdout = sys.stderr
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: STOP.set())
+    take_over_stdout()
     job = json.loads(Path(job_path).read_text())
 
     from tunix.generate import sampler as sampler_lib
@@ -90,17 +73,4 @@ def _clip(text: str, tok: Any, limit: int) -> str:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.stderr.write("usage: python -m runs.training.evaluate JOB.json\n")
-        sys.exit(2)
-    try:
-        code = main(sys.argv[1])
-    except Exception as exc:  # noqa: BLE001 - reported to the worker, then a non-zero exit
-        import traceback
-
-        traceback.print_exc()
-        emit("done", status="failed", error=f"{type(exc).__name__}: {exc}")
-        code = 1
-    _OUT.flush()
-    sys.stderr.flush()
-    os._exit(code)
+    run_main("runs.training.evaluate", main)
