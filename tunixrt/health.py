@@ -56,7 +56,11 @@ def check_broker() -> dict[str, Any]:
             transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         )
         try:
-            conn.ensure_connection(max_retries=1, timeout=int(settings.CELERY_BROKER_CONNECTION_TIMEOUT))
+            # One immediate retry (a dropped pooled socket), not kombu's default 2 s back-off:
+            # a broker that refuses connections is reported at once.
+            conn.ensure_connection(
+                max_retries=1, interval_start=0, interval_step=0, timeout=int(settings.CELERY_BROKER_CONNECTION_TIMEOUT)
+            )
         finally:
             conn.release()
         return {"status": "ok", "transport": _broker_kind(url)}
