@@ -132,6 +132,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "chart": _chart([run]),
         "logs": logs,
         "last_seq": logs[-1].seq if logs else -1,
+        "poll_logs": run.is_active,
         **_artifact_groups(run),
         "summary_items": sorted((k, v) for k, v in run.summary.items() if k != "samples"),
         "evaluations": run.evaluations.select_related("eval_set").order_by("-created_at")[:20],
@@ -153,7 +154,12 @@ def run_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 def run_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """Log lines after `since_seq`, appended to the page's log tail while the run is active."""
+    """Log lines after `since_seq`, appended to the page's log tail while the run is active.
+
+    The fragment carries the next poller: every second while the run is active; once it
+    has ended, one more fetch while lines still come (more than 500, or written just
+    before the end), and none after that.
+    """
     run = get_object_or_404(Run, pk=pk)
     try:
         since = int(request.GET.get("since_seq", "-1"))
@@ -161,9 +167,8 @@ def run_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         since = -1
     lines = list(RunLog.objects.filter(run=run, seq__gt=since).order_by("seq")[:500])
     last_seq = lines[-1].seq if lines else since
-    response = TemplateResponse(
-        request, "runs/run_detail.html#log-lines", {"run": run, "logs": lines, "last_seq": last_seq}
-    ).render()
+    context = {"run": run, "logs": lines, "last_seq": last_seq, "poll_logs": run.is_active or bool(lines)}
+    response = TemplateResponse(request, "runs/run_detail.html#log-lines", context).render()
     if not run.is_active and not lines:
         response.status_code = STOP_POLLING
     return response

@@ -108,6 +108,12 @@ def test_launch_a_tiny_run_watch_it_finish_and_download_its_model(
     expect(page.locator("#log")).to_contain_text(f"step {FAST['max_steps']}: loss")
     expect(page.locator(".kv").first).to_contain_text("final_train_loss")
     anon.shot("run-detail")
+    # An ended run's page is quiet: no log poller left to fire again and again.
+    log_fetches: list[str] = []
+    page.on("request", lambda request: "/logs/" in request.url and log_fetches.append(request.url))
+    page.wait_for_timeout(1500)
+    assert log_fetches == [], log_fetches
+    assert page.locator("#log-poll").count() == 0
 
     link = page.locator("#artifacts").get_by_role("link", name="final/config.json", exact=True)
     expect(link).to_be_visible()

@@ -200,6 +200,7 @@ def test_the_detail_page_shows_status_config_summary_log_chart_and_artifacts(pag
 def test_a_failed_run_shows_its_error(page, dataset):
     run = finished_run(dataset, RunStatus.FAILED, files=False)
     text = html(page.get(f"/runs/{run.pk}/"))
+    assert "log-poll" not in text, "an ended run's log is complete: nothing to poll"
     assert 'id="run-error">ended failed</div>' in text
     assert "No files." in text
 
@@ -246,9 +247,14 @@ def test_the_log_fragment_sends_only_later_lines(page, dataset):
     assert "since_seq=7" in nothing
 
     Run.objects.filter(pk=run.pk).update(status=RunStatus.COMPLETED)
-    # The last lines still arrive after the run ends, then polling stops.
-    assert page.get(f"/runs/{run.pk}/logs/", {"since_seq": 5}, **HTMX).status_code == 200
-    assert page.get(f"/runs/{run.pk}/logs/", {"since_seq": 7}, **HTMX).status_code == 286
+    # The last lines still arrive after the run ends, with one more fetch queued ...
+    last = page.get(f"/runs/{run.pk}/logs/", {"since_seq": 5}, **HTMX)
+    assert last.status_code == 200
+    assert f'hx-get="/runs/{run.pk}/logs/?since_seq=7" hx-trigger="load"' in html(last)
+    # ... which finds nothing and leaves no poller behind (it would fire again on load).
+    done = page.get(f"/runs/{run.pk}/logs/", {"since_seq": 7}, **HTMX)
+    assert done.status_code == 286
+    assert "log-poll" not in html(done)
     assert page.get(f"/runs/{run.pk}/logs/", {"since_seq": "x"}, **HTMX).status_code == 200
 
 
