@@ -114,6 +114,9 @@ def test_launch_a_tiny_run_watch_it_finish_and_download_its_model(
     page.wait_for_timeout(1500)
     assert log_fetches == [], log_fetches
     assert page.locator("#log-poll").count() == 0
+    # The log opens at its newest line, like `tail -f`.
+    gap = page.locator("#log").evaluate("box => box.scrollHeight - box.scrollTop - box.clientHeight")
+    assert gap < 40, gap
 
     link = page.locator("#artifacts").get_by_role("link", name="final/config.json", exact=True)
     expect(link).to_be_visible()

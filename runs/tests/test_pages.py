@@ -185,6 +185,7 @@ def test_the_detail_page_shows_status_config_summary_log_chart_and_artifacts(pag
     assert "<th>learning_rate</th><td>0.004</td>" in text
     assert "<th>final_train_loss</th><td>3.5</td>" in text
     assert "<th>parameters</th><td>328832</td>" in text
+    assert "<th>tokens_per_s</th><td>5,000</td>" in text
     for n in range(5):
         assert f'<span class="seq">{n}</span> line {n}' in text
     assert '<svg class="chart"' in text
@@ -339,3 +340,28 @@ def test_delete_of_an_active_run_is_refused(page, dataset):
     response = page.post(f"/runs/{run.pk}/delete/", follow=True)
     assert "cancel it first" in html(response)
     assert Run.objects.filter(pk=run.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (0.6686810851097107, "0.6687"),
+        (18633.5, "18,633.5"),
+        (5000.0, "5,000"),
+        (0.087, "0.087"),
+        (2.5e-05, "2.50e-05"),
+        (-0.00001, "-1.00e-05"),
+        (0.0, "0"),
+        (-0.00001 * 0, "0"),
+        (328832, 328832),
+        ("tiny", "tiny"),
+        ([150, 200], [150, 200]),
+        (None, None),
+        (float("nan"), "nan"),
+    ],
+)
+def test_summary_numbers_are_shown_rounded(value, shown):
+    from runs.templatetags.runs_format import number
+
+    assert str(number(value)) == str(shown)
+

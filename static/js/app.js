@@ -36,3 +36,22 @@
     if (box) box.remove();
   });
 })();
+
+// A run's log follows its newest line, like `tail -f`, unless the reader scrolled up.
+(function () {
+  function toBottom(box) {
+    box.scrollTop = box.scrollHeight;
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".log").forEach(toBottom);
+  });
+  let following = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const box = event.detail.target.closest(".log");
+    following = box && box.scrollHeight - box.scrollTop - box.clientHeight < 40 ? box : null;
+  });
+  document.addEventListener("htmx:afterSettle", function () {
+    if (following) toBottom(following);
+    following = null;
+  });
+})();

@@ -1,0 +1,24 @@
+"""Template filters for run pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def number(value: Any) -> Any:
+    """A float as people read it: four decimals at most, thousands separated, no trailing zeros.
+
+    Tiny magnitudes keep their significant digits (2.5e-05); everything that is not a
+    float (ints, text, lists, None) is returned unchanged.
+    """
+    if not isinstance(value, float) or value != value or value in (float("inf"), float("-inf")):
+        return value
+    if value != 0 and abs(value) < 1e-3:
+        return f"{value:.2e}"
+    text = f"{value:,.4f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
