@@ -24,7 +24,7 @@ from runs.tests.run_support import FAST, build_arithmetic_dataset
 from traces.tests.test_browser import PASSWORD, Watch, launched_chromium, watched_page
 from tunixrt.celery import app as celery_app
 
-from playwright.sync_api import Browser, expect  # isort: skip
+from playwright.sync_api import Browser, Request, expect  # isort: skip
 
 pytestmark = [
     pytest.mark.browser,
@@ -110,7 +110,12 @@ def test_launch_a_tiny_run_watch_it_finish_and_download_its_model(
     anon.shot("run-detail")
     # An ended run's page is quiet: no log poller left to fire again and again.
     log_fetches: list[str] = []
-    page.on("request", lambda request: "/logs/" in request.url and log_fetches.append(request.url))
+
+    def note_log_fetch(request: Request) -> None:
+        if "/logs/" in request.url:
+            log_fetches.append(request.url)
+
+    page.on("request", note_log_fetch)
     page.wait_for_timeout(1500)
     assert log_fetches == [], log_fetches
     assert page.locator("#log-poll").count() == 0
