@@ -263,7 +263,10 @@ class Supervisor(ChildProcess):
             self.summary.update(fields)
             self.recorder.log(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in fields.items()))
         elif kind == "checkpoint":
-            self.recorder.log(f"checkpoint saved at step {event.get('step')}")
+            if isinstance(event.get("saved"), list):  # the end-of-training inventory, not a new save
+                self.recorder.log("checkpoints kept: steps " + ", ".join(str(s) for s in event["saved"]))
+            else:
+                self.recorder.log(f"checkpoint saved at step {event.get('step')}")
         else:
             self.recorder.log(
                 f"{kind}: {json.dumps({k: v for k, v in event.items() if k not in ('event', 't')})}"

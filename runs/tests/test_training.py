@@ -53,6 +53,8 @@ def test_a_tiny_run_trains_and_records_metrics_logs_checkpoints_and_the_final_mo
     assert "training child started (pid " in text
     assert "step 20: loss" in text
     assert "checkpoint saved at step 10" in text
+    assert text.count("checkpoint saved at step 20") == 1, "the final inventory is not a second save"
+    assert "checkpoints kept: steps 10, 20" in text
     assert "finished: completed" in text
     assert RunLog.objects.filter(run=run, stream=LogStream.SYSTEM).exists()
 
