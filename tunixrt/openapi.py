@@ -1,0 +1,66 @@
+"""OpenAPI post-processing: the error answers every endpoint can give, documented once.
+
+drf-spectacular documents what each view declares (200, 201, 409, 503 …); the
+errors that come from the framework are the same everywhere, so they are added
+here to every operation that can produce them, unless the view documented its own:
+
+* 403 — no valid session or token (every endpoint needs one; DRF answers 403, not 401,
+  because session authentication comes first and sends no challenge);
+* 404 — an unknown or malformed id, key or name in the path;
+* 400 — a bad query parameter or body, naming each bad field;
+* 413 — a capture body over its configured size limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ERROR = {
+    "type": "object",
+    "properties": {"detail": {"type": "string"}},
+    "required": ["detail"],
+    "description": "What went wrong, in words.",
+}
+FIELD_ERRORS = {
+    "type": "object",
+    "additionalProperties": {},
+    "description": (
+        "What was wrong with the input, by name: usually each bad field or parameter with a list of "
+        "messages (nested fields by path, e.g. `steps[2].content`; unknown keys too), "
+        "`non_field_errors` for the input as a whole and `detail` for malformed JSON. Batch captures "
+        "answer `{detail, items: [{index, errors}]}`, eval-set uploads `{lines: [{line, error}]}`."
+    ),
+}
+BODY_LIMITS = {
+    ("/api/traces", "post"): "TRACE_MAX_BYTES (default 1 MiB)",
+    ("/api/traces/batch", "post"): "TRACE_BATCH_MAX_BYTES (default 64 MiB)",
+}
+
+
+def _response(description: str, schema: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema}"}}},
+    }
+
+
+def add_error_responses(result: dict[str, Any], generator: Any, request: Any, public: bool) -> dict[str, Any]:
+    """A SPECTACULAR_SETTINGS POSTPROCESSING_HOOKS entry (after the default enum hook)."""
+    schemas = result.setdefault("components", {}).setdefault("schemas", {})
+    schemas.setdefault("Error", ERROR)
+    schemas.setdefault("FieldErrors", FIELD_ERRORS)
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            responses = operation.setdefault("responses", {})
+            parameters = operation.get("parameters", [])
+            added = {"403": _response("No valid session or token (or, with a session, no CSRF token).", "Error")}
+            if any(p.get("in") == "path" for p in parameters):
+                added["404"] = _response("Nothing with that id, key or name.", "Error")
+            if "requestBody" in operation or any(p.get("in") == "query" for p in parameters):
+                added["400"] = _response("Invalid input: every bad field is named.", "FieldErrors")
+            limit = BODY_LIMITS.get((path, method))
+            if limit:
+                added["413"] = _response(f"The body is larger than {limit}.", "Error")
+            for code, response in added.items():
+                responses.setdefault(code, response)
+    return result

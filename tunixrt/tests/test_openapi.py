@@ -1,0 +1,72 @@
+"""The OpenAPI schema is valid and documents the errors the API really gives."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from drf_spectacular.validation import validate_schema
+from rest_framework.test import APIClient
+
+from traces.tests.factories import make_trace
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def schema(api: APIClient) -> dict[str, Any]:
+    response = api.get("/api/schema/", {"format": "json"})
+    assert response.status_code == 200
+    document: dict[str, Any] = response.json()
+    return document
+
+
+def operations(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(path, method, op) for path, ops in schema["paths"].items() for method, op in ops.items()]
+
+
+def test_the_schema_is_valid_openapi(schema):
+    validate_schema(schema)
+    assert len(operations(schema)) >= 40
+
+
+def test_every_operation_documents_the_errors_it_can_give(schema):
+    for path, method, op in operations(schema):
+        responses = op["responses"]
+        where = f"{method.upper()} {path}"
+        assert "403" in responses, where
+        parameters = op.get("parameters", [])
+        if any(p["in"] == "path" for p in parameters):
+            assert "404" in responses, where
+        if "requestBody" in op or any(p["in"] == "query" for p in parameters):
+            assert responses["400"]["content"]["application/json"]["schema"] == {
+                "$ref": "#/components/schemas/FieldErrors"
+            }, where
+    assert "413" in schema["paths"]["/api/traces"]["post"]["responses"]
+    assert "413" in schema["paths"]["/api/traces/batch"]["post"]["responses"]
+    assert "413" not in schema["paths"]["/api/datasets"]["post"]["responses"]
+
+
+def test_a_run_not_started_yet_has_a_null_duration_and_the_schema_says_so(schema):
+    duration = schema["components"]["schemas"]["RunDetail"]["properties"]["duration_seconds"]
+    assert duration.get("nullable") is True
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "body", "operation"),
+    [
+        ("get", "/api/traces/999999", None, ("/api/traces/{id}", "get")),
+        ("get", "/api/traces?limit=0", None, ("/api/traces", "get")),
+        ("post", "/api/traces", {"prompt": ""}, ("/api/traces", "post")),
+        ("get", "/api/datasets/nope@v1", None, ("/api/datasets/{key}", "get")),
+        ("get", "/api/runs?status=bogus", None, ("/api/runs", "get")),
+        ("get", "/api/runs/424242", None, ("/api/runs/{id}", "get")),
+        ("get", "/api/leaderboard", None, ("/api/leaderboard", "get")),
+    ],
+)
+def test_real_error_answers_are_documented(api, schema, method, url, body, operation):
+    make_trace()
+    response = getattr(api, method)(url, body, format="json") if body else getattr(api, method)(url)
+    assert 400 <= response.status_code < 500, response.content
+    path, verb = operation
+    assert str(response.status_code) in schema["paths"][path][verb]["responses"], response.status_code
