@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import URLPattern, URLResolver, include, path
+from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from runs.urls import evaluation_urlpatterns
@@ -13,6 +13,7 @@ api_patterns: list[URLPattern | URLResolver] = [
     path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include("traces.api.urls")),
     path("", include("runs.api.urls")),
+    re_path(r"", views.ApiNotFound.as_view()),  # last: any other /api/ URL gets a JSON 404
 ]
 
 urlpatterns = [

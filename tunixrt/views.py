@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
 from rest_framework.authtoken.models import Token
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -65,6 +66,18 @@ class HealthView(APIView):
     def get(self, request: Request) -> Response:
         report = health_report()
         return Response(report, status=503 if report["status"] == "down" else 200)
+
+
+@extend_schema(exclude=True)
+class ApiNotFound(APIView):
+    """Any /api/ URL that names no endpoint: a JSON 404 like every other API error (never an HTML page).
+
+    It defines no handlers, so every method lands in `http_method_not_allowed`, after
+    authentication: anonymous callers get the usual 403.
+    """
+
+    def http_method_not_allowed(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Response:
+        raise NotFound(f"No API endpoint at {request.path}. See /api/docs/.")
 
 
 @require_http_methods(["GET", "POST"])

@@ -164,6 +164,7 @@ class EvalSetViewSet(
         eval_set = self.get_object()
         return Response(EvalItemSerializer(eval_set.items.order_by("position"), many=True).data)
 
+    @extend_schema(responses={204: None, 409: dict}, summary="Delete an eval set (409 while evaluations use it)")
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         eval_set = self.get_object()
         if eval_set.evaluations.exists():
@@ -305,8 +306,8 @@ def leaderboard_view(request: Request) -> Response:
         OpenApiParameter("a", int, required=True),
         OpenApiParameter("b", int, required=True),
     ],
-    responses={200: OpenApiTypes.OBJECT},
-    summary="Compare two runs item by item on an eval set",
+    responses={200: OpenApiTypes.OBJECT, 409: dict},
+    summary="Compare two runs item by item on an eval set (409 unless both have evaluated it)",
 )
 @api_view(["GET"])
 def compare_view(request: Request) -> Response:
@@ -366,6 +367,7 @@ class BaselineViewSet(
     lookup_value_regex = "[^/]+"
     pagination_class = None
 
+    @extend_schema(responses={201: BaselineSerializer, 409: dict}, summary="Create a baseline from a run's evaluation")
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         serializer = BaselineSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -386,7 +388,7 @@ class BaselineViewSet(
     @extend_schema(
         parameters=[OpenApiParameter("run", int, required=True)],
         request=None,
-        responses={200: OpenApiTypes.OBJECT},
+        responses={200: OpenApiTypes.OBJECT, 409: dict},
         summary="Check a run against the baseline (passed: false on a regression)",
     )
     @action(detail=True, methods=["get", "post"])
@@ -436,7 +438,7 @@ class RegisteredModelViewSet(
     lookup_value_regex = "[^/]+"
     pagination_class = None
 
-    @extend_schema(request=PromoteRequest, responses={201: ModelVersionSerializer}, summary="Promote a run")
+    @extend_schema(request=PromoteRequest, responses={201: ModelVersionSerializer, 409: dict}, summary="Promote a run")
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         params = PromoteRequest(data=request.data)
         params.is_valid(raise_exception=True)

@@ -102,3 +102,11 @@ class RunLogSerializer(serializers.ModelSerializer[RunLog]):
     class Meta:
         model = RunLog
         fields = ["seq", "stream", "text", "created_at"]
+
+
+class RunLogPageSerializer(serializers.Serializer[dict[str, Any]]):
+    """GET /api/runs/{id}/logs: the run's status and the lines after `since_seq`."""
+
+    status = serializers.CharField()
+    last_seq = serializers.IntegerField(help_text="pass it back as `since_seq` to get only newer lines")
+    lines = RunLogSerializer(many=True)

@@ -15,7 +15,13 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from runs.api.evaluation import EvaluateRequest, EvaluationSerializer, evaluate_run
-from runs.api.serializers import RunDetailSerializer, RunLaunchSerializer, RunListSerializer, RunLogSerializer
+from runs.api.serializers import (
+    RunDetailSerializer,
+    RunLaunchSerializer,
+    RunListSerializer,
+    RunLogPageSerializer,
+    RunLogSerializer,
+)
 from runs.config import LaunchInvalid, validate_launch
 from runs.filters import RunFilter
 from runs.launching import BrokerUnavailable, artifact_path, delete_run, launch_run, list_artifacts, retry_run
@@ -123,7 +129,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             OpenApiParameter("since_seq", int, description="only lines with a larger sequence number"),
             OpenApiParameter("limit", int, description=f"at most this many lines (1–{LOG_PAGE})"),
         ],
-        responses=RunLogSerializer(many=True),
+        responses=RunLogPageSerializer,
         summary="Log lines after a sequence number",
         filters=False,
     )

@@ -168,8 +168,8 @@ class TraceViewSet(
             OpenApiParameter("base", int, required=True),
             OpenApiParameter("other", int, required=True),
         ],
-        responses=TraceCompareSerializer,
-        summary="Two traces side by side, with their scores",
+        responses={200: TraceCompareSerializer, 404: dict},
+        summary="Two traces side by side, with their scores (404 when either is unknown)",
         filters=False,
     )
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)

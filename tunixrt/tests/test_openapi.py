@@ -70,3 +70,26 @@ def test_real_error_answers_are_documented(api, schema, method, url, body, opera
     assert 400 <= response.status_code < 500, response.content
     path, verb = operation
     assert str(response.status_code) in schema["paths"][path][verb]["responses"], response.status_code
+
+
+@pytest.mark.parametrize(
+    ("method", "url"),
+    [
+        ("get", "/api/runs/0.5"),
+        ("delete", "/api/runs/0.5"),
+        ("get", "/api/traces/"),
+        ("post", "/api/nothing-here"),
+        ("get", "/api/traces/1/nope"),
+    ],
+)
+def test_an_api_url_that_names_no_endpoint_is_a_json_404(api, method, url, settings):
+    settings.DEBUG = True  # even with Django's HTML debug 404 page switched on
+    response = getattr(api, method)(url)
+    assert response.status_code == 404
+    assert response["Content-Type"] == "application/json"
+    assert "No API endpoint at" in response.json()["detail"]
+
+
+def test_an_unknown_api_url_still_needs_authentication():
+    response = APIClient().get("/api/nothing-here")
+    assert response.status_code in (401, 403)
