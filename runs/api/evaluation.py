@@ -423,7 +423,11 @@ class RegisteredModelSerializer(serializers.ModelSerializer[RegisteredModel]):
 
 class PromoteRequest(serializers.Serializer[Any]):
     run = serializers.IntegerField(min_value=1)
-    name = serializers.SlugField(max_length=100)
+    name = serializers.RegexField(
+        r"^[a-z0-9_-]+$",
+        max_length=100,
+        error_messages={"invalid": "Use 1–100 lowercase letters, digits, - or _."},
+    )
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
 
 
@@ -454,6 +458,8 @@ class RegisteredModelViewSet(
             )
         except EvaluationConflict as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
+        except ValueError as exc:  # the registry's own name rule, should it ever be stricter than the field's
+            raise ValidationError({"name": [str(exc).removeprefix("name: ")]}) from None
         return Response(ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY}, summary="Download a version")

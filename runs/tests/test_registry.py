@@ -164,6 +164,15 @@ def test_the_api_names_bad_promote_fields(api, data, field, db):
     assert field in response.json()
 
 
+@pytest.mark.parametrize("name", ["UPPER", "Mixed-Case", "dk0iWY0", "with space", "x" * 101, "../escape"])
+def test_the_api_rejects_a_name_the_registry_cannot_take_with_a_400(api, run, name):
+    response = api.post("/api/models", {"run": run.pk, "name": name}, format="json")
+    assert response.status_code == 400, response.content
+    assert "name" in response.json()
+    assert not ModelVersion.objects.exists()
+    assert not RegisteredModel.objects.exists()
+
+
 def test_the_api_answers_409_for_a_run_without_a_final_model(api, dataset):
     pending = make_run(dataset)
     response = api.post("/api/models", {"run": pending.pk, "name": "reasoner"}, format="json")
