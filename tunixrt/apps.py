@@ -6,3 +6,6 @@ class TunixrtConfig(AppConfig):
 
     name = "tunixrt"
     verbose_name = "tunix-rt"
+
+    def ready(self) -> None:
+        from tunixrt import openapi  # noqa: F401 - registers the schema extension

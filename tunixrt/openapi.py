@@ -9,11 +9,16 @@ here to every operation that can produce them, unless the view documented its ow
 * 404 — an unknown or malformed id, key or name in the path;
 * 400 — a bad query parameter or body, naming each bad field;
 * 413 — a capture body over its configured size limit.
+
+`FilterBounds` also carries the filters' own limits (`min_value`, `max_value`,
+`max_length`) into their query parameters, which drf-spectacular leaves out.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from drf_spectacular.contrib.django_filters import DjangoFilterExtension
 
 ERROR = {
     "type": "object",
@@ -64,3 +69,24 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
             for code, response in added.items():
                 responses.setdefault(code, response)
     return result
+
+
+class FilterBounds(DjangoFilterExtension):  # type: ignore[no-untyped-call]
+    """django-filter parameters with the bounds their filters enforce (loaded by TunixrtConfig.ready)."""
+
+    priority = 1
+
+    def resolve_filter_field(
+        self, auto_schema: Any, model: Any, filterset_class: Any, field_name: str, filter_field: Any
+    ) -> list[dict[str, Any]]:
+        parameters: list[dict[str, Any]] = super().resolve_filter_field(  # type: ignore[no-untyped-call]
+            auto_schema, model, filterset_class, field_name, filter_field
+        )
+        bounds = {
+            "minimum": filter_field.extra.get("min_value"),
+            "maximum": filter_field.extra.get("max_value"),
+            "maxLength": filter_field.extra.get("max_length"),
+        }
+        for parameter in parameters:
+            parameter["schema"].update({k: v for k, v in bounds.items() if v is not None})
+        return parameters

@@ -189,7 +189,7 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         return qs
 
     @extend_schema(
-        parameters=[OpenApiParameter("wrong_only", bool), OpenApiParameter("limit", int)],
+        parameters=[OpenApiParameter("wrong_only", bool, description="only the wrong answers")],
         responses=PredictionSerializer(many=True),
         summary="Every prediction of an evaluation",
     )
@@ -252,6 +252,11 @@ class LeaderboardRowSerializer(serializers.Serializer[Any]):
     finished_at = serializers.DateTimeField()
 
 
+class LeaderboardSerializer(serializers.Serializer[Any]):
+    eval_set = serializers.CharField()
+    rows = LeaderboardRowSerializer(many=True)
+
+
 def leaderboard_rows(eval_set: EvalSet, params: Any, limit: int) -> list[dict[str, Any]]:
     qs = leaderboard(
         eval_set,
@@ -282,9 +287,9 @@ def leaderboard_rows(eval_set: EvalSet, params: Any, limit: int) -> list[dict[st
         OpenApiParameter("dataset", str),
         OpenApiParameter("base_model", str),
         OpenApiParameter("baseline", bool, description="rank base-model (untrained) evaluations instead"),
-        OpenApiParameter("limit", int),
+        OpenApiParameter("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, description="rows (default 100)"),
     ],
-    responses=LeaderboardRowSerializer(many=True),
+    responses=LeaderboardSerializer,
     summary="Runs ranked by their latest evaluation on an eval set",
 )
 @api_view(["GET"])

@@ -126,8 +126,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("since_seq", int, description="only lines with a larger sequence number"),
-            OpenApiParameter("limit", int, description=f"at most this many lines (1–{LOG_PAGE})"),
+            OpenApiParameter(
+                "since_seq", {"type": "integer", "minimum": -1}, description="only lines with a larger sequence number"
+            ),
+            OpenApiParameter(
+                "limit", {"type": "integer", "minimum": 1, "maximum": LOG_PAGE}, description="at most this many lines"
+            ),
         ],
         responses=RunLogPageSerializer,
         summary="Log lines after a sequence number",
@@ -150,7 +154,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     @extend_schema(
         parameters=[
             OpenApiParameter("name", str, description="metric name; omit for every series"),
-            OpenApiParameter("max_points", int, description="downsample each series to about this many points"),
+            OpenApiParameter(
+                "max_points",
+                {"type": "integer", "minimum": 2, "maximum": 100_000},
+                description="downsample each series to about this many points (default 500)",
+            ),
         ],
         responses={200: OpenApiTypes.OBJECT},
         summary="Metric series (train_loss, eval_loss, perplexity, grad_norm, learning_rate, tokens_per_s)",

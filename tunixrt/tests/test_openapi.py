@@ -93,3 +93,29 @@ def test_an_api_url_that_names_no_endpoint_is_a_json_404(api, method, url, setti
 def test_an_unknown_api_url_still_needs_authentication():
     response = APIClient().get("/api/nothing-here")
     assert response.status_code in (401, 403)
+
+
+def test_query_parameters_state_the_bounds_the_api_enforces(schema):
+    def bounds(path: str, name: str) -> dict[str, Any]:
+        (parameter,) = [p for p in schema["paths"][path]["get"]["parameters"] if p["name"] == name]
+        return {k: v for k, v in parameter["schema"].items() if k in ("minimum", "maximum", "maxLength")}
+
+    assert bounds("/api/traces", "min_steps") == {"minimum": 0, "maximum": 1000}
+    assert bounds("/api/traces", "q") == {"maxLength": 500}
+    assert bounds("/api/traces", "limit") == {"minimum": 1, "maximum": 100}
+    assert bounds("/api/leaderboard", "limit") == {"minimum": 1, "maximum": 1000}
+    assert bounds("/api/runs/{id}/metrics", "max_points") == {"minimum": 2, "maximum": 100_000}
+
+
+@pytest.mark.parametrize(
+    ("url", "field"),
+    [
+        ("/api/traces?min_steps=1001", "min_steps"),
+        ("/api/traces?q=" + "x" * 501, "q"),
+        ("/api/leaderboard?eval_set=none&limit=1001", "eval_set"),
+    ],
+)
+def test_values_past_those_bounds_are_400s_naming_the_parameter(api, url, field):
+    response = api.get(url)
+    assert response.status_code == 400
+    assert field in response.json()
