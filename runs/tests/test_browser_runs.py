@@ -139,3 +139,12 @@ def test_launch_a_tiny_run_watch_it_finish_and_download_its_model(
     expect(row.locator(".badge")).to_have_text("Completed")
     assert row.get_attribute("hx-trigger") is None
     anon.shot("run-list")
+
+    # On a phone-sized screen wide tables scroll inside their box; the page never gets wider.
+    page.set_viewport_size({"width": 390, "height": 800})
+    for path in ("/runs/", f"/runs/{run_id}/", f"/datasets/{dataset.key}/", "/leaderboard/", "/models/"):
+        page.goto(anon.url(path))
+        expect(page.locator("main h1")).to_be_visible()
+        overflow = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow}px wider than the screen"
+    anon.shot("run-list-narrow")
