@@ -197,7 +197,7 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     def predictions(self, request: Request, pk: str | None = None) -> Response:
         evaluation = self.get_object()
         qs = Prediction.objects.filter(evaluation=evaluation).select_related("item").order_by("item__position")
-        if request.query_params.get("wrong_only") in ("1", "true", "yes"):
+        if bool_param(request.query_params, "wrong_only"):
             qs = qs.filter(correct=False)
         return Response(PredictionSerializer(qs, many=True).data)
 
@@ -252,6 +252,16 @@ class LeaderboardRowSerializer(serializers.Serializer[Any]):
     finished_at = serializers.DateTimeField()
 
 
+def bool_param(params: Any, name: str) -> bool:
+    """A yes/no query parameter: 1/true/yes/on or 0/false/no/off (any case), absent is no; else a 400."""
+    raw = str(params.get(name, "")).strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValidationError({name: ["Use true or false (also 1/0, yes/no, on/off)."]})
+
+
 class LeaderboardSerializer(serializers.Serializer[Any]):
     eval_set = serializers.CharField()
     rows = LeaderboardRowSerializer(many=True)
@@ -262,7 +272,7 @@ def leaderboard_rows(eval_set: EvalSet, params: Any, limit: int) -> list[dict[st
         eval_set,
         dataset=params.get("dataset", ""),
         base_model=params.get("base_model", ""),
-        baseline=params.get("baseline") in ("1", "true"),
+        baseline=bool_param(params, "baseline"),
     )
     return [
         {

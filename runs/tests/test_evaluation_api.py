@@ -153,10 +153,14 @@ def test_predictions_list_every_answer_or_only_the_wrong_ones(api, dataset, quiz
         "match": "",
         "latency_ms": 20.0,
     }
-    for flag in ("1", "true", "yes"):
+    for flag in ("1", "true", "yes", "on", "True"):
         wrong = api.get(f"/api/evaluations/{evaluation.pk}/predictions", {"wrong_only": flag}).json()
         assert [r["item"]["id"] for r in wrong] == ["q2"]
-    assert len(api.get(f"/api/evaluations/{evaluation.pk}/predictions", {"wrong_only": "0"}).json()) == 3
+    for flag in ("0", "false", "no", ""):
+        assert len(api.get(f"/api/evaluations/{evaluation.pk}/predictions", {"wrong_only": flag}).json()) == 3
+    bad = api.get(f"/api/evaluations/{evaluation.pk}/predictions", {"wrong_only": "abc"})
+    assert bad.status_code == 400
+    assert "wrong_only" in bad.json()
 
 
 def test_the_predictions_cost_a_fixed_number_of_queries(api, dataset, quiz, django_assert_max_num_queries):

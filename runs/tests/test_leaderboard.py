@@ -114,6 +114,7 @@ def test_the_api_filters_and_limits(api, board):
         ({"eval_set": "quiz", "limit": "0"}, "limit"),
         ({"eval_set": "quiz", "limit": "1001"}, "limit"),
         ({"eval_set": "quiz", "limit": "ten"}, "limit"),
+        ({"eval_set": "quiz", "baseline": "maybe"}, "baseline"),
     ],
 )
 def test_the_api_needs_an_existing_eval_set_and_a_sane_limit(api, board, params, field):
