@@ -3,8 +3,8 @@
 
 `ChildProcess` starts the child in its own process group, reads its stdout and
 stderr line by line without blocking, calls `tick()` between reads for
-periodic work (writing what was collected, heartbeats, looking for a cancel
-request), and stops it the one way both jobs need: SIGTERM to the group (the
+periodic work (writing what was collected, looking for a cancel request,
+heartbeats), and stops it the one way both jobs need: SIGTERM to the group (the
 child finishes its step and exits), SIGKILL if it is still there
 `RUN_KILL_GRACE_SECONDS` later. Past the timeout the same happens and
 `timed_out` is set. The subclass decides what lines mean and how the job ends.
@@ -27,6 +27,8 @@ from typing import IO
 from django.conf import settings
 
 SELECT_SECONDS = 0.2
+FLUSH_SECONDS = 0.5  # how often what the child reported is written to the database
+CANCEL_POLL_SECONDS = 0.5  # how often the database is asked whether someone cancelled
 
 
 class BoundedTail:
@@ -115,8 +117,19 @@ class ChildProcess:
         """Keeps the tail for the error message; subclasses may also log the line."""
         self.stderr_tail.add(raw + b"\n")
 
+    def flush(self) -> None:
+        """Write what the child reported so far: every FLUSH_SECONDS, when `flush_due()`, and at the end."""
+
+    def flush_due(self) -> bool:
+        """Whether to flush before FLUSH_SECONDS are up (a full buffer)."""
+        return False
+
+    def cancel_requested(self) -> bool:
+        """Whether someone asked to cancel the job (asked every CANCEL_POLL_SECONDS until it is sent)."""
+        return False
+
     def tick(self, now: float) -> None:
-        """Periodic work, called after every read and at least every SELECT_SECONDS."""
+        """Other periodic work, called after every read and at least every SELECT_SECONDS."""
 
     def note(self, text: str) -> None:
         """A message about the supervision itself (started, stopping, killing)."""
@@ -124,7 +137,7 @@ class ChildProcess:
     # The supervision.
 
     def run_child(self, command: list[str]) -> int:
-        """Start `command`, pump its output until it exits, and return its exit code."""
+        """Start `command`, pump its output until it exits, flush, and return its exit code."""
         proc = self._proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module, no shell
             command,
             stdout=subprocess.PIPE,
@@ -171,6 +184,7 @@ class ChildProcess:
         for stream in streams:
             os.set_blocking(stream.fileno(), False)
             selector.register(stream, selectors.EVENT_READ)
+        last_flush = last_poll = time.monotonic()
         while selector.get_map():
             for key, _ in selector.select(timeout=SELECT_SECONDS):
                 fd = key.fd
@@ -188,6 +202,13 @@ class ChildProcess:
                 for line in lines:
                     handlers[fd](line)
             now = time.monotonic()
+            if now - last_flush >= FLUSH_SECONDS or self.flush_due():
+                self.flush()
+                last_flush = now
+            if not self.cancel_sent and now - last_poll >= CANCEL_POLL_SECONDS:
+                last_poll = now
+                if self.cancel_requested():
+                    self.cancel("cancel requested: stopping at the next step")
             self.tick(now)
             if now >= deadline and not self.timed_out:
                 self.timed_out = True
@@ -205,3 +226,4 @@ class ChildProcess:
             self.timed_out = self.timed_out or time.monotonic() >= deadline
             self._signal(signal.SIGKILL)
             proc.wait()
+        self.flush()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ from runs.models import Direction, EvalItem, EvalSet, Evaluation, Prediction, Re
 
 logger = logging.getLogger(__name__)
 GROUPS = ("category", "section", "difficulty")
-FLUSH_SECONDS = 0.5
 
 
 class EvaluationConflict(Exception):
@@ -175,12 +173,9 @@ class EvaluationSupervisor(ChildProcess):
         self.done_event: dict[str, Any] = {}
         self.done = 0
         self.correct = 0
-        self.last_flush = time.monotonic()
 
     def supervise(self, job: Path) -> str:
-        code = self.run_child(child_command("runs.training.evaluate", job))
-        self.flush()
-        return self._conclude(code)
+        return self._conclude(self.run_child(child_command("runs.training.evaluate", job)))
 
     def flush(self) -> None:
         if self.pending:
@@ -190,13 +185,8 @@ class EvaluationSupervisor(ChildProcess):
             done=self.done, correct=self.correct, heartbeat_at=timezone.now()
         )
 
-    def tick(self, now: float) -> None:
-        if now - self.last_flush < FLUSH_SECONDS:
-            return
-        self.last_flush = now
-        self.flush()
-        if not self.cancel_sent and self._status() == RunStatus.CANCEL_REQUESTED:
-            self.cancel("cancel requested")
+    def cancel_requested(self) -> bool:
+        return self._status() == RunStatus.CANCEL_REQUESTED
 
     def stdout_line(self, raw: bytes) -> None:
         try:

@@ -32,8 +32,6 @@ from traces.choices import Split
 from traces.exporting import iter_dataset_lines
 
 logger = logging.getLogger(__name__)
-FLUSH_SECONDS = 0.5
-CANCEL_POLL_SECONDS = 0.5
 LOG_FLUSH_ROWS = 2000
 
 
@@ -155,10 +153,6 @@ def prepare_job(run: Run) -> Path:
     return job
 
 
-def child_command(job: Path) -> list[str]:
-    return childproc.child_command("runs.training.child", job)
-
-
 def claim(run_id: int, task_id: str = "") -> Run | None:
     """Take a pending run for this worker; None if another worker (or a cancel) got there first."""
     now = timezone.now()
@@ -213,26 +207,25 @@ class Supervisor(ChildProcess):
         self.stdout_tail = BoundedTail(settings.TUNIX_OUTPUT_MAX_BYTES)
         self.done: dict[str, Any] | None = None
         self.summary: dict[str, Any] = {}
-        self.last_flush = self.last_beat = self.last_poll = time.monotonic()
+        self.last_beat = time.monotonic()
 
     def supervise(self) -> str:
-        code = self.run_child(child_command(self.job))
-        self.recorder.flush()
-        return self._conclude(code)
+        return self._conclude(self.run_child(childproc.child_command("runs.training.child", self.job)))
 
     def note(self, text: str) -> None:
         self.recorder.log(text, LogStream.SYSTEM)
 
+    def flush(self) -> None:
+        self.recorder.flush()
+
+    def flush_due(self) -> bool:
+        return self.recorder.pending >= LOG_FLUSH_ROWS
+
+    def cancel_requested(self) -> bool:
+        status = Run.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
+        return status == RunStatus.CANCEL_REQUESTED
+
     def tick(self, now: float) -> None:
-        if now - self.last_flush >= FLUSH_SECONDS or self.recorder.pending >= LOG_FLUSH_ROWS:
-            self.recorder.flush()
-            self.last_flush = now
-        if now - self.last_poll >= CANCEL_POLL_SECONDS:
-            self.last_poll = now
-            if not self.cancel_sent:
-                status = Run.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
-                if status == RunStatus.CANCEL_REQUESTED:
-                    self.cancel("cancel requested: stopping at the next step")
         if now - self.last_beat >= settings.RUN_HEARTBEAT_SECONDS:
             self.last_beat = now
             # The summary so far (steps done, data and model report) shows progress on the pages.
