@@ -162,9 +162,8 @@ class _PostgresCopyWriter:
             cur = stack.enter_context(connection.cursor())
             known = pgwrite.known_hashes(connection, [c.content_hash for c in batch])
             rows = [c for c in batch if c.content_hash not in known]
-            defer = searchindex.is_bulk(len(rows))
-            if defer:  # indexed after the import (traces.searchindex); ends after the COPY
-                stack.enter_context(pgwrite.search_documents_deferred(connection))
+            # Bulk: indexed after the import (traces.searchindex); the setting ends after the COPY.
+            defer = stack.enter_context(searchindex.bulk_write(len(rows)))
             if rows:
                 raw = cur.cursor
                 copy = stack.enter_context(
@@ -199,11 +198,7 @@ class _PostgresCopyWriter:
             self.deferred += count
 
     def _insert_skipping_stored(self, batch: list[CleanTrace]) -> tuple[int, bool]:
-        defer = searchindex.is_bulk(len(batch))
-        with (
-            transaction.atomic(),
-            pgwrite.search_documents_deferred(connection) if defer else nullcontext(),
-        ):
+        with transaction.atomic(), searchindex.bulk_write(len(batch)) as defer:
             return len(pgwrite.insert_new(connection, batch, timezone.now(), None)), defer
 
 

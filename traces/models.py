@@ -210,12 +210,10 @@ class TraceManager(models.Manager["Trace"]):
         now = timezone.now()
         creator_id = creator.pk if creator is not None else None
         # Small captures are searchable at once; bulk ones are indexed after commit (see traces.searchindex).
-        if searchindex.is_bulk(len(firsts)):
-            with pgwrite.search_documents_deferred(connection):
-                new_ids = pgwrite.insert_new(connection, firsts, now, creator_id)
-            searchindex.after_capture_on_commit(len(new_ids), len(new_ids))
-        else:
+        with searchindex.bulk_write(len(firsts)) as deferred:
             new_ids = pgwrite.insert_new(connection, firsts, now, creator_id)
+        if deferred:
+            searchindex.after_capture_on_commit(len(new_ids), len(new_ids))
         stored = [c.content_hash for c in firsts if c.content_hash not in new_ids]
         known = pgwrite.known_hashes(connection, stored)
         if len(known) < len(stored):

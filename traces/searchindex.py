@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 
 from django.conf import settings
@@ -100,6 +101,21 @@ def index_backlog(
 def is_bulk(count: int) -> bool:
     """Whether a write of `count` new traces should leave their search documents to the indexer."""
     return count > INLINE_SEARCH_MAX and enabled()
+
+
+@contextmanager
+def bulk_write(count: int) -> Iterator[bool]:
+    """Around a write of `count` new traces (inside its transaction); yields whether it is bulk.
+
+    A bulk write stores the rows without search documents (`pgwrite.search_documents_deferred`),
+    and the caller asks for indexing once it commits (`after_capture`); a small one leaves them
+    to the insert trigger.
+    """
+    if is_bulk(count):
+        with pgwrite.search_documents_deferred(connection):
+            yield True
+    else:
+        yield False
 
 
 def after_capture(created: int, deferred: int) -> Indexing:
