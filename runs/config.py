@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 
 from runs.choices import ChatTemplate, RunMethod, RunMode
+from runs.hyperparameters import BOUNDS, Bound
 from runs.training.job import PRESETS
 from traces.choices import DatasetStatus, Split
 from traces.models import Dataset
@@ -19,35 +19,12 @@ Errors = dict[str, list[str]]
 LOCAL_PREFIX = "local:"
 
 
-@dataclass(frozen=True)
-class Bound:
-    kind: type
-    low: float
-    high: float
-    default: Any
-    help: str = ""
-
-
-FIELDS: dict[str, Bound] = {
-    "lora_rank": Bound(int, 1, 256, 8, "LoRA rank"),
-    "lora_alpha": Bound(float, 0.01, 4096, 16.0, "LoRA alpha (scale = alpha / rank)"),
-    "learning_rate": Bound(float, 1e-7, 1.0, 3e-3, "peak learning rate (warmup, then cosine decay)"),
-    "max_steps": Bound(int, 1, 1_000_000, 100, "training steps"),
-    "batch_size": Bound(int, 1, 512, 8, "examples per step"),
-    "max_seq_length": Bound(int, 16, 8192, 256, "tokens per example (longer ones are cut)"),
-    "warmup_steps": Bound(int, 0, 1_000_000, 5, "linear warmup steps"),
-    "weight_decay": Bound(float, 0.0, 1.0, 0.0, "AdamW weight decay"),
-    "seed": Bound(int, 0, 2**31 - 1, 0, "model init and data order"),
-    "eval_every_steps": Bound(int, 1, 1_000_000, 20, "validation loss every N steps"),
-    "checkpoint_every_steps": Bound(int, 1, 1_000_000, 50, "orbax checkpoint every N steps"),
-    "timeout_seconds": Bound(int, 10, 7 * 24 * 3600, None, "stop the run after this long"),
-}
 CHOICES: dict[str, tuple[list[str], str]] = {
     "method": (list(RunMethod.values), RunMethod.FULL),
     "chat_template": (list(ChatTemplate.values), ChatTemplate.GEMMA),
     "mode": (list(RunMode.values), RunMode.TRAIN),
 }
-KNOWN = {"dataset", "base_model", *FIELDS, *CHOICES}
+KNOWN = {"dataset", "base_model", *BOUNDS, *CHOICES}
 
 
 class LaunchInvalid(ValueError):
@@ -81,6 +58,13 @@ def resolve_base_model(value: str) -> dict[str, Any]:
     if value.startswith(LOCAL_PREFIX) and name in local_models():
         return {"kind": "local", "name": name, "path": str(Path(settings.MODELS_DIR) / name)}
     raise KeyError(value)
+
+
+def default_value(name: str) -> Any:
+    """A hyperparameter's launch default (the timeout's is a setting)."""
+    if name == "timeout_seconds":
+        return settings.RUN_DEFAULT_TIMEOUT_SECONDS
+    return BOUNDS[name].default
 
 
 def _number(errors: Errors, name: str, raw: Any, bound: Bound) -> Any:
@@ -149,12 +133,10 @@ def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
         else:
             values[name] = raw
 
-    for name, bound in FIELDS.items():
+    for name, bound in BOUNDS.items():
         raw = data.get(name)
         if raw is None or raw == "":
-            values[name] = (
-                bound.default if bound.default is not None else settings.RUN_DEFAULT_TIMEOUT_SECONDS
-            )
+            values[name] = default_value(name)
             continue
         value = _number(errors, name, raw, bound)
         if value is not None:

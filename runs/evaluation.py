@@ -16,14 +16,14 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q, QuerySet
-from django.utils import timezone
 
 from runs.childproc import ChildProcess, child_command
 from runs.choices import RunMode, RunStatus
 from runs.config import resolve_base_model
 from runs.judging import JUDGE_NAME, JUDGE_VERSION, extract_answer, judge
-from runs.launching import BrokerUnavailable, run_directory
+from runs.launching import run_directory
 from runs.models import Direction, EvalItem, EvalSet, Evaluation, Prediction, RegressionBaseline, Run
+from tunixrt import jobs
 
 logger = logging.getLogger(__name__)
 GROUPS = ("category", "section", "difficulty")
@@ -31,23 +31,6 @@ GROUPS = ("category", "section", "difficulty")
 
 class EvaluationConflict(Exception):
     """The run cannot be evaluated (yet): 409."""
-
-
-def _enqueue(evaluation_id: int) -> bool:
-    """Send the evaluation to a worker; if the broker is unreachable, fail it with the reason (False)."""
-    from runs.tasks import execute_evaluation_task
-
-    try:
-        result = execute_evaluation_task.apply_async(args=(evaluation_id,), retry=False)
-    except Exception as exc:  # noqa: BLE001 - any broker failure is reported the same way
-        Evaluation.objects.filter(pk=evaluation_id, status=RunStatus.PENDING).update(
-            status=RunStatus.FAILED,
-            finished_at=timezone.now(),
-            error=f"Could not queue the evaluation: the job broker is unreachable ({type(exc).__name__}: {exc}).",
-        )
-        return False
-    Evaluation.objects.filter(pk=evaluation_id).update(celery_task_id=result.id or "")
-    return True
 
 
 def final_model_dir(run: Run) -> Path | None:
@@ -79,7 +62,6 @@ def launch_evaluation(
     if not 1 <= max_new_tokens <= 1024:
         raise ValueError("max_new_tokens must be between 1 and 1024.")
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
-    queued: list[bool] = []
     with transaction.atomic():
         evaluation = Evaluation.objects.create(
             run=run,
@@ -91,12 +73,15 @@ def launch_evaluation(
             judge_version=JUDGE_VERSION,
             created_by=creator,
         )
-        transaction.on_commit(lambda: queued.append(_enqueue(evaluation.pk)))
+        jobs.publish_on_commit(evaluation)
     evaluation.refresh_from_db()
-    # Only a failed publish is the broker's fault: a fast worker may already have failed it.
-    if queued == [False]:
-        raise BrokerUnavailable(evaluation.error)
     return evaluation
+
+
+def _remaining_items(evaluation: Evaluation) -> QuerySet[EvalItem]:
+    """The items still without a prediction (all of them, unless an earlier attempt was cut short)."""
+    answered = Prediction.objects.filter(evaluation=evaluation).values("item_id")
+    return EvalItem.objects.filter(eval_set=evaluation.eval_set).exclude(pk__in=answered)
 
 
 def _job(evaluation: Evaluation, directory: Path) -> Path:
@@ -104,9 +89,7 @@ def _job(evaluation: Evaluation, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     items_file = directory / "items.jsonl"
     with items_file.open("wb") as f:
-        for pk, prompt in (
-            EvalItem.objects.filter(eval_set=evaluation.eval_set).order_by("position").values_list("pk", "prompt")
-        ):
+        for pk, prompt in _remaining_items(evaluation).order_by("position").values_list("pk", "prompt"):
             f.write(json.dumps({"pk": pk, "prompt": prompt}).encode() + b"\n")
     if evaluation.baseline:
         model = resolve_base_model(run.base_model)
@@ -130,34 +113,30 @@ def _job(evaluation: Evaluation, directory: Path) -> Path:
 
 
 def execute_evaluation(evaluation_id: int, task_id: str = "") -> str:
-    """The worker job: claim, generate in a child, judge and store every prediction, score."""
-    now = timezone.now()
-    claimed = Evaluation.objects.filter(pk=evaluation_id, status=RunStatus.PENDING).update(
-        status=RunStatus.RUNNING, started_at=now, heartbeat_at=now, celery_task_id=task_id[:64]
-    )
-    if not claimed:
+    """The worker job: claim, generate in a child, judge and store every prediction, score.
+
+    A later attempt (the reaper re-queued it after its worker died) keeps the
+    predictions already stored and generates only the missing ones.
+    """
+    evaluation: Evaluation | None = jobs.claim(Evaluation, evaluation_id, task_id)
+    if evaluation is None:
         return "not pending"
-    evaluation = Evaluation.objects.select_related("run", "eval_set").get(pk=evaluation_id)
     base = run_directory(evaluation.run) or Path(settings.RUNS_DIR) / str(evaluation.run_id)
+    expected = dict(_remaining_items(evaluation).values_list("pk", "expected_answer"))
+    if not expected:  # every answer is in: an earlier attempt died while scoring
+        complete(evaluation)
+        return RunStatus.COMPLETED
     try:
         job = _job(evaluation, base / "evaluations" / str(evaluation.pk))
     except Exception as exc:  # noqa: BLE001 - recorded on the row
-        _finish(evaluation, RunStatus.FAILED, error=f"Could not prepare the evaluation: {exc}")
+        jobs.finish(evaluation, RunStatus.FAILED, error=f"Could not prepare the evaluation: {exc}")
         return RunStatus.FAILED
-    expected = dict(EvalItem.objects.filter(eval_set=evaluation.eval_set).values_list("pk", "expected_answer"))
     try:
         return EvaluationSupervisor(evaluation, expected).supervise(job)
     except Exception as exc:
-        # Nothing reaps evaluations: one left `running` by an error here would stay so for ever.
         logger.exception("evaluation %s failed", evaluation_id)
-        _finish(evaluation, RunStatus.FAILED, error=f"The evaluation failed: {type(exc).__name__}: {exc}")
+        jobs.finish(evaluation, RunStatus.FAILED, error=f"The evaluation failed: {type(exc).__name__}: {exc}")
         return RunStatus.FAILED
-
-
-def _finish(evaluation: Evaluation, status: str, **fields: Any) -> None:
-    Evaluation.objects.filter(pk=evaluation.pk, status__in=(RunStatus.RUNNING, RunStatus.CANCEL_REQUESTED)).update(
-        status=status, finished_at=timezone.now(), **fields
-    )
 
 
 class EvaluationSupervisor(ChildProcess):
@@ -171,8 +150,10 @@ class EvaluationSupervisor(ChildProcess):
         self.expected = expected
         self.pending: list[Prediction] = []
         self.done_event: dict[str, Any] = {}
-        self.done = 0
-        self.correct = 0
+        earlier = Prediction.objects.filter(evaluation=evaluation)
+        self.done = earlier.count()
+        self.correct = earlier.filter(correct=True).count()
+        self.answered = 0
 
     def supervise(self, job: Path) -> str:
         return self._conclude(self.run_child(child_command("runs.training.evaluate", job)))
@@ -181,12 +162,10 @@ class EvaluationSupervisor(ChildProcess):
         if self.pending:
             Prediction.objects.bulk_create(self.pending, batch_size=500, ignore_conflicts=True)
             self.pending.clear()
-        Evaluation.objects.filter(pk=self.evaluation.pk).update(
-            done=self.done, correct=self.correct, heartbeat_at=timezone.now()
-        )
+        jobs.beat(self.evaluation, done=self.done, correct=self.correct)
 
     def cancel_requested(self) -> bool:
-        return self._status() == RunStatus.CANCEL_REQUESTED
+        return self.evaluation.cancel_requested()
 
     def stdout_line(self, raw: bytes) -> None:
         try:
@@ -213,26 +192,25 @@ class EvaluationSupervisor(ChildProcess):
                 )
             )
             self.done += 1
+            self.answered += 1
             self.correct += int(verdict.correct)
         elif event.get("event") == "done":
             self.done_event.update(event)
-
-    def _status(self) -> str | None:
-        return Evaluation.objects.filter(pk=self.evaluation.pk).values_list("status", flat=True).first()
 
     def _conclude(self, code: int) -> str:
         evaluation = self.evaluation
         if self.timed_out:
             limit = self.timeout_seconds
-            _finish(evaluation, RunStatus.TIMEOUT, error=f"Timed out after {limit} seconds (the run's timeout).")
+            jobs.finish(evaluation, RunStatus.TIMEOUT, error=f"Timed out after {limit} seconds (the run's timeout).")
             return RunStatus.TIMEOUT
-        if self._status() == RunStatus.CANCEL_REQUESTED or self.done_event.get("status") == "cancelled":
-            _finish(evaluation, RunStatus.CANCELLED, error="Cancelled by request.")
+        if self.evaluation.cancel_requested() or self.done_event.get("status") == "cancelled":
+            jobs.finish(evaluation, RunStatus.CANCELLED, error="Cancelled by request.")
             return RunStatus.CANCELLED
-        if code != 0 or self.done_event.get("status") != "completed" or self.done < len(self.expected):
+        if code != 0 or self.done_event.get("status") != "completed" or self.answered < len(self.expected):
             last = self.stderr_tail.last_lines(3)
             error = self.done_event.get("error") or f"The generation process exited with code {code}."
-            _finish(evaluation, RunStatus.FAILED, error=error + (" Last output: " + " | ".join(last) if last else ""))
+            error += " Last output: " + " | ".join(last) if last else ""
+            jobs.finish(evaluation, RunStatus.FAILED, error=error)
             return RunStatus.FAILED
         complete(evaluation)
         return RunStatus.COMPLETED
@@ -272,7 +250,7 @@ def complete(evaluation: Evaluation) -> None:
         Evaluation.objects.filter(
             run=evaluation.run_id, eval_set=evaluation.eval_set_id, baseline=evaluation.baseline, is_latest=True
         ).update(is_latest=False)
-        _finish(
+        jobs.finish(
             evaluation,
             RunStatus.COMPLETED,
             scorecard=card,

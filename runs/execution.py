@@ -30,6 +30,7 @@ from runs.models import Run, RunLog, RunMetric
 from runs.training.job import JobSpec
 from traces.choices import Split
 from traces.exporting import iter_dataset_lines
+from tunixrt import jobs
 
 logger = logging.getLogger(__name__)
 LOG_FLUSH_ROWS = 2000
@@ -134,18 +135,8 @@ def prepare_job(run: Run) -> Path:
         validation_file=str(files[Split.VALIDATION].resolve()),
         base_model=resolve_base_model(run.base_model),
         method=run.method,
-        lora_rank=run.lora_rank,
-        lora_alpha=run.lora_alpha,
-        learning_rate=run.learning_rate,
-        max_steps=run.max_steps,
-        batch_size=run.batch_size,
-        max_seq_length=run.max_seq_length,
-        warmup_steps=run.warmup_steps,
-        weight_decay=run.weight_decay,
-        seed=run.seed,
-        eval_every_steps=run.eval_every_steps,
-        checkpoint_every_steps=run.checkpoint_every_steps,
         chat_template=run.chat_template,
+        **run.hyperparameters(),
         sample_prompts=prompts if run.mode == RunMode.TRAIN else [],
     )
     job = directory / "job.json"
@@ -153,24 +144,9 @@ def prepare_job(run: Run) -> Path:
     return job
 
 
-def claim(run_id: int, task_id: str = "") -> Run | None:
-    """Take a pending run for this worker; None if another worker (or a cancel) got there first."""
-    now = timezone.now()
-    claimed = Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
-        status=RunStatus.RUNNING,
-        heartbeat_at=now,
-        worker_host=socket.gethostname()[:255],
-        celery_task_id=task_id[:64],
-    )
-    if not claimed:
-        return None
-    Run.objects.filter(pk=run_id, started_at__isnull=True).update(started_at=now)
-    return Run.objects.select_related("dataset").get(pk=run_id)
-
-
 def execute_run(run_id: int, task_id: str = "") -> str:
     """Run one claimed run to its end; returns the final status (or why nothing ran)."""
-    run = claim(run_id, task_id)
+    run: Run | None = jobs.claim(Run, run_id, task_id)
     if run is None:
         return "not pending"
     recorder = RunRecorder(run)
@@ -180,18 +156,10 @@ def execute_run(run_id: int, task_id: str = "") -> str:
     except Exception as exc:
         logger.exception("run %s: preparing the job failed", run_id)
         recorder.flush()
-        _finish(run, RunStatus.FAILED, error=f"Could not prepare the run: {type(exc).__name__}: {exc}")
+        jobs.finish(run, RunStatus.FAILED, error=f"Could not prepare the run: {type(exc).__name__}: {exc}")
         return RunStatus.FAILED
     recorder.flush()
     return Supervisor(run, recorder, job).supervise()
-
-
-def _finish(run: Run, status: str, **fields: Any) -> None:
-    """Write the final state, unless the reaper already ended this attempt."""
-    fields.setdefault("finished_at", timezone.now())
-    Run.objects.filter(
-        pk=run.pk, status__in=(RunStatus.RUNNING, RunStatus.CANCEL_REQUESTED), attempt=run.attempt
-    ).update(status=status, heartbeat_at=timezone.now(), **fields)
 
 
 class Supervisor(ChildProcess):
@@ -222,14 +190,13 @@ class Supervisor(ChildProcess):
         return self.recorder.pending >= LOG_FLUSH_ROWS
 
     def cancel_requested(self) -> bool:
-        status = Run.objects.filter(pk=self.run.pk).values_list("status", flat=True).first()
-        return status == RunStatus.CANCEL_REQUESTED
+        return self.run.cancel_requested()
 
     def tick(self, now: float) -> None:
         if now - self.last_beat >= settings.RUN_HEARTBEAT_SECONDS:
             self.last_beat = now
             # The summary so far (steps done, data and model report) shows progress on the pages.
-            Run.objects.filter(pk=self.run.pk).update(heartbeat_at=timezone.now(), summary=self.summary)
+            jobs.beat(self.run, summary=self.summary)
 
     def stdout_line(self, raw: bytes) -> None:
         self.stdout_tail.add(raw + b"\n")
@@ -297,43 +264,6 @@ class Supervisor(ChildProcess):
                 )
         self.recorder.log(f"finished: {status}" + (f" ({error})" if error else ""), LogStream.SYSTEM)
         self.recorder.flush()
-        _finish(self.run, status, error=error, **fields)
+        jobs.finish(self.run, status, error=error, **fields)
         return str(status)
 
-
-def reap_stale_runs() -> dict[str, int]:
-    """Runs whose worker stopped beating: resume from the last checkpoint or fail with the reason.
-
-    A run never stays `running` without a live worker. Resuming reuses the
-    run's folder, where the trainer finds its latest checkpoint.
-    """
-    from runs.launching import enqueue
-
-    counts = {"requeued": 0, "failed": 0, "cancelled": 0}
-    stale_after = settings.RUN_STALE_SECONDS
-    for run in Run.objects.stale(stale_after).select_related(None):
-        since = run.heartbeat_at or run.started_at or run.created_at
-        reason = f"Worker {run.worker_host or '?'} lost: no heartbeat since {since:%Y-%m-%d %H:%M:%S} UTC."
-        guard = Run.objects.filter(
-            pk=run.pk, status=run.status, attempt=run.attempt, heartbeat_at=run.heartbeat_at
-        )
-        if run.status == RunStatus.CANCEL_REQUESTED:
-            if guard.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), error=reason):
-                counts["cancelled"] += 1
-            continue
-        if run.mode == RunMode.TRAIN and run.attempt < settings.RUN_MAX_ATTEMPTS:
-            if guard.update(
-                status=RunStatus.PENDING, attempt=run.attempt + 1, heartbeat_at=None, error=reason
-            ):
-                RunRecorder(run).log_and_flush(
-                    f"{reason} Resuming from the last checkpoint (attempt {run.attempt + 1} of "
-                    f"{settings.RUN_MAX_ATTEMPTS}).",
-                )
-                enqueue(run.pk)
-                counts["requeued"] += 1
-            continue
-        why = reason + (" No attempts left." if run.mode == RunMode.TRAIN else "")
-        if guard.update(status=RunStatus.FAILED, finished_at=timezone.now(), error=why):
-            RunRecorder(run).log_and_flush(why)
-            counts["failed"] += 1
-    return counts

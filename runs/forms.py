@@ -7,7 +7,8 @@ from typing import Any, cast
 from django import forms
 
 from runs.choices import ChatTemplate, RunMethod
-from runs.config import FIELDS, LaunchInvalid, base_model_choices, validate_launch
+from runs.config import LaunchInvalid, base_model_choices, default_value, validate_launch
+from runs.hyperparameters import BOUNDS
 from traces.choices import DatasetStatus
 from traces.models import Dataset
 
@@ -28,15 +29,10 @@ class RunLaunchForm(forms.Form):
             for d in datasets
         ]
         cast(forms.ChoiceField, self.fields["base_model"]).choices = base_model_choices()
-        for name, bound in FIELDS.items():
-            initial = bound.default
-            if name == "timeout_seconds":
-                from django.conf import settings
-
-                initial = settings.RUN_DEFAULT_TIMEOUT_SECONDS
+        for name, bound in BOUNDS.items():
             self.fields[name] = forms.CharField(
                 required=False,
-                initial=initial,
+                initial=default_value(name),
                 help_text=f"{bound.help} ({bound.low:g}–{bound.high:g})",
                 label=name.replace("_", " ").capitalize(),
             )
@@ -56,4 +52,4 @@ class RunLaunchForm(forms.Form):
         return data
 
     def hyperparameter_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in FIELDS]
+        return [self[name] for name in BOUNDS]

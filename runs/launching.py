@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -10,53 +9,25 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.db.models import ProtectedError
-from django.utils import timezone
 
-from runs.choices import RunStatus
-from runs.models import Run, RunNotActive
-
-logger = logging.getLogger(__name__)
-
-
-class BrokerUnavailable(RuntimeError):
-    """The run was saved but could not be queued; it is marked failed with the reason."""
-
-
-def enqueue(run_id: int) -> bool:
-    """Send the run to a worker; if the broker is unreachable, fail the run with the reason (False)."""
-    from runs.tasks import execute_run_task
-
-    try:
-        result = execute_run_task.apply_async(args=(run_id,), retry=False)
-    except Exception as exc:  # noqa: BLE001 - any broker failure is reported the same way
-        logger.warning("could not queue run %s: %s", run_id, exc)
-        Run.objects.filter(pk=run_id, status=RunStatus.PENDING).update(
-            status=RunStatus.FAILED,
-            finished_at=timezone.now(),
-            error=f"Could not queue the run: the job broker is unreachable ({type(exc).__name__}: {exc}).",
-        )
-        return False
-    Run.objects.filter(pk=run_id).update(celery_task_id=result.id or "")
-    return True
+from runs.models import Run
+from tunixrt import jobs
+from tunixrt.jobs import JobNotActive
 
 
 def launch_run(values: dict[str, Any], user: Any = None, *, retry_of: Run | None = None) -> Run:
     """Save the run, then queue it once the row is committed (the worker reads it by id).
 
-    Raises BrokerUnavailable (after marking the run failed) when it cannot be queued.
+    With the broker away the run stays pending (`awaiting_broker`) and the
+    reaper queues it when the broker is back.
     """
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
-    queued: list[bool] = []
     with transaction.atomic():
         run = Run.objects.create(**values, created_by=creator, retry_of=retry_of)
         run.output_dir = str(Path(settings.RUNS_DIR) / str(run.pk))
         run.save(update_fields=["output_dir"])
-        transaction.on_commit(lambda: queued.append(enqueue(run.pk)))
+        jobs.publish_on_commit(run)
     run.refresh_from_db()
-    # Only a failed publish is the broker's fault: a fast worker may already have run
-    # (and failed) the run by now, which is no reason to answer 503.
-    if queued == [False]:
-        raise BrokerUnavailable(run.error)
     return run
 
 
@@ -68,13 +39,13 @@ def retry_run(run: Run, user: Any = None) -> Run:
 def delete_run(run: Run) -> None:
     """Delete a finished run and its files (checkpoints, final model, logs)."""
     if not run.is_terminal:
-        raise RunNotActive(f"Run {run.pk} is {run.get_status_display().lower()}; cancel it first.")
+        raise JobNotActive(f"Run {run.pk} is {run.get_status_display().lower()}; cancel it first.")
     directory = run_directory(run)
     try:
         run.delete()
     except ProtectedError as exc:
         names = sorted(str(obj) for obj in exc.protected_objects)
-        raise RunNotActive(
+        raise JobNotActive(
             f"Run {run.pk} is the reference of regression baseline {', '.join(names)}; delete the baseline first."
         ) from None
     if directory is not None and directory.is_dir():

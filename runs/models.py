@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -17,6 +17,8 @@ from runs.choices import (
     RunMode,
     RunStatus,
 )
+from runs.hyperparameters import BOUNDS, model_field
+from tunixrt.jobs import Job
 
 
 class WorkerHeartbeat(models.Model):
@@ -44,43 +46,11 @@ class WorkerHeartbeat(models.Model):
         cls.objects.update_or_create(hostname=hostname, defaults=defaults)
 
 
-CONFIG_FIELDS = (
-    "base_model",
-    "method",
-    "lora_rank",
-    "lora_alpha",
-    "learning_rate",
-    "max_steps",
-    "batch_size",
-    "max_seq_length",
-    "warmup_steps",
-    "weight_decay",
-    "seed",
-    "eval_every_steps",
-    "checkpoint_every_steps",
-    "chat_template",
-    "timeout_seconds",
-    "mode",
-)
+# What a run was launched with (what retry copies and compare diffs).
+CONFIG_FIELDS = ("base_model", "method", "chat_template", "mode", *BOUNDS)
 
 
-class RunNotActive(Exception):
-    """A state change asked of a run that already ended (or has not)."""
-
-
-class RunQuerySet(models.QuerySet["Run"]):
-    def active(self) -> RunQuerySet:
-        return self.filter(status__in=ACTIVE_STATUSES)
-
-    def stale(self, seconds: int) -> RunQuerySet:
-        """Running runs whose worker has not beaten its heartbeat for `seconds`."""
-        cutoff = timezone.now() - timedelta(seconds=seconds)
-        return self.filter(status__in=(RunStatus.RUNNING, RunStatus.CANCEL_REQUESTED)).filter(
-            models.Q(heartbeat_at__lt=cutoff) | models.Q(heartbeat_at__isnull=True)
-        )
-
-
-class Run(models.Model):
+class Run(Job):
     """A Tunix fine-tuning run (or dry run) of a base model on a dataset.
 
     The row is the source of truth for status; the worker claims it with a
@@ -91,19 +61,20 @@ class Run(models.Model):
     dataset = models.ForeignKey("traces.Dataset", on_delete=models.PROTECT, related_name="runs")
     base_model = models.CharField(max_length=200)
     method = models.CharField(max_length=8, choices=RunMethod.choices, default=RunMethod.FULL)
-    lora_rank = models.PositiveIntegerField(default=8)
-    lora_alpha = models.FloatField(default=16.0)
-    learning_rate = models.FloatField(default=3e-3)
-    max_steps = models.PositiveIntegerField(default=100)
-    batch_size = models.PositiveIntegerField(default=8)
-    max_seq_length = models.PositiveIntegerField(default=256)
-    warmup_steps = models.PositiveIntegerField(default=5)
-    weight_decay = models.FloatField(default=0.0)
-    seed = models.PositiveIntegerField(default=0)
-    eval_every_steps = models.PositiveIntegerField(default=20)
-    checkpoint_every_steps = models.PositiveIntegerField(default=50)
     chat_template = models.CharField(max_length=16, choices=ChatTemplate.choices, default=ChatTemplate.GEMMA)
-    timeout_seconds = models.PositiveIntegerField(default=3600)
+    # The hyperparameters: columns derived from runs.hyperparameters (type, default, range, help).
+    lora_rank = model_field("lora_rank")
+    lora_alpha = model_field("lora_alpha")
+    learning_rate = model_field("learning_rate")
+    max_steps = model_field("max_steps")
+    batch_size = model_field("batch_size")
+    max_seq_length = model_field("max_seq_length")
+    warmup_steps = model_field("warmup_steps")
+    weight_decay = model_field("weight_decay")
+    seed = model_field("seed")
+    eval_every_steps = model_field("eval_every_steps")
+    checkpoint_every_steps = model_field("checkpoint_every_steps")
+    timeout_seconds = model_field("timeout_seconds")
     mode = models.CharField(max_length=8, choices=RunMode.choices, default=RunMode.TRAIN)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -111,21 +82,17 @@ class Run(models.Model):
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     status = models.CharField(max_length=20, choices=RunStatus.choices, default=RunStatus.PENDING)
-    celery_task_id = models.CharField(max_length=64, blank=True, default="")
-    worker_host = models.CharField(max_length=255, blank=True, default="")
-    attempt = models.PositiveIntegerField(default=1)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     exit_code = models.IntegerField(null=True, blank=True)
-    error = models.TextField(blank=True, default="")
     stdout_tail = models.TextField(blank=True, default="")
     stderr_tail = models.TextField(blank=True, default="")
     summary = models.JSONField(default=dict, blank=True)
     output_dir = models.CharField(max_length=500, blank=True, default="")
 
-    objects = RunQuerySet.as_manager()
+    job_label = "run"
+    job_task = "runs.execute_run"
+    cancel_statuses = (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELLED)
+    resume_note = "Resuming from the last checkpoint"
 
     class Meta:
         ordering = ("-created_at", "-id")
@@ -145,25 +112,21 @@ class Run(models.Model):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
-    def cancel(self) -> None:
-        """A pending run is cancelled at once; a running one asks its worker to stop the child.
+    def can_resume(self) -> bool:
+        """A training run resumes from its last checkpoint; a dry run is cheap to retry by hand."""
+        return self.mode == RunMode.TRAIN and super().can_resume()
 
-        Guarded updates: a worker claiming or finishing the row at the same
-        moment never has its status overwritten.
-        """
-        now = timezone.now()
-        pending = Run.objects.filter(pk=self.pk, status=RunStatus.PENDING)
-        if pending.update(status=RunStatus.CANCELLED, finished_at=now, error="Cancelled before it started."):
-            self.refresh_from_db()
-            return
-        Run.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(status=RunStatus.CANCEL_REQUESTED)
-        self.refresh_from_db()
-        if self.status != RunStatus.CANCEL_REQUESTED:
-            raise RunNotActive(f"Run {self.pk} is already {self.get_status_display().lower()}.")
+    def reaper_note(self, text: str) -> None:
+        from runs.execution import RunRecorder
+
+        RunRecorder(self).log_and_flush(text)
 
     def config(self) -> dict[str, object]:
         """The launch settings (what retry copies and compare diffs)."""
         return {name: getattr(self, name) for name in CONFIG_FIELDS}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in BOUNDS}
 
     def metric_series(self, name: str, max_points: int = 500) -> list[tuple[int, float]]:
         """(step, value) points of one metric, thinned in the database to about `max_points`.
@@ -263,12 +226,7 @@ class EvalItem(models.Model):
         return f"{self.eval_set_id}:{self.item_id}"
 
 
-class EvaluationQuerySet(models.QuerySet["Evaluation"]):
-    def active(self) -> EvaluationQuerySet:
-        return self.filter(status__in=ACTIVE_STATUSES)
-
-
-class Evaluation(models.Model):
+class Evaluation(Job):
     """A run's model (or, with `baseline`, its untrained base) answering every item of an eval set."""
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="evaluations")
@@ -284,17 +242,15 @@ class Evaluation(models.Model):
     accuracy = models.FloatField(null=True, blank=True)
     scorecard = models.JSONField(default=dict, blank=True)
     is_latest = models.BooleanField(default=False, help_text="the run's latest completed evaluation on this set")
-    error = models.TextField(blank=True, default="")
-    celery_task_id = models.CharField(max_length=64, blank=True, default="")
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
 
-    objects = EvaluationQuerySet.as_manager()
+    job_label = "evaluation"
+    job_task = "runs.execute_evaluation"
+    cancel_statuses = (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELLED)
+    resume_note = "Generating the answers still missing"
 
     class Meta:
         ordering = ("-created_at", "-id")
@@ -315,16 +271,6 @@ class Evaluation(models.Model):
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
 
-    def cancel(self) -> None:
-        """Pending: cancelled at once; running: the worker stops the generation after its batch."""
-        pending = Evaluation.objects.filter(pk=self.pk, status=RunStatus.PENDING)
-        if pending.update(status=RunStatus.CANCELLED, finished_at=timezone.now(), error="Cancelled before it started."):
-            self.refresh_from_db()
-            return
-        Evaluation.objects.filter(pk=self.pk, status=RunStatus.RUNNING).update(status=RunStatus.CANCEL_REQUESTED)
-        self.refresh_from_db()
-        if self.status != RunStatus.CANCEL_REQUESTED:
-            raise RunNotActive(f"Evaluation {self.pk} is already {self.get_status_display().lower()}.")
 
 
 class Prediction(models.Model):

@@ -1,11 +1,11 @@
-"""Celery tasks for runs: thin wrappers around runs.execution."""
+"""Celery tasks for runs and evaluations: thin wrappers around runs.execution and runs.evaluation."""
 
 from typing import Any
 
 from celery import shared_task
 
 from runs.evaluation import execute_evaluation
-from runs.execution import execute_run, reap_stale_runs
+from runs.execution import execute_run
 
 
 @shared_task(name="runs.execute_run", bind=True, acks_late=True)
@@ -13,11 +13,7 @@ def execute_run_task(self: Any, run_id: int) -> str:
     return execute_run(run_id, task_id=self.request.id or "")
 
 
-@shared_task(name="runs.reap_stale_runs")
-def reap_stale_runs_task() -> dict[str, int]:
-    return reap_stale_runs()
-
-
 @shared_task(name="runs.execute_evaluation", bind=True, acks_late=True)
 def execute_evaluation_task(self: Any, evaluation_id: int) -> str:
     return execute_evaluation(evaluation_id, task_id=self.request.id or "")
+

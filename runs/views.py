@@ -24,7 +24,7 @@ from runs.evaluation import (
 )
 from runs.filters import RunFilter
 from runs.forms import RunLaunchForm
-from runs.launching import BrokerUnavailable, artifact_path, delete_run, launch_run, list_artifacts, retry_run
+from runs.launching import artifact_path, delete_run, launch_run, list_artifacts, retry_run
 from runs.models import (
     CONFIG_FIELDS,
     EvalSet,
@@ -35,14 +35,18 @@ from runs.models import (
     RegressionBaseline,
     Run,
     RunLog,
-    RunNotActive,
 )
 from runs.registry import archive_path, promote
 from traces.models import Dataset
+from tunixrt.jobs import Job, JobNotActive
 from tunixrt.middleware import HtmxHttpRequest
 from tunixrt.pagination import InvalidPage, keyset_page
 
 STOP_POLLING = 286  # htmx stops an `every Ns` trigger on this status
+
+
+def _notify_queued(request: HtmxHttpRequest, job: Job) -> None:
+    (messages.warning if job.awaiting_broker else messages.success)(request, job.queued_notice)
 LOG_TAIL = 200
 
 
@@ -88,13 +92,9 @@ def run_launch(request: HtmxHttpRequest) -> HttpResponse:
     if request.method == "POST":
         form = RunLaunchForm(request.POST)
         if form.is_valid():
-            try:
-                run = launch_run(form.values, request.user)
-            except BrokerUnavailable as exc:
-                form.add_error(None, str(exc))
-            else:
-                messages.success(request, f"Run {run.pk} queued.")
-                return redirect("run-detail", pk=run.pk)
+            run = launch_run(form.values, request.user)
+            _notify_queued(request, run)
+            return redirect("run-detail", pk=run.pk)
         return TemplateResponse(request, "runs/run_launch.html", {"form": form}, status=400)
     initial = {k: v for k, v in request.GET.items()}
     return TemplateResponse(request, "runs/run_launch.html", {"form": RunLaunchForm(initial=initial)})
@@ -180,7 +180,7 @@ def run_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     try:
         run.cancel()
         messages.info(request, f"Run {pk}: {run.get_status_display().lower()}.")
-    except RunNotActive as exc:
+    except JobNotActive as exc:
         messages.error(request, str(exc))
     return redirect("run-detail", pk=pk)
 
@@ -194,10 +194,7 @@ def run_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     except LaunchInvalid as exc:
         messages.error(request, f"Cannot retry: {exc}")
         return redirect("run-detail", pk=pk)
-    except BrokerUnavailable as exc:
-        messages.error(request, str(exc))
-        return redirect("run-detail", pk=pk)
-    messages.success(request, f"Run {new.pk} queued with the same configuration.")
+    _notify_queued(request, new)
     return redirect("run-detail", pk=new.pk)
 
 
@@ -207,7 +204,7 @@ def run_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         try:
             delete_run(run)
-        except RunNotActive as exc:
+        except JobNotActive as exc:
             messages.error(request, str(exc))
             return redirect("run-detail", pk=pk)
         messages.success(request, f"Run {pk} and its files were deleted.")
@@ -331,7 +328,7 @@ def evaluation_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     evaluation = get_object_or_404(Evaluation, pk=pk)
     try:
         evaluation.cancel()
-    except RunNotActive as exc:
+    except JobNotActive as exc:
         messages.error(request, str(exc))
     return redirect("evaluation-detail", pk=pk)
 
@@ -348,9 +345,10 @@ def run_evaluate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         evaluation = launch_evaluation(
             run, eval_set, baseline=request.POST.get("baseline") == "on", max_new_tokens=tokens, user=request.user
         )
-    except (EvaluationConflict, BrokerUnavailable, ValueError) as exc:
+    except (EvaluationConflict, ValueError) as exc:
         messages.error(request, f"Cannot evaluate: {exc}")
         return redirect("run-detail", pk=pk)
+    _notify_queued(request, evaluation)
     return redirect("evaluation-detail", pk=evaluation.pk)
 
 

@@ -26,6 +26,7 @@ from django.utils.text import slugify
 from traces.choices import DatasetStatus, DatasetStrategy, Split
 from traces.filters import TraceFilter
 from traces.models import Dataset, DatasetMember, DatasetName, Trace
+from tunixrt import jobs
 
 logger = logging.getLogger(__name__)
 
@@ -52,10 +53,6 @@ class BuildInvalid(ValueError):
 class NoTracesMatch(BuildInvalid):
     def __init__(self) -> None:
         super().__init__({"non_field_errors": ["No traces match."]})
-
-
-class BrokerUnavailable(RuntimeError):
-    """The build was queued for a worker, but the broker could not be reached."""
 
 
 @dataclass(slots=True)
@@ -300,10 +297,8 @@ def populate(dataset: Dataset, spec: BuildSpec) -> None:
         raise NoTracesMatch()
     _assign_validation(dataset, spec, total)
     dataset.stats = compute_stats(dataset)
-    dataset.status = DatasetStatus.READY
     dataset.built_at = timezone.now()
-    dataset.error = ""
-    dataset.save(update_fields=["stats", "status", "built_at", "error"])
+    dataset.save(update_fields=["stats", "built_at"])
 
 
 def _create_row(spec: BuildSpec, user: Any, status: str) -> Dataset:
@@ -328,8 +323,9 @@ def build_dataset(spec: BuildSpec, user: Any = None, *, inline_limit: int | None
 
     Small builds finish here, in one transaction; builds larger than
     DATASET_INLINE_MAX traces are queued for a Celery worker and returned as
-    `pending`. Raises BuildInvalid (nothing created) when ids are unknown or
-    nothing matches, BrokerUnavailable when a large build cannot be queued.
+    `pending` (still pending with `awaiting_broker` when the broker is away: the
+    reaper queues it later). Raises BuildInvalid (nothing created) when ids are
+    unknown or nothing matches.
     """
     missing = missing_trace_ids(spec)
     if missing:
@@ -341,52 +337,37 @@ def build_dataset(spec: BuildSpec, user: Any = None, *, inline_limit: int | None
     limit = settings.DATASET_INLINE_MAX if inline_limit is None else inline_limit
     if selected <= limit:
         with transaction.atomic():
-            dataset = _create_row(spec, user, DatasetStatus.BUILDING)
+            # Ready from the start: nobody sees the row before the members are in.
+            dataset = _create_row(spec, user, DatasetStatus.READY)
             populate(dataset, spec)
         return dataset
 
-    queued: list[bool] = []
     with transaction.atomic():
         dataset = _create_row(spec, user, DatasetStatus.PENDING)
-        # Queued once the row is committed, so the worker always finds it.
-        transaction.on_commit(lambda: queued.append(_enqueue_build(dataset.pk)))
+        jobs.publish_on_commit(dataset)
     dataset.refresh_from_db()
-    if queued == [False]:  # only a failed publish is the broker's fault
-        raise BrokerUnavailable(dataset.error)
     return dataset
 
 
-def _enqueue_build(dataset_id: int) -> bool:
-    """Send a large build to a worker; if the broker is unreachable, fail the row with the reason."""
-    from traces.tasks import build_dataset_task
+def run_queued_build(dataset_id: int, task_id: str = "") -> str:
+    """The worker side of a large build: claim the row, populate it, or record the failure.
 
-    try:
-        build_dataset_task.apply_async(args=(dataset_id,), retry=False)
-    except Exception as exc:  # noqa: BLE001 - any broker failure is reported the same way
-        error = f"Could not queue the build: the broker is unreachable ({exc})."
-        Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.PENDING).update(
-            status=DatasetStatus.FAILED, error=error
-        )
-        return False
-    return True
-
-
-def run_queued_build(dataset_id: int) -> str:
-    """The worker side of a large build: claim the row, populate it, or record the failure."""
-    claimed = Dataset.objects.filter(pk=dataset_id, status=DatasetStatus.PENDING).update(
-        status=DatasetStatus.BUILDING
-    )
-    if not claimed:
+    The build is one transaction: a worker that dies mid-build leaves nothing
+    half-written, and the reaper queues the build again.
+    """
+    dataset: Dataset | None = jobs.claim(Dataset, dataset_id, task_id)
+    if dataset is None:
         return "not pending"
-    dataset = Dataset.objects.get(pk=dataset_id)
     try:
         # Inside the try: a spec this code cannot read must fail the row, not leave it building.
         spec = spec_from_json(dataset)
-        with transaction.atomic():
+        with jobs.heartbeat_thread(dataset), transaction.atomic():
             populate(dataset, spec)
+            # Ready in the same transaction as the members: never a ready row without them.
+            jobs.finish(dataset, DatasetStatus.READY)
     except Exception as exc:
         logger.exception("dataset build %s failed", dataset.key)
-        Dataset.objects.filter(pk=dataset_id).update(status=DatasetStatus.FAILED, error=str(exc))
+        jobs.finish(dataset, DatasetStatus.FAILED, error=str(exc))
         return "failed"
     return "ready"
 

@@ -17,6 +17,7 @@ from traces import pgwrite, searchindex
 from traces.choices import DatasetStatus, ScoreCriteria, Split
 from traces.scoring import score_trace
 from traces.validation import SOURCE_MAX, CleanTrace
+from tunixrt.jobs import Job
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -374,7 +375,7 @@ class DatasetQuerySet(models.QuerySet["Dataset"]):
         return [f"{name}@v{version}" for name, version in rows]
 
 
-class Dataset(models.Model):
+class Dataset(Job):
     """An immutable, versioned snapshot of traces: `name@vN`.
 
     Building an existing name creates the next version; nothing is changed after
@@ -387,7 +388,6 @@ class Dataset(models.Model):
     description = models.TextField(blank=True, default="")
     spec = models.JSONField(default=dict)
     status = models.CharField(max_length=16, choices=DatasetStatus.choices, default=DatasetStatus.READY)
-    error = models.TextField(blank=True, default="")
     stats = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     built_at = models.DateTimeField(null=True, blank=True)
@@ -396,6 +396,11 @@ class Dataset(models.Model):
     )
 
     objects = DatasetQuerySet.as_manager()
+
+    job_label = "dataset build"
+    job_task = "traces.build_dataset"
+    resume_note = "Building it again"
+    running_status = DatasetStatus.BUILDING
 
     class Meta:
         ordering = ("-created_at", "-id")

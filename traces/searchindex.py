@@ -27,6 +27,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from traces import pgwrite
+from tunixrt.jobs import send
 
 logger = logging.getLogger(__name__)
 
@@ -132,12 +133,10 @@ def after_capture(created: int, deferred: int) -> Indexing:
 
 def enqueue(jobs: int = 1) -> bool:
     """Ask workers to index the backlog (`jobs` tasks); False (logged) when the broker cannot be reached."""
-    from traces.tasks import index_search_task
-
     started = time.perf_counter()
     try:
         for _ in range(jobs):
-            index_search_task.apply_async(retry=False)
+            send("traces.index_search")
     except Exception as exc:  # noqa: BLE001 - any broker failure means the same: beat or the command will index
         logger.warning("could not queue search indexing (%.1f s): %s", time.perf_counter() - started, exc)
         return False

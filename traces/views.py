@@ -17,7 +17,6 @@ from traces import searchindex
 from traces.api.datasets import export_response
 from traces.choices import DatasetStatus, ExportFormat, Split
 from traces.datasets import (
-    BrokerUnavailable,
     BuildInvalid,
     build_dataset,
     matching,
@@ -208,11 +207,11 @@ def dataset_build(request: HtmxHttpRequest) -> HttpResponse:
             except BuildInvalid as exc:
                 for key, msgs in exc.errors.items():
                     form.add_error(key if key in form.fields else None, msgs)
-            except BrokerUnavailable as exc:
-                form.add_error(None, str(exc))
             else:
                 if dataset.status == DatasetStatus.READY:
                     messages.success(request, f"Built {dataset.key}.")
+                elif dataset.awaiting_broker:
+                    messages.warning(request, dataset.queued_notice)
                 else:
                     messages.info(request, f"{dataset.key} is being built by a worker.")
                 return redirect("dataset-detail", key=dataset.key)

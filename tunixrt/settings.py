@@ -269,6 +269,8 @@ RUN_DEFAULT_TIMEOUT_SECONDS = _int("RUN_DEFAULT_TIMEOUT_SECONDS", 3600, 10, 7 * 
 RUN_HEARTBEAT_SECONDS = _int("RUN_HEARTBEAT_SECONDS", 5, 1, 60)
 RUN_STALE_SECONDS = _int("RUN_STALE_SECONDS", 60, 5, 3600)
 RUN_MAX_ATTEMPTS = _int("RUN_MAX_ATTEMPTS", 3, 1, 20)
+# A pending job whose message is older than this is published again (a broker restart may have lost it).
+JOB_REQUEUE_SECONDS = _int("JOB_REQUEUE_SECONDS", 600, 30, 7 * 24 * 3600)
 RUN_KILL_GRACE_SECONDS = _int("RUN_KILL_GRACE_SECONDS", 15, 1, 600)
 REGISTRY_DIR = Path(os.environ.get("REGISTRY_DIR", VAR_DIR / "registry"))
 EVAL_MAX_PROMPT_LENGTH = _int("EVAL_MAX_PROMPT_LENGTH", 256, 16, 8192)
@@ -322,7 +324,7 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
-    "reap-stale-runs": {"task": "runs.reap_stale_runs", "schedule": 30.0},
+    "reap-jobs": {"task": "tunixrt.reap_jobs", "schedule": 30.0},
     # Bulk captures ask for indexing themselves; this catches what a broker outage or a lost worker left.
     "index-search": {"task": "traces.index_search", "schedule": 30.0},
 }

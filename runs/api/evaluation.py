@@ -28,7 +28,6 @@ from runs.evaluation import (
     launch_evaluation,
     leaderboard,
 )
-from runs.launching import BrokerUnavailable
 from runs.models import (
     Direction,
     EvalItem,
@@ -39,11 +38,11 @@ from runs.models import (
     RegisteredModel,
     RegressionBaseline,
     Run,
-    RunNotActive,
 )
 from runs.registry import archive_path, promote
 from traces.models import Dataset
 from tunixrt.api import OrjsonParser
+from tunixrt.jobs import JobNotActive
 from tunixrt.pagination import KeysetPagination
 
 
@@ -69,6 +68,7 @@ class EvalSetSerializer(serializers.ModelSerializer[EvalSet]):
 
 class EvaluationSerializer(serializers.ModelSerializer[Evaluation]):
     eval_set = serializers.CharField(source="eval_set.name", read_only=True)
+    awaiting_broker = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = Evaluation
@@ -88,6 +88,9 @@ class EvaluationSerializer(serializers.ModelSerializer[Evaluation]):
             "scorecard",
             "is_latest",
             "error",
+            "attempt",
+            "queued_at",
+            "awaiting_broker",
             "created_at",
             "started_at",
             "finished_at",
@@ -207,7 +210,7 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
         evaluation = self.get_object()
         try:
             evaluation.cancel()
-        except RunNotActive as exc:
+        except JobNotActive as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(EvaluationSerializer(evaluation).data)
 
@@ -234,8 +237,6 @@ def evaluate_run(request: Request, run: Run) -> Response:
         )
     except EvaluationConflict as exc:
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-    except BrokerUnavailable as exc:
-        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
     return Response(EvaluationSerializer(evaluation).data, status=status.HTTP_201_CREATED)
 
 

@@ -7,17 +7,8 @@ from typing import Any
 from rest_framework import serializers
 
 from runs.choices import ChatTemplate, RunMethod, RunMode
-from runs.config import FIELDS
+from runs.hyperparameters import BOUNDS, serializer_field
 from runs.models import Run, RunLog
-
-
-def _number_field(name: str) -> serializers.Field[Any, Any, Any, Any]:
-    bound = FIELDS[name]
-    if bound.kind is int:
-        return serializers.IntegerField(
-            required=False, min_value=int(bound.low), max_value=int(bound.high), help_text=bound.help
-        )
-    return serializers.FloatField(required=False, min_value=bound.low, max_value=bound.high, help_text=bound.help)
 
 
 class RunLaunchSerializer(serializers.Serializer[Any]):
@@ -28,18 +19,11 @@ class RunLaunchSerializer(serializers.Serializer[Any]):
     method = serializers.ChoiceField(choices=RunMethod.choices, required=False)
     mode = serializers.ChoiceField(choices=RunMode.choices, required=False)
     chat_template = serializers.ChoiceField(choices=ChatTemplate.choices, required=False)
-    lora_rank = _number_field("lora_rank")
-    lora_alpha = _number_field("lora_alpha")
-    learning_rate = _number_field("learning_rate")
-    max_steps = _number_field("max_steps")
-    batch_size = _number_field("batch_size")
-    max_seq_length = _number_field("max_seq_length")
-    warmup_steps = _number_field("warmup_steps")
-    weight_decay = _number_field("weight_decay")
-    seed = _number_field("seed")
-    eval_every_steps = _number_field("eval_every_steps")
-    checkpoint_every_steps = _number_field("checkpoint_every_steps")
-    timeout_seconds = _number_field("timeout_seconds")
+
+    def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
+        fields = super().get_fields()
+        fields.update({name: serializer_field(name) for name in BOUNDS})
+        return fields
 
 
 class RunListSerializer(serializers.ModelSerializer[Run]):
@@ -67,6 +51,9 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)  # null until the run has started
     config = serializers.SerializerMethodField()
+    awaiting_broker = serializers.BooleanField(
+        read_only=True, help_text="pending, its task not yet with the broker (the reaper sends it when the broker is back)"
+    )
 
     class Meta:
         model = Run
@@ -81,6 +68,8 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
             "celery_task_id",
             "worker_host",
             "attempt",
+            "queued_at",
+            "awaiting_broker",
             "heartbeat_at",
             "created_at",
             "started_at",

@@ -24,8 +24,9 @@ from runs.api.serializers import (
 )
 from runs.config import LaunchInvalid, validate_launch
 from runs.filters import RunFilter
-from runs.launching import BrokerUnavailable, artifact_path, delete_run, launch_run, list_artifacts, retry_run
-from runs.models import Run, RunLog, RunNotActive
+from runs.launching import artifact_path, delete_run, launch_run, list_artifacts, retry_run
+from runs.models import Run, RunLog
+from tunixrt.jobs import JobNotActive
 from tunixrt.pagination import KeysetPagination
 
 LOG_PAGE = 1000
@@ -66,7 +67,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
 
     @extend_schema(
         request=RunLaunchSerializer,
-        responses={201: RunDetailSerializer, 503: dict},
+        responses={201: RunDetailSerializer},
         summary="Launch a run (queued for a worker)",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -76,8 +77,6 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             run = launch_run(validate_launch(request.data), request.user)
         except LaunchInvalid as exc:
             raise ValidationError(exc.errors) from None
-        except BrokerUnavailable as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={200: RunDetailSerializer, 409: dict}, summary="Cancel a run")
@@ -86,12 +85,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         run = self.get_object()
         try:
             run.cancel()
-        except RunNotActive as exc:
+        except JobNotActive as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(RunDetailSerializer(run).data)
 
     @extend_schema(
-        request=None, responses={201: RunDetailSerializer, 503: dict}, summary="Retry: a new run, same config"
+        request=None, responses={201: RunDetailSerializer}, summary="Retry: a new run, same config"
     )
     @action(detail=True, methods=["post"])
     def retry(self, request: Request, pk: str | None = None) -> Response:
@@ -102,13 +101,11 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
             new = retry_run(run, request.user)
         except LaunchInvalid as exc:
             raise ValidationError(exc.errors) from None
-        except BrokerUnavailable as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(RunDetailSerializer(new).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(
         request=EvaluateRequest,
-        responses={201: EvaluationSerializer, 409: dict, 503: dict},
+        responses={201: EvaluationSerializer, 409: dict},
         summary="Evaluate the run's model (or its base, baseline=true) on an eval set",
     )
     @action(detail=True, methods=["post"])
@@ -120,7 +117,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         run = self.get_object()
         try:
             delete_run(run)
-        except RunNotActive as exc:
+        except JobNotActive as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
         return Response(status=status.HTTP_204_NO_CONTENT)
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from runs.tasks import execute_run_task
 from runs.tests.run_support import build_arithmetic_dataset
 from traces.models import Dataset
 from tunixrt.celery import app as celery_app
+from tunixrt.tests.task_support import intercept_task
 
 # Shared by every test (and by both passes of bin/run-tests): the persistent
 # compile cache turns each child's ~3 s first-step compile into a lookup.
@@ -47,15 +47,11 @@ def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> SentTasks:
     """Publishing a run task records its arguments and answers a fake task id."""
     sent = SentTasks()
 
-    class Result:
-        def __init__(self, n: int) -> None:
-            self.id = f"task-{n}"
+    def record(args: tuple[int, ...]) -> str:
+        sent.append(args)
+        return f"task-{len(sent)}"
 
-    def apply_async(args: tuple[int, ...] = (), **kwargs: Any) -> Result:
-        sent.append(tuple(args))
-        return Result(len(sent))
-
-    monkeypatch.setattr(execute_run_task, "apply_async", apply_async)
+    intercept_task(monkeypatch, "runs.execute_run", record)
     return sent
 
 

@@ -28,11 +28,11 @@ from runs.evalsets import import_evalset
 from runs.evaluation import complete
 from runs.execution import execute_run
 from runs.models import EvalItem, EvalSet, Evaluation, Prediction, Run, RunMetric
-from runs.tasks import execute_evaluation_task
 from runs.tests.run_support import finished_run, log_text, make_run
 from traces.datasets import build_dataset, validate_build_spec
 from traces.models import Dataset
 from traces.tests.factories import TraceFactory
+from tunixrt.tests.task_support import intercept_task
 
 DATA = Path(settings.BASE_DIR).parent / "shared" / "data" / "tunix-rt"
 EVAL_V1 = DATA / "eval_v1.jsonl"
@@ -72,15 +72,11 @@ def record_evaluation_tasks(monkeypatch: pytest.MonkeyPatch) -> SentEvaluations:
     """Publishing an evaluation task records its arguments and answers a fake task id."""
     sent = SentEvaluations()
 
-    class Result:
-        def __init__(self, n: int) -> None:
-            self.id = f"eval-task-{n}"
+    def record(args: tuple[int, ...]) -> str:
+        sent.append(args)
+        return f"eval-task-{len(sent)}"
 
-    def apply_async(args: tuple[int, ...] = (), **kwargs: Any) -> Result:
-        sent.append(tuple(args))
-        return Result(len(sent))
-
-    monkeypatch.setattr(execute_evaluation_task, "apply_async", apply_async)
+    intercept_task(monkeypatch, "runs.execute_evaluation", record)
     return sent
 
 

@@ -9,8 +9,9 @@ from django.utils import timezone
 
 from runs.choices import RunStatus
 from runs.execution import Supervisor, execute_run
-from runs.models import Run, RunLog, RunNotActive
+from runs.models import Run, RunLog
 from runs.tests.run_support import LONG, StepTrigger, finished_run, log_text, make_run, output
+from tunixrt.jobs import JobNotActive
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -69,7 +70,7 @@ def test_cancelling_a_running_run_stops_it_within_seconds_keeping_a_checkpoint(d
 @pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.CANCELLED])
 def test_cancelling_a_finished_run_is_refused(api, dataset, status):
     run = finished_run(dataset, status, files=False)
-    with pytest.raises(RunNotActive):
+    with pytest.raises(JobNotActive):
         run.cancel()
     response = api.post(f"/api/runs/{run.pk}/cancel")
     assert response.status_code == 409

@@ -1,9 +1,8 @@
-"""`launch_run` (optionally waiting for the end) and `reap_runs` from the command line."""
+"""`launch_run` (optionally waiting for the end) and `reap_jobs` from the command line."""
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -14,8 +13,8 @@ from django.utils import timezone
 from runs.choices import RunStatus
 from runs.execution import execute_run
 from runs.models import Run
-from runs.tasks import execute_run_task
 from runs.tests.run_support import FAST, make_run
+from tunixrt.tests.task_support import intercept_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -24,15 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def inline_worker(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Queueing a run executes it right away in this process, as a worker would."""
     outcomes: list[str] = []
-
-    class Result:
-        id = "inline"
-
-    def apply_async(args: tuple[int, ...] = (), **kwargs: Any) -> Result:
-        outcomes.append(execute_run(args[0], task_id="inline"))
-        return Result()
-
-    monkeypatch.setattr(execute_run_task, "apply_async", apply_async)
+    intercept_task(monkeypatch, "runs.execute_run", lambda args: outcomes.append(execute_run(args[0], "inline")))
     return outcomes
 
 
@@ -69,17 +60,9 @@ def test_launch_and_wait_of_a_training_run_prints_the_loss(dataset, inline_worke
     assert final < first
 
 
-def test_reap_runs_prints_what_it_did(dataset, settings, monkeypatch, capsys):
+def test_reap_jobs_prints_what_it_did(dataset, settings, monkeypatch, capsys):
     sent: list[tuple[int, ...]] = []
-
-    class Result:
-        id = "requeued"
-
-    def apply_async(args: tuple[int, ...] = (), **kwargs: Any) -> Result:
-        sent.append(tuple(args))
-        return Result()
-
-    monkeypatch.setattr(execute_run_task, "apply_async", apply_async)
+    intercept_task(monkeypatch, "runs.execute_run", sent.append)
     settings.RUN_MAX_ATTEMPTS = 2
     old = timezone.now() - timedelta(hours=1)
     resumable = make_run(dataset)
@@ -89,8 +72,12 @@ def test_reap_runs_prints_what_it_did(dataset, settings, monkeypatch, capsys):
     Run.objects.filter(pk=exhausted.pk).update(attempt=2)
     Run.objects.filter(pk=cancelling.pk).update(status=RunStatus.CANCEL_REQUESTED, heartbeat_at=old)
 
-    call_command("reap_runs")
-    assert capsys.readouterr().out.strip() == "1 re-queued, 1 failed, 1 cancelled"
+    call_command("reap_jobs")
+    assert capsys.readouterr().out.splitlines() == [
+        "runs.Run: 1 requeued, 1 failed, 1 cancelled",
+        "runs.Evaluation: nothing to do",
+        "traces.Dataset: nothing to do",
+    ]
     assert sent == [(resumable.pk,)]
-    call_command("reap_runs")
-    assert capsys.readouterr().out.strip() == "0 re-queued, 0 failed, 0 cancelled"
+    call_command("reap_jobs")
+    assert "runs.Run: nothing to do" in capsys.readouterr().out

@@ -111,15 +111,15 @@ def test_evaluating_a_missing_run_is_404(api, quiz):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_unreachable_broker_answers_503_and_fails_the_evaluation(api, dataset, broker_down):
+def test_an_evaluation_launched_while_the_broker_is_down_waits_pending(api, dataset, broker_down):
     make_eval_set("quiz")
     run = completed_run(dataset)
     response = api.post(f"/api/runs/{run.pk}/evaluate", {"eval_set": "quiz"}, format="json")
-    assert response.status_code == 503
-    assert "broker is unreachable" in response.json()["detail"]
+    assert response.status_code == 201
+    assert response.json()["awaiting_broker"] is True
     evaluation = Evaluation.objects.get()
-    assert evaluation.status == RunStatus.FAILED
-    assert evaluation.finished_at is not None
+    assert evaluation.status == RunStatus.PENDING
+    assert evaluation.queued_at is None and evaluation.finished_at is None
 
 
 def test_evaluations_are_listed_newest_first_and_by_run(api, dataset, quiz):

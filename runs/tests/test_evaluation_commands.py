@@ -13,7 +13,6 @@ from django.core.management.base import CommandError
 from runs.choices import RunStatus
 from runs.evaluation import create_baseline, execute_evaluation
 from runs.models import EvalItem, EvalSet, Evaluation, ModelVersion
-from runs.tasks import execute_evaluation_task
 from runs.tests.eval_support import (
     EVAL_V1,
     EVAL_V2,
@@ -27,6 +26,7 @@ from runs.tests.eval_support import (
     use_eval_folders,
 )
 from runs.tests.run_support import finished_run, make_run
+from tunixrt.tests.task_support import intercept_task
 
 pytestmark = pytest.mark.django_db
 needs_data = pytest.mark.skipif(not EVAL_V1.exists(), reason=f"the shared eval sets are not at {EVAL_V1.parent}")
@@ -140,14 +140,7 @@ def test_evaluate_run_wait_prints_the_scorecard(dataset, settings, tmp_path, mon
     # A worker that runs the job at once (like an eager queue) with a stand-in generator.
     fake_generator(settings, tmp_path, {"What is 1 + 1?": "Answer: 2", "What is 3 + 3?": "Answer: 6"})
 
-    class Result:
-        id = "eager"
-
-    def run_now(args: tuple[int, ...] = (), **kwargs: object) -> Result:
-        execute_evaluation(args[0])
-        return Result()
-
-    monkeypatch.setattr(execute_evaluation_task, "apply_async", run_now)
+    intercept_task(monkeypatch, "runs.execute_evaluation", lambda args: execute_evaluation(args[0]))
     make_eval_set("quiz")
     run = completed_run(dataset)
     out, _ = run_command("evaluate_run", run.pk, "quiz", "--wait")

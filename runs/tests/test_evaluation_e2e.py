@@ -19,7 +19,6 @@ from runs.evaluation import execute_evaluation, launch_evaluation
 from runs.judging import JUDGE_NAME, JUDGE_VERSION
 from runs.models import Evaluation, Prediction
 from runs.registry import ARCHIVE, promote
-from runs.tasks import execute_evaluation_task
 from runs.tests.eval_support import (
     EVAL_TOKENS,
     SUMS,
@@ -31,6 +30,7 @@ from runs.tests.eval_support import (
     trained_sums_run,
     use_eval_folders,
 )
+from tunixrt.tests.task_support import intercept_task
 
 # Training runs outside any test transaction (its worker closes old connections).
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -118,14 +118,7 @@ def test_a_trained_model_beats_its_untrained_base_and_every_answer_is_stored(sen
 
 def test_evaluate_run_wait_shows_a_real_scorecard(monkeypatch):
     # The queue runs the job at once, as a worker would.
-    class Result:
-        id = "eager"
-
-    def run_now(args: tuple[int, ...] = (), **kwargs: object) -> Result:
-        execute_evaluation(args[0])
-        return Result()
-
-    monkeypatch.setattr(execute_evaluation_task, "apply_async", run_now)
+    intercept_task(monkeypatch, "runs.execute_evaluation", lambda args: execute_evaluation(args[0]))
     run = trained_sums_run(sums_dataset())  # the model trained above, when it ran first
     sums_eval_set()
     out = io.StringIO()

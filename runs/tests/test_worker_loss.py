@@ -9,11 +9,16 @@ import pytest
 from django.utils import timezone
 
 from runs.choices import RunStatus
-from runs.execution import _finish, execute_run, reap_stale_runs
+from runs.execution import execute_run
 from runs.models import Run, RunLog, RunMetric
 from runs.tests.run_support import LONG, StepTrigger, kill_child, kill_child_once_saved, log_text, make_run, output
+from tunixrt import jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def reap_runs() -> dict[str, int]:
+    return jobs.reap()["runs.Run"]
 
 
 def lose_worker(run: Run, minutes: int = 10, **fields: object) -> None:
@@ -99,7 +104,7 @@ def test_a_lost_worker_is_requeued_and_the_run_resumes_from_its_checkpoint(datas
     assert max(saved) < 20
     lose_worker(run)
 
-    assert reap_stale_runs() == {"requeued": 1, "failed": 0, "cancelled": 0}
+    assert reap_runs() == {"requeued": 1, "failed": 0, "cancelled": 0, "published": 0}
 
     run.refresh_from_db()
     assert run.status == RunStatus.PENDING
@@ -109,7 +114,7 @@ def test_a_lost_worker_is_requeued_and_the_run_resumes_from_its_checkpoint(datas
     assert sent_tasks == [(run.pk,)]
     assert "Resuming from the last checkpoint (attempt 2 of 3)." in log_text(run)
     # Nothing to reap twice.
-    assert reap_stale_runs() == {"requeued": 0, "failed": 0, "cancelled": 0}
+    assert reap_runs() == {"requeued": 0, "failed": 0, "cancelled": 0, "published": 0}
 
     assert execute_run(run.pk, task_id="again") == RunStatus.COMPLETED
 
@@ -135,7 +140,7 @@ def test_a_lost_worker_with_no_attempts_left_fails_the_run_with_the_reason(datas
     run = make_run(dataset)
     lose_worker(run, attempt=3)
 
-    assert reap_stale_runs() == {"requeued": 0, "failed": 1, "cancelled": 0}
+    assert reap_runs() == {"requeued": 0, "failed": 1, "cancelled": 0, "published": 0}
 
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
@@ -149,7 +154,7 @@ def test_a_lost_worker_with_no_attempts_left_fails_the_run_with_the_reason(datas
 def test_a_lost_dry_run_fails_without_a_retry(dataset, sent_tasks):
     run = make_run(dataset, mode="dry_run")
     lose_worker(run)
-    assert reap_stale_runs()["failed"] == 1
+    assert reap_runs()["failed"] == 1
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert "no heartbeat" in run.error
@@ -160,7 +165,7 @@ def test_a_lost_worker_of_a_run_being_cancelled_ends_it_cancelled(dataset, sent_
     run = make_run(dataset)
     lose_worker(run)
     Run.objects.filter(pk=run.pk).update(status=RunStatus.CANCEL_REQUESTED)
-    assert reap_stale_runs() == {"requeued": 0, "failed": 0, "cancelled": 1}
+    assert reap_runs() == {"requeued": 0, "failed": 0, "cancelled": 1, "published": 0}
     run.refresh_from_db()
     assert run.status == RunStatus.CANCELLED
     assert "no heartbeat" in run.error
@@ -171,7 +176,7 @@ def test_a_running_run_that_never_beat_is_stale_too(dataset, sent_tasks):
     run = make_run(dataset)
     lose_worker(run)
     Run.objects.filter(pk=run.pk).update(heartbeat_at=None)
-    assert reap_stale_runs()["requeued"] == 1
+    assert reap_runs()["requeued"] == 1
     assert sent_tasks == [(run.pk,)]
 
 
@@ -181,7 +186,7 @@ def test_live_and_pending_runs_are_left_alone(dataset, settings, sent_tasks):
     lose_worker(live)
     Run.objects.filter(pk=live.pk).update(heartbeat_at=timezone.now() - timedelta(seconds=20))
     pending = make_run(dataset)
-    assert reap_stale_runs() == {"requeued": 0, "failed": 0, "cancelled": 0}
+    assert reap_runs() == {"requeued": 0, "failed": 0, "cancelled": 0, "published": 0}
     assert Run.objects.get(pk=live.pk).status == RunStatus.RUNNING
     assert Run.objects.get(pk=pending.pk).status == RunStatus.PENDING
     assert sent_tasks == []
@@ -191,9 +196,9 @@ def test_a_worker_that_comes_back_does_not_overwrite_the_reapers_decision(datase
     run = make_run(dataset)
     lose_worker(run)
     old_attempt = Run.objects.get(pk=run.pk)
-    reap_stale_runs()
+    reap_runs()
     # The old worker finishes late: its write is for attempt 1, the row is on attempt 2.
-    _finish(old_attempt, RunStatus.COMPLETED, error="")
+    jobs.finish(old_attempt, RunStatus.COMPLETED, error="")
     run.refresh_from_db()
     assert run.status == RunStatus.PENDING
     assert run.attempt == 2

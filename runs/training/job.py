@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runs.hyperparameters import Hyperparameters
+
 
 @dataclass(frozen=True, slots=True)
 class Preset:
@@ -38,9 +40,9 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-@dataclass(slots=True)
-class JobSpec:
-    """Everything the child needs; written as JSON into the run's directory."""
+@dataclass(kw_only=True, slots=True)
+class JobSpec(Hyperparameters):
+    """Everything the child needs (the run's hyperparameters and more); written as JSON into its folder."""
 
     run_id: int
     mode: str
@@ -49,17 +51,6 @@ class JobSpec:
     validation_file: str
     base_model: dict[str, Any]
     method: str = "full"
-    lora_rank: int = 8
-    lora_alpha: float = 16.0
-    learning_rate: float = 3e-3
-    max_steps: int = 100
-    batch_size: int = 8
-    max_seq_length: int = 256
-    warmup_steps: int = 5
-    weight_decay: float = 0.0
-    seed: int = 0
-    eval_every_steps: int = 20
-    checkpoint_every_steps: int = 50
     chat_template: str = "gemma"
     sample_prompts: list[str] = field(default_factory=list)
 

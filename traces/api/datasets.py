@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from traces.api.serializers import DatasetBuildSerializer, DatasetDetailSerializer, DatasetListSerializer
 from traces.choices import DatasetStatus, ExportFormat, Split
-from traces.datasets import BrokerUnavailable, BuildInvalid, build_dataset, validate_build_spec
+from traces.datasets import BuildInvalid, build_dataset, validate_build_spec
 from traces.exporting import iter_dataset_lines
 from traces.models import Dataset, DatasetInUse
 from tunixrt.pagination import KeysetPagination
@@ -95,8 +95,6 @@ class DatasetViewSet(
             dataset = build_dataset(spec, request.user)
         except BuildInvalid as exc:
             raise ValidationError(exc.errors) from None
-        except BrokerUnavailable as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         code = status.HTTP_201_CREATED if dataset.status == DatasetStatus.READY else status.HTTP_202_ACCEPTED
         return Response(DatasetDetailSerializer(dataset).data, status=code)
 

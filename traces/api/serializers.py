@@ -133,12 +133,13 @@ class DatasetDetailSerializer(serializers.ModelSerializer[Dataset]):
     created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
         slug_field="username", read_only=True
     )
+    awaiting_broker = serializers.BooleanField(read_only=True)
 
     class Meta:
         model = Dataset
         fields = [
             "key", "name", "version", "description", "status", "error", "spec", "stats",
-            "created_by", "created_at", "built_at",
+            "created_by", "created_at", "built_at", "attempt", "queued_at", "awaiting_broker",
         ]
 
     def get_spec(self, obj: Dataset) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def test_detail_by_key(api, three_traces):
     assert body["spec"]["strategy"] == "all"
     assert set(body) == {
         "key", "name", "version", "description", "status", "error", "spec", "stats",
-        "created_by", "created_at", "built_at",
+        "created_by", "created_at", "built_at", "attempt", "queued_at", "awaiting_broker",
     }
 
 

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.db import OperationalError
+from django.utils import timezone
 
 from traces.choices import DatasetStatus, Split
 from traces.datasets import run_queued_build, validate_build_spec
 from traces.models import Dataset, DatasetMember
 from traces.tasks import build_dataset_task
 from traces.tests.datasets_support import make_trace, md5_order, member_ids
+from tunixrt import jobs
 from tunixrt.celery import app as celery_app
+from tunixrt.tests.task_support import intercept_task
 
 WAIT_SECONDS = 30.0
 
@@ -131,7 +135,7 @@ def test_a_build_at_the_inline_limit_is_built_at_once(api, settings):
     assert response.json()["status"] == "ready"
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_the_build_page_sends_large_builds_to_a_worker(page, settings, empty_queue):
     settings.DATASET_INLINE_MAX = 1
     make_trace()
@@ -205,29 +209,94 @@ def test_a_queued_build_with_an_unreadable_spec_is_marked_failed_not_left_buildi
 
 # Real commits: the build is queued on commit, which a test transaction never reaches.
 @pytest.mark.django_db(transaction=True)
-def test_broker_down_answers_503_and_marks_the_dataset_failed(api, settings, broker_down):
+def test_a_build_launched_while_the_broker_is_down_waits_pending_and_the_reaper_queues_it(
+    api, settings, monkeypatch, broker_down
+):
     settings.DATASET_INLINE_MAX = 2
     for _ in range(3):
         make_trace()
     response = api.post("/api/datasets", {"name": "big"}, format="json")
-    assert response.status_code == 503
-    assert "broker is unreachable" in response.json()["detail"]
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "pending"
+    assert body["awaiting_broker"] is True
     dataset = Dataset.objects.by_key("big@v1")
-    assert dataset.status == DatasetStatus.FAILED
-    assert "Could not queue the build: the broker is unreachable" in dataset.error
+    assert dataset.queued_at is None and dataset.error == ""
     assert not DatasetMember.objects.filter(dataset=dataset).exists()
+
+    # Still down: the reaper leaves it pending and tries again later.
+    Dataset.objects.filter(pk=dataset.pk).update(created_at=timezone.now() - timedelta(minutes=1))
+    assert jobs.reap_kind(Dataset)["published"] == 0
+    # The broker is back: the next reap publishes it and the worker builds it.
+    built: list[str] = []
+    intercept_task(monkeypatch, "traces.build_dataset", lambda args: built.append(run_queued_build(args[0])))
+    assert jobs.reap_kind(Dataset)["published"] == 1
+    assert built == ["ready"]
+    dataset.refresh_from_db()
+    assert dataset.status == DatasetStatus.READY and dataset.queued_at is not None
+    assert dataset.stats["count"] == 3
+    # The version number was not used up: the next build is v2.
+    assert api.post("/api/datasets", {"name": "big"}, format="json").json()["key"] == "big@v2"
 
 
 # Real commits: the build is queued on commit, which a test transaction never reaches.
 @pytest.mark.django_db(transaction=True)
-def test_broker_down_shows_a_form_error_on_the_build_page(page, settings, broker_down):
+def test_the_build_page_says_a_build_waits_for_the_broker(page, settings, broker_down):
     settings.DATASET_INLINE_MAX = 1
     make_trace()
     make_trace()
-    response = page.post("/datasets/new/", {"name": "big", "strategy": "latest"})
-    assert response.status_code == 400
-    assert "broker is unreachable" in response.content.decode()
-    assert Dataset.objects.by_key("big@v1").status == DatasetStatus.FAILED
+    response = page.post("/datasets/new/", {"name": "big", "strategy": "latest"}, follow=True)
+    assert response.status_code == 200
+    assert "big@v1 is saved, but the job broker is unreachable" in response.content.decode()
+    assert Dataset.objects.by_key("big@v1").status == DatasetStatus.PENDING
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_build_whose_worker_died_is_built_again_by_the_next_attempt(monkeypatch):
+    for _ in range(3):
+        make_trace()
+    dataset = pending_row()
+    stale = timezone.now() - timedelta(minutes=10)
+    # The worker claimed it and died mid-build: the transaction rolled back, the row stays `building`.
+    Dataset.objects.filter(pk=dataset.pk).update(status=DatasetStatus.BUILDING, heartbeat_at=stale, started_at=stale)
+    built: list[str] = []
+    intercept_task(monkeypatch, "traces.build_dataset", lambda args: built.append(run_queued_build(args[0])))
+    assert jobs.reap_kind(Dataset)["requeued"] == 1
+    assert built == ["ready"]
+    dataset.refresh_from_db()
+    assert dataset.status == DatasetStatus.READY
+    assert dataset.attempt == 2
+    assert dataset.stats["count"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_build_whose_worker_died_on_the_last_attempt_fails_with_the_reason(settings, monkeypatch):
+    settings.RUN_MAX_ATTEMPTS = 2
+    make_trace()
+    dataset = pending_row()
+    Dataset.objects.filter(pk=dataset.pk).update(
+        status=DatasetStatus.BUILDING, attempt=2, heartbeat_at=timezone.now() - timedelta(minutes=10),
+        worker_host="worker-3",
+    )
+    assert jobs.reap_kind(Dataset)["failed"] == 1
+    dataset.refresh_from_db()
+    assert dataset.status == DatasetStatus.FAILED
+    assert dataset.error.startswith("Worker worker-3 lost: no heartbeat since ")
+    assert dataset.error.endswith("No attempts left.")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_build_beats_its_heartbeat_from_a_thread_while_it_works(settings):
+    settings.RUN_HEARTBEAT_SECONDS = 1
+    make_trace()
+    dataset = pending_row()
+    claimed = jobs.claim(Dataset, dataset.pk)
+    first = claimed.heartbeat_at
+    with jobs.heartbeat_thread(claimed):
+        time.sleep(2.5)  # one long statement, as far as the reaper can tell
+    claimed.refresh_from_db()
+    assert claimed.heartbeat_at > first
+    assert jobs.reap_kind(Dataset) == {"requeued": 0, "failed": 0, "cancelled": 0, "published": 0}
 
 
 @pytest.mark.django_db

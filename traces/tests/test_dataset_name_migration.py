@@ -27,5 +27,8 @@ def test_existing_names_continue_from_their_highest_version():
     executor.migrate(AFTER)
 
     assert dict(DatasetName.objects.values_list("name", "last_version")) == {"arith": 4, "gsm": 2}
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(executor.loader.graph.leaf_nodes())  # the rest of the way, for today's models
     make_trace()
     assert build("arith").key == "arith@v5"

@@ -9,7 +9,6 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.choices import RunStatus
 from runs.evaluation import EvaluationConflict, launch_evaluation
-from runs.launching import BrokerUnavailable
 from runs.models import EvalSet, Run
 
 
@@ -34,9 +33,11 @@ class Command(BaseCommand):
             evaluation = launch_evaluation(
                 run, eval_set, baseline=options["baseline"], max_new_tokens=options["max_new_tokens"]
             )
-        except (EvaluationConflict, BrokerUnavailable, ValueError) as exc:
+        except (EvaluationConflict, ValueError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Evaluation {evaluation.pk} queued ({eval_set.item_count} items).")
+        if evaluation.awaiting_broker:
+            self.stderr.write(evaluation.queued_notice)
         if not options["wait"]:
             return
         shown = -1

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.choices import RunStatus
 from runs.config import LaunchInvalid, validate_launch
-from runs.launching import BrokerUnavailable, launch_run
+from runs.launching import launch_run
 from runs.models import RunLog
 
 
@@ -38,9 +38,9 @@ class Command(BaseCommand):
             run = launch_run(validate_launch(data))
         except LaunchInvalid as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items())) from None
-        except BrokerUnavailable as exc:
-            raise CommandError(str(exc)) from None
         self.stdout.write(f"Run {run.pk} queued ({run.mode}, {run.base_model}, {run.dataset.key}).")
+        if run.awaiting_broker:
+            self.stderr.write(run.queued_notice)
         if not options["wait"]:
             return
         seq = -1

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from traces.datasets import FILTER_FIELDS, BrokerUnavailable, BuildInvalid, build_dataset, validate_build_spec
+from traces.datasets import FILTER_FIELDS, BuildInvalid, build_dataset, validate_build_spec
 
 
 class Command(BaseCommand):
@@ -48,7 +48,7 @@ class Command(BaseCommand):
         try:
             # A command may take its time: build inline whatever the size.
             dataset = build_dataset(validate_build_spec(data), inline_limit=10**9)
-        except (BuildInvalid, BrokerUnavailable) as exc:
+        except BuildInvalid as exc:
             raise CommandError(str(exc)) from None
         stats = dataset.stats
         self.stdout.write(
