@@ -7,4 +7,5 @@ RUN pip install --no-cache-dir -r requirements.txt \
 COPY . .
 RUN DEBUG=true SECRET_KEY=build python manage.py collectstatic --noinput -v0
 EXPOSE 8000
-CMD ["gunicorn", "tunixrt.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4"]
+# /metrics sums the request counts of every gunicorn worker from PROMETHEUS_MULTIPROC_DIR, emptied at each start.
+CMD ["sh", "-c", "export PROMETHEUS_MULTIPROC_DIR=/app/var/prometheus && rm -rf \"$PROMETHEUS_MULTIPROC_DIR\" && mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && exec gunicorn tunixrt.wsgi --bind 0.0.0.0:8000 --workers 3 --threads 4"]

@@ -12,6 +12,7 @@ Every value is validated here: an invalid one stops start-up with an
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -119,6 +120,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "tunixrt.metrics.RequestMetricsMiddleware",  # first: it times everything below
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -330,6 +332,15 @@ CELERY_BEAT_SCHEDULE = {
 }
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_SECONDS = 45
+
+# Prometheus scrapes /metrics with `Authorization: Bearer <METRICS_TOKEN>`; unset, only
+# maintainers' sessions can read it. Multi-process counting: PROMETHEUS_MULTIPROC_DIR (tunixrt/metrics.py).
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "").strip()
+if METRICS_TOKEN and not re.fullmatch(r"[!-~]{16,}", METRICS_TOKEN):
+    raise ImproperlyConfigured(
+        "METRICS_TOKEN must be at least 16 printable ASCII characters without spaces "
+        "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
+    )
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -5,7 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from runs.urls import evaluation_urlpatterns
 from traces.urls import dataset_urlpatterns
-from tunixrt import views
+from tunixrt import metrics, views
 
 api_patterns: list[URLPattern | URLResolver] = [
     path("health", views.HealthView.as_view(), name="api-health"),
@@ -29,4 +29,5 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("api-auth/", include("rest_framework.urls")),
     path("admin/", admin.site.urls),
+    path("metrics", metrics.metrics_view, name="metrics"),
 ]

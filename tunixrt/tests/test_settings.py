@@ -24,7 +24,7 @@ CONFIG_VARS = (
     "TRACE_UPLOAD_MAX_BYTES", "REDIAI_MODE", "REDIAI_BASE_URL", "REDIAI_HEALTH_PATH",
     "REDIAI_HEALTH_CACHE_TTL_SECONDS", "DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE", "DB_POOL_TIMEOUT",
     "ALLOWED_HOSTS", "LOG_LEVEL", "LOG_FORMAT", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
-    "CELERY_WORKER_CONCURRENCY", "TEST_DATABASE_NAME",
+    "CELERY_WORKER_CONCURRENCY", "TEST_DATABASE_NAME", "METRICS_TOKEN",
 )
 
 # Reads {case: env} on stdin, answers {case: [exit status, stdout, stderr]} on stdout.
@@ -79,11 +79,14 @@ INVALID = {
     "debug-not-a-boolean": ("DEBUG", {"DEBUG": "maybe"}),
     "log-level": ("LOG_LEVEL", {"LOG_LEVEL": "loud"}),
     "production-without-secret-key": ("SECRET_KEY", {"DEBUG": "false"}),
+    "metrics-token-too-short": ("METRICS_TOKEN", {"METRICS_TOKEN": "short"}),
+    "metrics-token-with-a-space": ("METRICS_TOKEN", {"METRICS_TOKEN": "two halves of a long token"}),
 }
 VALID = {
     "defaults": {},
     "production-with-secret-key": {"DEBUG": "false", "SECRET_KEY": "a-long-production-secret-" + "k" * 40},
     "limits-at-their-bounds": {"TRACE_MAX_BYTES": "1024", "REDIAI_HEALTH_CACHE_TTL_SECONDS": "300"},
+    "metrics-token": {"METRICS_TOKEN": "x" * 16},
 }
 
 
