@@ -27,6 +27,7 @@ from runs.childproc import BoundedTail, ChildProcess
 from runs.choices import LogStream, RunMode, RunStatus
 from runs.config import resolve_base_model
 from runs.models import Run, RunLog, RunMetric
+from runs.training import folders
 from runs.training.job import JobSpec
 from traces.choices import Split
 from traces.exporting import iter_dataset_lines
@@ -106,8 +107,16 @@ class RunRecorder:
 
 
 def prepare_job(run: Run) -> Path:
-    """Write the run's data files and job file into its folder; return the job file."""
+    """Write the run's data files and job file into its folder; return the job file.
+
+    Raises FolderNotOwned when the folder is not this run's (see runs.training.folders).
+    """
+    if run.attempt == 1 and not run.folder_token:
+        # A row queued before folders had tokens and not started yet: give it one now.
+        run.assign_folder()
+        run.save(update_fields=["output_dir", "folder_token"])
     directory = Path(run.output_dir)
+    folders.take(directory, run.pk, run.folder_token, first_attempt=run.attempt == 1)
     (directory / "data").mkdir(parents=True, exist_ok=True)
     files = {}
     for split in (Split.TRAIN, Split.VALIDATION):
@@ -180,7 +189,8 @@ def execute_run(run_id: int, task_id: str = "") -> str:
     except Exception as exc:
         logger.exception("run %s: preparing the job failed", run_id)
         recorder.flush()
-        _finish(run, RunStatus.FAILED, error=f"Could not prepare the run: {type(exc).__name__}: {exc}")
+        reason = str(exc) if isinstance(exc, folders.FolderNotOwned) else f"{type(exc).__name__}: {exc}"
+        _finish(run, RunStatus.FAILED, error=f"Could not prepare the run: {reason}")
         return RunStatus.FAILED
     recorder.flush()
     return Supervisor(run, recorder, job).supervise()

@@ -49,8 +49,8 @@ def launch_run(values: dict[str, Any], user: Any = None, *, retry_of: Run | None
     queued: list[bool] = []
     with transaction.atomic():
         run = Run.objects.create(**values, created_by=creator, retry_of=retry_of)
-        run.output_dir = str(Path(settings.RUNS_DIR) / str(run.pk))
-        run.save(update_fields=["output_dir"])
+        run.assign_folder()
+        run.save(update_fields=["output_dir", "folder_token"])
         transaction.on_commit(lambda: queued.append(enqueue(run.pk)))
     run.refresh_from_db()
     # Only a failed publish is the broker's fault: a fast worker may already have run

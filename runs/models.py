@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 from django.conf import settings
 from django.db import models
@@ -17,6 +18,7 @@ from runs.choices import (
     RunMode,
     RunStatus,
 )
+from runs.training import folders
 
 
 class WorkerHeartbeat(models.Model):
@@ -85,7 +87,10 @@ class Run(models.Model):
 
     The row is the source of truth for status; the worker claims it with a
     guarded update, beats `heartbeat_at`, and streams logs and metrics into
-    RunLog and RunMetric. Files (checkpoints, final model) live in `output_dir`.
+    RunLog and RunMetric. Files (checkpoints, final model) live in `output_dir`,
+    a folder named `<id>-<folder_token>` that only this run writes to (see
+    runs.training.folders); rows from before the token existed have an empty one
+    and the folder `<id>`.
     """
 
     dataset = models.ForeignKey("traces.Dataset", on_delete=models.PROTECT, related_name="runs")
@@ -124,6 +129,7 @@ class Run(models.Model):
     stderr_tail = models.TextField(blank=True, default="")
     summary = models.JSONField(default=dict, blank=True)
     output_dir = models.CharField(max_length=500, blank=True, default="")
+    folder_token = models.CharField(max_length=16, blank=True, default="")
 
     objects = RunQuerySet.as_manager()
 
@@ -160,6 +166,11 @@ class Run(models.Model):
         self.refresh_from_db()
         if self.status != RunStatus.CANCEL_REQUESTED:
             raise RunNotActive(f"Run {self.pk} is already {self.get_status_display().lower()}.")
+
+    def assign_folder(self) -> None:
+        """Name the run's own folder with a fresh token (the caller saves both fields)."""
+        self.folder_token = folders.new_token()
+        self.output_dir = str(folders.folder_path(Path(settings.RUNS_DIR), self.pk, self.folder_token))
 
     def config(self) -> dict[str, object]:
         """The launch settings (what retry copies and compare diffs)."""
