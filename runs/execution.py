@@ -26,7 +26,7 @@ from runs import childproc
 from runs.childproc import BoundedTail, ChildProcess
 from runs.choices import LogStream, RunMode, RunStatus
 from runs.config import resolve_base_model
-from runs.models import Run, RunLog, RunMetric
+from runs.models import CHILD_KILLED, Run, RunLog, RunMetric
 from runs.training import folders
 from runs.training.job import JobSpec
 from traces.choices import Split
@@ -300,7 +300,9 @@ class Supervisor(ChildProcess):
         else:
             status = RunStatus.FAILED
             error = done.get("error") or (self.summary.get("problem") if self.summary else None) or ""
-            if not error:
+            if self.killed_from_outside(code):
+                error = CHILD_KILLED
+            elif not error:
                 last = self.stderr_tail.last_lines(3)
                 error = f"The training process exited with code {code}." + (
                     " Last output: " + " | ".join(last) if last else ""

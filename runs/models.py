@@ -66,6 +66,13 @@ CONFIG_FIELDS = (
 )
 
 
+# The failure reason when something outside tunix-rt SIGKILLed the training child.
+CHILD_KILLED = (
+    "The training process was killed (SIGKILL) — often the out-of-memory killer: "
+    "try a smaller batch size or max sequence length."
+)
+
+
 class RunNotActive(Exception):
     """A state change asked of a run that already ended (or has not)."""
 
@@ -150,6 +157,11 @@ class Run(models.Model):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def killed_by_system(self) -> bool:
+        """Failed because its training child was SIGKILLed from outside (usually out of memory)."""
+        return self.status == RunStatus.FAILED and self.error.startswith(CHILD_KILLED)
 
     def cancel(self) -> None:
         """A pending run is cancelled at once; a running one asks its worker to stop the child.
