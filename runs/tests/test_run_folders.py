@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from runs.choices import RunStatus
+from runs.evaluation import execute_evaluation, launch_evaluation
 from runs.execution import execute_run
 from runs.models import Run
+from runs.tests.eval_support import fake_generator, item, make_eval_set, record_evaluation_tasks
 from runs.tests.run_support import finished_run, log_text, make_run, output
 from runs.training.folders import OWNER_FILE
 
@@ -106,6 +108,22 @@ def test_a_first_attempt_refuses_a_folder_another_run_owns(dataset, quick_child)
         f"not to this run (run {run.pk}, token '{run.folder_token}')."
     )
     assert owner_of(run) == {"run_id": run.pk, "token": "0ld70ken"}
+
+
+def test_a_baseline_evaluation_before_the_run_starts_does_not_block_it(
+    dataset, settings, tmp_path, monkeypatch, quick_child
+):
+    run = make_run(dataset)
+    record_evaluation_tasks(monkeypatch)
+    fake_generator(settings, tmp_path, {})
+    evaluation = launch_evaluation(run, make_eval_set("quiz", [item(1)]), baseline=True)
+    assert execute_evaluation(evaluation.pk) == RunStatus.COMPLETED
+    assert (output(run) / "evaluations" / str(evaluation.pk) / "job.json").is_file()
+    settings.TRAINING_PYTHON = str(quick_child)
+
+    assert execute_run(run.pk) == RunStatus.COMPLETED
+
+    assert owner_of(run) == {"run_id": run.pk, "token": run.folder_token}
 
 
 def test_a_resume_continues_in_the_folder_its_first_attempt_wrote(dataset, quick_child):

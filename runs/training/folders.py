@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 OWNER_FILE = "owner.json"
+EVALUATIONS = "evaluations"  # where runs.evaluation keeps the run's evaluation jobs
 
 
 class FolderNotOwned(Exception):
@@ -53,8 +54,9 @@ def take(directory: Path, run_id: int, token: str, *, first_attempt: bool) -> No
     """Make sure `directory` is this run's to write into, creating it and its owner file as needed.
 
     Raises FolderNotOwned when the owner file names another run, or when there is
-    no owner file but the folder already holds files (a first attempt never starts
-    on someone's leftovers; a resume only trusts them for a row from before tokens).
+    no owner file but the folder already holds files other than evaluations (a first
+    attempt never starts on someone's leftovers; a resume only trusts them for a row
+    from before tokens).
     """
     mine = {"run_id": run_id, "token": token}
     owner = read_owner(directory)
@@ -66,7 +68,9 @@ def take(directory: Path, run_id: int, token: str, *, first_attempt: bool) -> No
             f"The run folder {directory} belongs to {who}, not to this run (run {run_id}, token {token!r}). "
             "Its checkpoints and data files were left alone; retry the run to train in a fresh folder."
         )
-    leftovers = directory.is_dir() and any(directory.iterdir())
+    # A baseline evaluation of the untrained base may run before the run starts; its files
+    # (`evaluations/`) never feed training, so they do not make the folder someone else's.
+    leftovers = directory.is_dir() and any(entry.name != EVALUATIONS for entry in directory.iterdir())
     if leftovers and (first_attempt or token):
         raise FolderNotOwned(
             f"The run folder {directory} already holds files that no run claims (no {OWNER_FILE}); "
