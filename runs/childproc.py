@@ -105,6 +105,7 @@ class ChildProcess:
         self.stderr_tail = BoundedTail(settings.TUNIX_OUTPUT_MAX_BYTES)
         self.cancel_sent = False
         self.timed_out = False
+        self.kill_sent = False  # we SIGKILLed it: a -9 exit is ours, not the kernel's
         self.kill_at: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -133,6 +134,13 @@ class ChildProcess:
 
     def note(self, text: str) -> None:
         """A message about the supervision itself (started, stopping, killing)."""
+
+    def killed_from_outside(self, code: int) -> bool:
+        """The child died of a SIGKILL someone else sent (the kernel's out-of-memory killer, most often).
+
+        137 is how a shell wrapper (TRAINING_PYTHON may be one) reports its child's SIGKILL.
+        """
+        return code in (-signal.SIGKILL, 128 + signal.SIGKILL) and not self.kill_sent
 
     # The supervision.
 
@@ -171,6 +179,7 @@ class ChildProcess:
 
     def _signal(self, sig: int) -> None:
         if self._proc is not None:
+            self.kill_sent = self.kill_sent or sig == signal.SIGKILL
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._proc.pid, sig)
 

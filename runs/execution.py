@@ -26,7 +26,8 @@ from runs import childproc
 from runs.childproc import BoundedTail, ChildProcess
 from runs.choices import LogStream, RunMode, RunStatus
 from runs.config import resolve_base_model
-from runs.models import Run, RunLog, RunMetric
+from runs.models import CHILD_KILLED, Run, RunLog, RunMetric
+from runs.training import folders
 from runs.training.job import JobSpec
 from traces.choices import Split
 from traces.exporting import iter_dataset_lines
@@ -107,8 +108,16 @@ class RunRecorder:
 
 
 def prepare_job(run: Run) -> Path:
-    """Write the run's data files and job file into its folder; return the job file."""
+    """Write the run's data files and job file into its folder; return the job file.
+
+    Raises FolderNotOwned when the folder is not this run's (see runs.training.folders).
+    """
+    if run.attempt == 1 and not run.folder_token:
+        # A row queued before folders had tokens and not started yet: give it one now.
+        run.assign_folder()
+        run.save(update_fields=["output_dir", "folder_token"])
     directory = Path(run.output_dir)
+    folders.take(directory, run.pk, run.folder_token, first_attempt=run.attempt == 1)
     (directory / "data").mkdir(parents=True, exist_ok=True)
     files = {}
     for split in (Split.TRAIN, Split.VALIDATION):
@@ -156,7 +165,8 @@ def execute_run(run_id: int, task_id: str = "") -> str:
     except Exception as exc:
         logger.exception("run %s: preparing the job failed", run_id)
         recorder.flush()
-        jobs.finish(run, RunStatus.FAILED, error=f"Could not prepare the run: {type(exc).__name__}: {exc}")
+        reason = str(exc) if isinstance(exc, folders.FolderNotOwned) else f"{type(exc).__name__}: {exc}"
+        jobs.finish(run, RunStatus.FAILED, error=f"Could not prepare the run: {reason}")
         return RunStatus.FAILED
     recorder.flush()
     return Supervisor(run, recorder, job).supervise()
@@ -257,7 +267,9 @@ class Supervisor(ChildProcess):
         else:
             status = RunStatus.FAILED
             error = done.get("error") or (self.summary.get("problem") if self.summary else None) or ""
-            if not error:
+            if self.killed_from_outside(code):
+                error = CHILD_KILLED
+            elif not error:
                 last = self.stderr_tail.last_lines(3)
                 error = f"The training process exited with code {code}." + (
                     " Last output: " + " | ".join(last) if last else ""

@@ -24,8 +24,8 @@ def launch_run(values: dict[str, Any], user: Any = None, *, retry_of: Run | None
     creator = user if user is not None and getattr(user, "is_authenticated", False) else None
     with transaction.atomic():
         run = Run.objects.create(**values, created_by=creator, retry_of=retry_of)
-        run.output_dir = str(Path(settings.RUNS_DIR) / str(run.pk))
-        run.save(update_fields=["output_dir"])
+        run.assign_folder()
+        run.save(update_fields=["output_dir", "folder_token"])
         jobs.publish_on_commit(run)
     run.refresh_from_db()
     return run

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -18,6 +19,7 @@ from runs.choices import (
     RunStatus,
 )
 from runs.hyperparameters import BOUNDS, model_field
+from runs.training import folders
 from tunixrt.jobs import Job
 
 
@@ -50,12 +52,22 @@ class WorkerHeartbeat(models.Model):
 CONFIG_FIELDS = ("base_model", "method", "chat_template", "mode", *BOUNDS)
 
 
+# The failure reason when something outside tunix-rt SIGKILLed the training child.
+CHILD_KILLED = (
+    "The training process was killed (SIGKILL) — often the out-of-memory killer: "
+    "try a smaller batch size or max sequence length."
+)
+
+
 class Run(Job):
     """A Tunix fine-tuning run (or dry run) of a base model on a dataset.
 
     The row is the source of truth for status; the worker claims it with a
     guarded update, beats `heartbeat_at`, and streams logs and metrics into
-    RunLog and RunMetric. Files (checkpoints, final model) live in `output_dir`.
+    RunLog and RunMetric. Files (checkpoints, final model) live in `output_dir`,
+    a folder named `<id>-<folder_token>` that only this run writes to (see
+    runs.training.folders); rows from before the token existed have an empty one
+    and the folder `<id>`.
     """
 
     dataset = models.ForeignKey("traces.Dataset", on_delete=models.PROTECT, related_name="runs")
@@ -88,6 +100,7 @@ class Run(Job):
     stderr_tail = models.TextField(blank=True, default="")
     summary = models.JSONField(default=dict, blank=True)
     output_dir = models.CharField(max_length=500, blank=True, default="")
+    folder_token = models.CharField(max_length=16, blank=True, default="")
 
     job_label = "run"
     job_task = "runs.execute_run"
@@ -116,10 +129,20 @@ class Run(Job):
         """A training run resumes from its last checkpoint; a dry run is cheap to retry by hand."""
         return self.mode == RunMode.TRAIN and super().can_resume()
 
+    @property
+    def killed_by_system(self) -> bool:
+        """Failed because its training child was SIGKILLed from outside (usually out of memory)."""
+        return self.status == RunStatus.FAILED and self.error.startswith(CHILD_KILLED)
+
     def reaper_note(self, text: str) -> None:
         from runs.execution import RunRecorder
 
         RunRecorder(self).log_and_flush(text)
+
+    def assign_folder(self) -> None:
+        """Name the run's own folder with a fresh token (the caller saves both fields)."""
+        self.folder_token = folders.new_token()
+        self.output_dir = str(folders.folder_path(Path(settings.RUNS_DIR), self.pk, self.folder_token))
 
     def config(self) -> dict[str, object]:
         """The launch settings (what retry copies and compare diffs)."""

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from typing import IO, Any, cast
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBase
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
 from runs.api.evaluation import BaselineSerializer
@@ -24,6 +26,7 @@ from runs.evaluation import (
 )
 from runs.filters import RunFilter
 from runs.forms import RunLaunchForm
+from runs.hyperparameters import BOUNDS
 from runs.launching import artifact_path, delete_run, launch_run, list_artifacts, retry_run
 from runs.models import (
     CONFIG_FIELDS,
@@ -124,6 +127,25 @@ def _artifact_groups(run: Run) -> dict[str, Any]:
     return {"artifacts": main, "checkpoints": list(steps.values()), "has_files": bool(files)}
 
 
+def _smaller_retry(run: Run) -> dict[str, Any]:
+    """For a run the kernel killed (out of memory): the launch form filled in with half the batch.
+
+    At batch size 1 the sequence length is halved instead.
+    """
+    values: dict[str, Any] = {"dataset": run.dataset.key, **run.config()}
+    values.pop("mode")
+    if run.batch_size > BOUNDS["batch_size"].low:
+        values["batch_size"] = max(int(BOUNDS["batch_size"].low), run.batch_size // 2)
+    else:
+        values["max_seq_length"] = max(int(BOUNDS["max_seq_length"].low), run.max_seq_length // 2)
+    return {
+        "batch_size": values["batch_size"],
+        "max_seq_length": values["max_seq_length"],
+        "tokens_per_step": run.batch_size * run.max_seq_length,
+        "url": f"{reverse('run-launch')}?{urlencode(values)}",
+    }
+
+
 def _detail_context(run: Run) -> dict[str, Any]:
     logs = list(RunLog.objects.filter(run=run).order_by("-seq")[:LOG_TAIL])[::-1]
     return {
@@ -138,6 +160,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "evaluations": run.evaluations.select_related("eval_set").order_by("-created_at")[:20],
         "eval_sets": EvalSet.objects.order_by("name"),
         "versions": run.model_versions.select_related("model"),
+        "smaller": _smaller_retry(run) if run.killed_by_system else None,
     }
 
 

@@ -52,7 +52,7 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)  # null until the run has started
     config = serializers.SerializerMethodField()
     awaiting_broker = serializers.BooleanField(
-        read_only=True, help_text="pending, its task not yet with the broker (the reaper sends it when the broker is back)"
+        read_only=True, help_text="pending; the broker refused its task (the reaper sends it when it is back)"
     )
 
     class Meta:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
@@ -71,8 +70,8 @@ def make_run(dataset: Dataset, **overrides: Any) -> Run:
     """A pending run row as launch_run saves it, without queueing it (tests execute it directly)."""
     values = validate_launch({"dataset": dataset.key, **FAST, **overrides})
     run = Run.objects.create(**values)
-    run.output_dir = str(Path(settings.RUNS_DIR) / str(run.pk))
-    run.save(update_fields=["output_dir"])
+    run.assign_folder()
+    run.save(update_fields=["output_dir", "folder_token"])
     return run
 
 

@@ -70,7 +70,12 @@ def test_the_reaper_queues_a_waiting_run_once_the_broker_is_back(api, dataset, m
     assert_waiting_for_the_broker(run)
 
     sent: list[tuple[int, ...]] = []
-    intercept_task(monkeypatch, "runs.execute_run", lambda args: sent.append(args) or "task-after-outage")
+
+    def record(args: tuple[int, ...]) -> str:
+        sent.append(args)
+        return "task-after-outage"
+
+    intercept_task(monkeypatch, "runs.execute_run", record)
     assert jobs.reap_kind(Run)["published"] == 1
     assert sent == [(run.pk,)]
     run.refresh_from_db()

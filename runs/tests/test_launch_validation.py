@@ -245,7 +245,8 @@ def test_a_valid_launch_saves_a_pending_run_and_queues_it_after_commit(
     assert data["config"]["lora_alpha"] == 8.0
     assert data["config"]["seed"] == 7
     run = Run.objects.get()
-    assert run.output_dir.endswith(f"/runs/{run.pk}")
+    assert run.folder_token
+    assert run.output_dir.endswith(f"/runs/{run.pk}-{run.folder_token}")
     assert len(callbacks) == 1
     callbacks[0]()
     assert sent_tasks == [(run.pk,)]  # the task takes the run's id, never the instance

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from runs.choices import RunStatus
 from runs.execution import execute_run
-from runs.models import Run, RunLog, RunMetric
+from runs.models import CHILD_KILLED, Run, RunLog, RunMetric
 from runs.tests.run_support import LONG, StepTrigger, kill_child, kill_child_once_saved, log_text, make_run, output
 from tunixrt import jobs
 
@@ -41,7 +41,7 @@ def checkpoints(run: Run) -> list[int]:
     return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.is_dir() else []
 
 
-def test_a_training_child_killed_mid_run_fails_the_run_with_its_exit_code(dataset, monkeypatch):
+def test_a_training_child_killed_mid_run_fails_the_run_saying_it_was_killed(dataset, monkeypatch):
     run = make_run(dataset, **LONG)
     StepTrigger(monkeypatch, 4, kill_child)
 
@@ -50,7 +50,10 @@ def test_a_training_child_killed_mid_run_fails_the_run_with_its_exit_code(datase
     run.refresh_from_db()
     assert run.status == RunStatus.FAILED
     assert run.exit_code == -9
-    assert run.error.startswith("The training process exited with code -9.")
+    # Killed from outside, as the out-of-memory killer does: the reason says so and what to try.
+    assert run.error == CHILD_KILLED
+    assert "SIGKILL" in run.error
+    assert "smaller batch size" in run.error
     assert run.finished_at is not None
     assert "finished: failed" in log_text(run)
     assert run.summary["steps_done"] >= 4

@@ -266,7 +266,8 @@ def _train(
             eval_ds.append(peft_trainer.TrainingInput(input_tokens=val.tokens[idx], input_mask=val.mask[idx]))
 
     t_train = time.perf_counter()
-    trainer.train(batches(), eval_ds)
+    if not cancel.is_set():  # cancelled while loading or compiling: no step to run, nothing new to save
+        trainer.train(batches(), eval_ds)
     train_seconds = time.perf_counter() - t_train
     # jax 0.10.2 keeps scalar listeners after MetricsLogger.close(); unsubscribe ours.
     for backend in trainer.metrics_logger._backends:
@@ -278,10 +279,8 @@ def _train(
     saved = sorted(int(p.name) for p in ckpt_dir.iterdir() if p.name.isdigit()) if ckpt_dir.is_dir() else []
     if saved:
         emit("checkpoint", step=saved[-1], saved=saved)
-    losses = [float(x) for x in trainer.metrics_logger.get_metric_history("", "loss", "train")]
-    evals = (
-        [float(x) for x in trainer.metrics_logger.get_metric_history("", "loss", "eval")] if eval_ds else []
-    )
+    losses = _history(trainer.metrics_logger, "train")
+    evals = _history(trainer.metrics_logger, "eval")
     summary: dict[str, Any] = {
         "steps_done": steps_done,
         "resumed_at_step": resumed_at,
@@ -324,6 +323,16 @@ def _train(
     summary["wall_seconds"] = round(elapsed(), 2)
     emit("done", status="cancelled" if cancelled else "completed", summary=summary)
     return 0
+
+
+def _history(metrics: Any, mode: str) -> list[float]:
+    """Every logged loss of `mode`; none when no step ran (a resume at the last step, an early cancel).
+
+    Tunix's get_metric_history raises for a metric never logged (a KeyError in 0.1.7).
+    """
+    if not metrics.metric_exists("", "loss", mode):
+        return []
+    return [float(x) for x in metrics.get_metric_history("", "loss", mode)]
 
 
 def _samples(sampler_lib: Any, model: Any, cfg: Any, tok: Any, job: Any) -> list[dict[str, str]]:
