@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib import messages
 from django.db import connection
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +18,7 @@ from rest_framework.views import APIView
 from runs.models import Evaluation, RegisteredModel, Run
 from traces.models import Dataset, Trace, TraceScore
 from tunixrt.health import health_report
+from tunixrt.models import ApiToken
 
 ESTIMATE_ABOVE = 100_000
 
@@ -80,15 +79,19 @@ class ApiNotFound(APIView):
         raise NotFound(f"No API endpoint at {request.path}. See /api/docs/.")
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def api_token(request: HttpRequest) -> HttpResponse:
-    """Show the user's API token; POST creates or rotates it."""
+    """The user's API token; POST issues a new one (revoking the old) and shows it this once.
+
+    Only a digest is stored, so the plaintext is in this one response and nowhere else
+    (not in the session or a message cookie): the page answers the POST itself instead of
+    redirecting, and nothing caches it.
+    """
     user = request.user
     assert user.is_authenticated  # the login middleware guarantees it
+    context: dict[str, Any] = {}
     if request.method == "POST":
-        Token.objects.filter(user=user).delete()
-        Token.objects.create(user=user)
-        messages.success(request, "A new API token was created; the old one no longer works.")
-        return redirect("api-token")
-    token = Token.objects.filter(user=user).first()
-    return TemplateResponse(request, "tunixrt/api_token.html", {"token": token})
+        context["new_key"] = ApiToken.objects.issue(user)
+    context["token"] = ApiToken.objects.filter(user=user).first()
+    return TemplateResponse(request, "tunixrt/api_token.html", context)
