@@ -8,8 +8,10 @@ from django.db import connections, router
 from django.db.models import Field, Model, Value
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from tunixrt.models import ApiToken, token_digest
+from tunixrt.throttling import throttle_anonymous
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
@@ -20,9 +22,22 @@ class TokenAuthentication(authentication.TokenAuthentication):
     API request: twice the query itself, and ~10 % of a single-trace capture. Same checks,
     messages and result (the user, and the token with that user attached). On PostgreSQL the
     query is bound server-side and prepared once per pooled connection.
+
+    Being the last authenticator, it sees every API call that no session authenticated, so it
+    also applies the anonymous rate limit (see `tunixrt.throttling.AnonRateThrottle`).
     """
 
     model = ApiToken
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        try:
+            result = super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            throttle_anonymous(request)
+            raise
+        if result is None:
+            throttle_anonymous(request)
+        return result
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         token_model = self.get_model()

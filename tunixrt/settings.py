@@ -76,6 +76,24 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+                 "d": 86400, "day": 86400}
+
+
+def _rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate such as `600/min` (periods s, min, hour, day), or `off` for no limit (None)."""
+    value = os.environ.get(name, "").strip().lower() or default
+    if value == "off":
+        return None
+    count, _, period = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as 600/min (a positive count per s, min, hour or day) or off, "
+            f"got {value!r}."
+        )
+    return value
+
+
 def _list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -211,8 +229,6 @@ if os.environ.get("TEST_DATABASE_NAME"):
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -325,8 +341,51 @@ CELERY_BEAT_SCHEDULE = {
     # Bulk captures ask for indexing themselves; this catches what a broker outage or a lost worker left.
     "index-search": {"task": "traces.index_search", "schedule": 30.0},
 }
+# The cache holds the API rate-limit counters and the RediAI probe results. It must be shared by
+# every gunicorn worker (each worker of a local-memory cache would count on its own): the broker's
+# Redis when there is one, else files under var/ (one host, like SQLite and the filesystem broker).
+# CACHE_URL overrides: redis://…, rediss://…, filecache:///absolute/path, or locmem:// (one process).
+_cache_url = os.environ.get("CACHE_URL", "").strip()
+if not _cache_url:
+    _cache_url = (
+        CELERY_BROKER_URL
+        if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+        else f"filecache://{VAR_DIR / 'cache'}"
+    )
+if _cache_url.startswith(("redis://", "rediss://")):
+    _cache: dict[str, Any] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _cache_url,
+        # Short timeouts: the rate limits let requests through while Redis is away (tunixrt.throttling).
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+elif _cache_url.startswith("filecache:///"):
+    _cache = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": _cache_url.removeprefix("filecache://"),
+    }
+elif _cache_url == "locmem://":
+    _cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+else:
+    raise ImproperlyConfigured(
+        "CACHE_URL must be a redis:// or rediss:// URL, filecache:///absolute/path or locmem://, "
+        f"got {_cache_url!r}."
+    )
+CACHES = {"default": {**_cache, "KEY_PREFIX": "tunixrt"}}
+
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_SECONDS = 45
+
+# API rate limits, per minute or hour in fixed windows (tunixrt.throttling). A safety valve against
+# runaway clients, never in the way of capture: one token posting single traces sustains ~400
+# requests/s on one worker (bench/bench_api.py), so a user may make 1,000/s on average over a minute.
+# Anonymous calls (and wrong tokens) are counted per client address; issuing a token per user.
+API_THROTTLE_USER = _rate("API_THROTTLE_USER", "60000/min")
+API_THROTTLE_ANON = _rate("API_THROTTLE_ANON", "120/min")
+API_THROTTLE_TOKEN = _rate("API_THROTTLE_TOKEN", "10/hour")
+# Reverse proxies in front of the app that append the client's address to X-Forwarded-For. Rate
+# limits and login lockouts count per address: 0 uses the connection's address (the header can be forged).
+NUM_PROXIES = _int("NUM_PROXIES", 0, 0, 10)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -334,6 +393,9 @@ REST_FRAMEWORK = {
         "tunixrt.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["tunixrt.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON, "token": API_THROTTLE_TOKEN},
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_PARSER_CLASSES": ["tunixrt.api.OrjsonParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "tunixrt.api.OrjsonRenderer",

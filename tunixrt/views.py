@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from django.db import connection
@@ -19,6 +20,7 @@ from runs.models import Evaluation, RegisteredModel, Run
 from traces.models import Dataset, Trace, TraceScore
 from tunixrt.health import health_report
 from tunixrt.models import ApiToken
+from tunixrt.throttling import TokenIssueThrottle
 
 ESTIMATE_ABOVE = 100_000
 
@@ -91,7 +93,17 @@ def api_token(request: HttpRequest) -> HttpResponse:
     user = request.user
     assert user.is_authenticated  # the login middleware guarantees it
     context: dict[str, Any] = {}
+    status = 200
     if request.method == "POST":
-        context["new_key"] = ApiToken.objects.issue(user)
+        throttle = TokenIssueThrottle()
+        if throttle.allow_request(request, None):
+            context["new_key"] = ApiToken.objects.issue(user)
+        else:
+            wait = throttle.wait()
+            context["throttled_minutes"] = math.ceil(wait / 60)
+            status = 429
     context["token"] = ApiToken.objects.filter(user=user).first()
-    return TemplateResponse(request, "tunixrt/api_token.html", context)
+    response = TemplateResponse(request, "tunixrt/api_token.html", context, status=status)
+    if status == 429:
+        response["Retry-After"] = str(wait)
+    return response

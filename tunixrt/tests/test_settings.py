@@ -24,7 +24,8 @@ CONFIG_VARS = (
     "TRACE_UPLOAD_MAX_BYTES", "REDIAI_MODE", "REDIAI_BASE_URL", "REDIAI_HEALTH_PATH",
     "REDIAI_HEALTH_CACHE_TTL_SECONDS", "DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE", "DB_POOL_TIMEOUT",
     "ALLOWED_HOSTS", "LOG_LEVEL", "LOG_FORMAT", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
-    "CELERY_WORKER_CONCURRENCY", "TEST_DATABASE_NAME",
+    "CELERY_WORKER_CONCURRENCY", "TEST_DATABASE_NAME", "CACHE_URL", "API_THROTTLE_USER", "API_THROTTLE_ANON",
+    "API_THROTTLE_TOKEN", "NUM_PROXIES",
 )
 
 # Reads {case: env} on stdin, answers {case: [exit status, stdout, stderr]} on stdout.
@@ -79,11 +80,21 @@ INVALID = {
     "debug-not-a-boolean": ("DEBUG", {"DEBUG": "maybe"}),
     "log-level": ("LOG_LEVEL", {"LOG_LEVEL": "loud"}),
     "production-without-secret-key": ("SECRET_KEY", {"DEBUG": "false"}),
+    "throttle-not-a-rate": ("API_THROTTLE_USER", {"API_THROTTLE_USER": "fast"}),
+    "throttle-zero": ("API_THROTTLE_ANON", {"API_THROTTLE_ANON": "0/min"}),
+    "throttle-unknown-period": ("API_THROTTLE_TOKEN", {"API_THROTTLE_TOKEN": "10/week"}),
+    "cache-memcached": ("CACHE_URL", {"CACHE_URL": "memcache://127.0.0.1:11211"}),
+    "cache-relative-folder": ("CACHE_URL", {"CACHE_URL": "filecache://var/cache"}),
+    "proxies-negative": ("NUM_PROXIES", {"NUM_PROXIES": "-1"}),
 }
 VALID = {
     "defaults": {},
     "production-with-secret-key": {"DEBUG": "false", "SECRET_KEY": "a-long-production-secret-" + "k" * 40},
     "limits-at-their-bounds": {"TRACE_MAX_BYTES": "1024", "REDIAI_HEALTH_CACHE_TTL_SECONDS": "300"},
+    "rate-limits-and-lockout": {
+        "API_THROTTLE_USER": "off", "API_THROTTLE_ANON": "30/second", "API_THROTTLE_TOKEN": "3/day",
+        "NUM_PROXIES": "1", "CACHE_URL": "locmem://",
+    },
 }
 
 
