@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from axes.helpers import get_cool_off
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth.forms import AuthenticationForm
 from django.db import connection
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -107,3 +110,34 @@ def api_token(request: HttpRequest) -> HttpResponse:
     if status == 429:
         response["Retry-After"] = str(wait)
     return response
+
+
+def login_locked_out(
+    request: HttpRequest, response: HttpResponse | None, credentials: dict[str, Any] | None
+) -> HttpResponse:
+    """django-axes' answer to a login refused during a lockout (AXES_LOCKOUT_CALLABLE): 429 and a Retry-After.
+
+    Browsers get the login form again with the reason (on the admin's and the browsable API's
+    login too, so every form that checks a password says the same); the API, JSON.
+    """
+    cool_off = get_cool_off(request)
+    # A failed attempt during a lockout restarts the cool-off (axes' default), so it is whole now.
+    seconds = int(cool_off.total_seconds()) if cool_off else 0
+    minutes = max(1, math.ceil(seconds / 60))
+    message = (
+        "Too many failed logins for this account or from this address. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
+    if request.path_info.startswith("/api/") or request.headers.get("Accept", "").startswith("application/json"):
+        locked: HttpResponse = JsonResponse({"detail": message}, status=429)
+    else:
+        username = (credentials or {}).get("username") or request.POST.get("username", "")
+        form = AuthenticationForm(request, initial={"username": username})
+        next_url = request.POST.get(REDIRECT_FIELD_NAME) or request.GET.get(REDIRECT_FIELD_NAME, "")
+        if not next_url and request.path_info.startswith("/admin/"):
+            next_url = "/admin/"
+        context = {"form": form, "lockout_message": message, "next": next_url}
+        locked = TemplateResponse(request, "registration/login.html", context, status=429)
+        locked.render()
+    locked["Retry-After"] = str(seconds or 60)
+    return locked

@@ -25,7 +25,7 @@ CONFIG_VARS = (
     "REDIAI_HEALTH_CACHE_TTL_SECONDS", "DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE", "DB_POOL_TIMEOUT",
     "ALLOWED_HOSTS", "LOG_LEVEL", "LOG_FORMAT", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
     "CELERY_WORKER_CONCURRENCY", "TEST_DATABASE_NAME", "CACHE_URL", "API_THROTTLE_USER", "API_THROTTLE_ANON",
-    "API_THROTTLE_TOKEN", "NUM_PROXIES",
+    "API_THROTTLE_TOKEN", "NUM_PROXIES", "LOGIN_FAILURE_LIMIT", "LOGIN_COOLOFF_SECONDS",
 )
 
 # Reads {case: env} on stdin, answers {case: [exit status, stdout, stderr]} on stdout.
@@ -86,6 +86,8 @@ INVALID = {
     "cache-memcached": ("CACHE_URL", {"CACHE_URL": "memcache://127.0.0.1:11211"}),
     "cache-relative-folder": ("CACHE_URL", {"CACHE_URL": "filecache://var/cache"}),
     "proxies-negative": ("NUM_PROXIES", {"NUM_PROXIES": "-1"}),
+    "login-limit-zero": ("LOGIN_FAILURE_LIMIT", {"LOGIN_FAILURE_LIMIT": "0"}),
+    "login-cooloff-not-a-number": ("LOGIN_COOLOFF_SECONDS", {"LOGIN_COOLOFF_SECONDS": "15m"}),
 }
 VALID = {
     "defaults": {},
@@ -93,7 +95,7 @@ VALID = {
     "limits-at-their-bounds": {"TRACE_MAX_BYTES": "1024", "REDIAI_HEALTH_CACHE_TTL_SECONDS": "300"},
     "rate-limits-and-lockout": {
         "API_THROTTLE_USER": "off", "API_THROTTLE_ANON": "30/second", "API_THROTTLE_TOKEN": "3/day",
-        "NUM_PROXIES": "1", "CACHE_URL": "locmem://",
+        "NUM_PROXIES": "1", "LOGIN_FAILURE_LIMIT": "10", "LOGIN_COOLOFF_SECONDS": "60", "CACHE_URL": "locmem://",
     },
 }
 
