@@ -429,6 +429,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Capture, curate and train on reasoning traces.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Like the rest of the API: anonymous callers get 403 (the Swagger page sends them to the login).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

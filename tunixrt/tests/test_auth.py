@@ -180,3 +180,30 @@ def test_the_token_page_creates_and_rotates_a_token(page, user):
     assert second not in shown_later
     assert second[:8] in shown_later
 
+
+def test_the_openapi_schema_needs_authentication(anonymous):
+    response = anonymous.get("/api/schema/", {"format": "json"})
+
+    assert response.status_code in DENIED
+    assert response["Content-Type"].endswith("json")  # the schema's own media type
+    assert "credentials were not provided" in response.json()["detail"]
+    assert b"paths" not in response.content
+
+
+def test_the_swagger_page_sends_anonymous_users_to_the_login(client):
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/api/docs/"
+
+
+def test_the_schema_and_swagger_page_serve_a_session(page):
+    assert page.get("/api/docs/").status_code == 200
+    assert page.get("/api/schema/", {"format": "json"}).json()["openapi"].startswith("3.")
+
+
+def test_the_schema_serves_a_token(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.objects.issue(user)}")
+
+    assert client.get("/api/schema/", {"format": "json"}).status_code == 200
