@@ -22,6 +22,23 @@ def _fast_password_hashing() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache() -> Iterator[None]:
+    """Rate-limit counters in this process's memory, never in a Redis or folder that other runs share."""
+    with override_settings(
+        CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "KEY_PREFIX": "tunixrt"}}
+    ):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rate_limits() -> None:
+    """Every test starts with no request counted, so tests that hammer the API are never throttled by others."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def user(django_user_model: Any) -> Any:
     return django_user_model.objects.create_user(username="alice", password="correct horse battery")

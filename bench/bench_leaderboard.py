@@ -123,10 +123,11 @@ def query(samples: int) -> dict[str, Any]:
     common.app_env = lambda **extra: {**ENV, **extra}  # gunicorn on the eval bench database
     django_setup()
     from django.contrib.auth import get_user_model
-    from rest_framework.authtoken.models import Token
+
+    from tunixrt.models import ApiToken
 
     user, _ = get_user_model().objects.get_or_create(username="bench")
-    token = Token.objects.get_or_create(user=user)[0].key
+    token = ApiToken.objects.issue(user)
     results = {}
     with common.gunicorn(workers=1):
         conn = http.client.HTTPConnection("127.0.0.1", BENCH_PORT, timeout=30)

@@ -92,12 +92,12 @@ def db_exists() -> bool:
 
 
 def bench_token() -> str:
-    """The API token of the `bench` user (created on first use)."""
+    """A new API token of the `bench` user (created on first use); tokens are stored hashed, so each run issues one."""
     code = (
         "from django.contrib.auth import get_user_model\n"
-        "from rest_framework.authtoken.models import Token\n"
+        "from tunixrt.models import ApiToken\n"
         f"u, _ = get_user_model().objects.get_or_create(username={BENCH_USER!r})\n"
-        "print(Token.objects.get_or_create(user=u)[0].key)\n"
+        "print(ApiToken.objects.issue(u))\n"
     )
     return manage("shell", "-c", code, capture=True).strip().splitlines()[-1]
 

@@ -8,17 +8,36 @@ from django.db import connections, router
 from django.db.models import Field, Model, Value
 from django.utils.translation import gettext_lazy as _
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
+
+from tunixrt.models import ApiToken, token_digest
+from tunixrt.throttling import throttle_anonymous
 
 
 class TokenAuthentication(authentication.TokenAuthentication):
-    """DRF's token authentication, with the lookup as one raw query.
+    """DRF's token authentication against hashed tokens (`ApiToken`), with the lookup as one raw query.
 
-    DRF's `Token.objects.select_related("user").get(key=...)` spends ~0.5 ms
-    building SQL and models on every API request: twice the query itself, and
-    ~10 % of a single-trace capture. Same query, checks, messages and result
-    (the user, and the token with that user attached). On PostgreSQL the query
-    is bound server-side and prepared once per pooled connection.
+    The presented key is hashed (SHA-256) and looked up by its digest, one unique-index probe.
+    An ORM `select_related("user").get(...)` spends ~0.5 ms building SQL and models on every
+    API request: twice the query itself, and ~10 % of a single-trace capture. Same checks,
+    messages and result (the user, and the token with that user attached). On PostgreSQL the
+    query is bound server-side and prepared once per pooled connection.
+
+    Being the last authenticator, it sees every API call that no session authenticated, so it
+    also applies the anonymous rate limit (see `tunixrt.throttling.AnonRateThrottle`).
     """
+
+    model = ApiToken
+
+    def authenticate(self, request: Request) -> tuple[Any, Any] | None:
+        try:
+            result = super().authenticate(request)
+        except exceptions.AuthenticationFailed:
+            throttle_anonymous(request)
+            raise
+        if result is None:
+            throttle_anonymous(request)
+        return result
 
     def authenticate_credentials(self, key: str) -> tuple[Any, Any]:
         token_model = self.get_model()
@@ -26,7 +45,8 @@ class TokenAuthentication(authentication.TokenAuthentication):
         db = router.db_for_read(user_model)
         connection = connections[db]
         query = _token_query(token_model, user_model, db)
-        row = self._fetch(connection, query.sql, key)
+        digest = token_digest(key)
+        row = self._fetch(connection, query.sql, digest)
         if row is None:
             raise exceptions.AuthenticationFailed(_("Invalid token."))
         values = list(row)
@@ -35,32 +55,32 @@ class TokenAuthentication(authentication.TokenAuthentication):
             expression = Value(None, output_field=field)
             for convert in [*connection.ops.get_db_converters(expression), *field.get_db_converters(connection)]:
                 values[i] = convert(values[i], expression, connection)
-        user: Any = user_model.from_db(db, query.attnames, values[:-1])
+        user: Any = user_model.from_db(db, query.attnames, values[:-2])
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
-        token = token_model(key=key, user=user, created=values[-1])
+        token = token_model(user=user, digest=digest, prefix=values[-2], created=values[-1])
         token._state.adding = False
         token._state.db = db
         return (user, token)
 
     @staticmethod
-    def _fetch(connection: Any, sql: str, key: str) -> Any:
+    def _fetch(connection: Any, sql: str, digest: str) -> Any:
         if connection.vendor == "postgresql":
             import psycopg
 
             connection.ensure_connection()
             with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
-                cur.execute(sql, [key], prepare=True)
+                cur.execute(sql, [digest], prepare=True)
                 return cur.fetchone()
         with connection.cursor() as cur:
-            cur.execute(sql, [key])
+            cur.execute(sql, [digest])
             return cur.fetchone()
 
 
 @dataclass(frozen=True)
 class _TokenQuery:
     sql: str
-    attnames: list[str]  # the user's fields, in the order the query returns them (the token's `created` last)
+    attnames: list[str]  # the user's fields, in the order the query returns them (then the token's prefix, created)
     converted: tuple[tuple[int, Field[Any, Any]], ...]  # (position, field) of the values the backend converts
 
 
@@ -71,14 +91,15 @@ def _token_query(token_model: type[Model], user_model: type[Model], db: str) -> 
     fields = user_model._meta.concrete_fields
     columns = ", ".join(f'u."{f.column}"' for f in fields)
     sql = (
-        f'SELECT {columns}, t."created" FROM "{user_model._meta.db_table}" u'  # noqa: S608 - names
+        f'SELECT {columns}, t."prefix", t."created" FROM "{user_model._meta.db_table}" u'  # noqa: S608 - names
         f' INNER JOIN "{token_model._meta.db_table}" t ON t."user_id" = u."{user_model._meta.pk.column}"'
-        ' WHERE t."key" = %s'
+        ' WHERE t."digest" = %s'
     )
+    prefix_field = cast(Field[Any, Any], token_model._meta.get_field("prefix"))
     created_field = cast(Field[Any, Any], token_model._meta.get_field("created"))
     converted = tuple(
         (i, field)
-        for i, field in enumerate([*fields, created_field])
+        for i, field in enumerate([*fields, prefix_field, created_field])
         if connection.ops.get_db_converters(Value(None, output_field=field)) or field.get_db_converters(connection)
     )
     return _TokenQuery(sql, [f.attname for f in fields], converted)

@@ -11,6 +11,7 @@ Every value is validated here: an invalid one stops start-up with an
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from pathlib import Path
@@ -77,6 +78,24 @@ def _choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     return value
 
 
+_RATE_PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600,
+                 "d": 86400, "day": 86400}
+
+
+def _rate(name: str, default: str) -> str | None:
+    """A DRF throttle rate such as `600/min` (periods s, min, hour, day), or `off` for no limit (None)."""
+    value = os.environ.get(name, "").strip().lower() or default
+    if value == "off":
+        return None
+    count, _, period = value.partition("/")
+    if not count.isdigit() or int(count) < 1 or period not in _RATE_PERIODS:
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as 600/min (a positive count per s, min, hour or day) or off, "
+            f"got {value!r}."
+        )
+    return value
+
+
 def _list(name: str, default: list[str]) -> list[str]:
     raw = os.environ.get(name)
     if raw is None or raw.strip() == "":
@@ -108,8 +127,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.postgres",
+    "axes",
     "rest_framework",
-    "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -132,6 +151,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, as django-axes asks: it turns a login refused during a lockout into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "tunixrt.urls"
@@ -214,14 +235,26 @@ if os.environ.get("TEST_DATABASE_NAME"):
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
-
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes counts failed logins on every form that checks a password (the login page, the admin's,
+# the browsable API's) and refuses further ones, per account and per client address, for a cool-off.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = _int("LOGIN_FAILURE_LIMIT", 5, 1, 1000)
+AXES_COOLOFF_TIME = dt.timedelta(seconds=_int("LOGIN_COOLOFF_SECONDS", 900, 1, 7 * 24 * 3600))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # keep failures only: a row per successful login would grow forever
+AXES_LOCKOUT_CALLABLE = "tunixrt.views.login_locked_out"
+AXES_CLIENT_IP_CALLABLE = "tunixrt.throttling.client_address"
+AXES_VERBOSE = False
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -330,6 +363,38 @@ CELERY_BEAT_SCHEDULE = {
     # Bulk captures ask for indexing themselves; this catches what a broker outage or a lost worker left.
     "index-search": {"task": "traces.index_search", "schedule": 30.0},
 }
+# The cache holds the API rate-limit counters and the RediAI probe results. It must be shared by
+# every gunicorn worker (each worker of a local-memory cache would count on its own): the broker's
+# Redis when there is one, else files under var/ (one host, like SQLite and the filesystem broker).
+# CACHE_URL overrides: redis://…, rediss://…, filecache:///absolute/path, or locmem:// (one process).
+_cache_url = os.environ.get("CACHE_URL", "").strip()
+if not _cache_url:
+    _cache_url = (
+        CELERY_BROKER_URL
+        if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+        else f"filecache://{VAR_DIR / 'cache'}"
+    )
+if _cache_url.startswith(("redis://", "rediss://")):
+    _cache: dict[str, Any] = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": _cache_url,
+        # Short timeouts: the rate limits let requests through while Redis is away (tunixrt.throttling).
+        "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+    }
+elif _cache_url.startswith("filecache:///"):
+    _cache = {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": _cache_url.removeprefix("filecache://"),
+    }
+elif _cache_url == "locmem://":
+    _cache = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+else:
+    raise ImproperlyConfigured(
+        "CACHE_URL must be a redis:// or rediss:// URL, filecache:///absolute/path or locmem://, "
+        f"got {_cache_url!r}."
+    )
+CACHES = {"default": {**_cache, "KEY_PREFIX": "tunixrt"}}
+
 WORKER_HEARTBEAT_SECONDS = 10
 WORKER_STALE_SECONDS = 45
 
@@ -342,12 +407,26 @@ if METRICS_TOKEN and not re.fullmatch(r"[!-~]{16,}", METRICS_TOKEN):
         "(e.g. the output of `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)."
     )
 
+# API rate limits, per minute or hour in fixed windows (tunixrt.throttling). A safety valve against
+# runaway clients, never in the way of capture: one token posting single traces sustains ~400
+# requests/s on one worker (bench/bench_api.py), so a user may make 1,000/s on average over a minute.
+# Anonymous calls (and wrong tokens) are counted per client address; issuing a token per user.
+API_THROTTLE_USER = _rate("API_THROTTLE_USER", "60000/min")
+API_THROTTLE_ANON = _rate("API_THROTTLE_ANON", "120/min")
+API_THROTTLE_TOKEN = _rate("API_THROTTLE_TOKEN", "10/hour")
+# Reverse proxies in front of the app that append the client's address to X-Forwarded-For. Rate
+# limits and login lockouts count per address: 0 uses the connection's address (the header can be forged).
+NUM_PROXIES = _int("NUM_PROXIES", 0, 0, 10)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
         "tunixrt.authentication.TokenAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["tunixrt.throttling.UserRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON, "token": API_THROTTLE_TOKEN},
+    "NUM_PROXIES": NUM_PROXIES,
     "DEFAULT_PARSER_CLASSES": ["tunixrt.api.OrjsonParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "tunixrt.api.OrjsonRenderer",
@@ -363,6 +442,8 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Capture, curate and train on reasoning traces.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # Like the rest of the API: anonymous callers get 403 (the Swagger page sends them to the login).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

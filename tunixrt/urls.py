@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.urls import URLPattern, URLResolver, include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
@@ -10,7 +11,9 @@ from tunixrt import metrics, views
 api_patterns: list[URLPattern | URLResolver] = [
     path("health", views.HealthView.as_view(), name="api-health"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerSplitView.as_view(url_name="api-schema"), name="api-docs"),
+    # A page for people: without a session it sends them to the login, like every page (the
+    # schema it loads answers 403, like the rest of the API; SPECTACULAR_SETTINGS.SERVE_PERMISSIONS).
+    path("docs/", login_required(SpectacularSwaggerSplitView.as_view(url_name="api-schema")), name="api-docs"),
     path("", include("traces.api.urls")),
     path("", include("runs.api.urls")),
     re_path(r"", views.ApiNotFound.as_view()),  # last: any other /api/ URL gets a JSON 404

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from django.contrib import messages
+from axes.helpers import get_cool_off
+from django.contrib.auth import REDIRECT_FIELD_NAME
+from django.contrib.auth.forms import AuthenticationForm
 from django.db import connection
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 from drf_spectacular.utils import extend_schema
-from rest_framework.authtoken.models import Token
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +22,8 @@ from rest_framework.views import APIView
 from runs.models import Evaluation, RegisteredModel, Run
 from traces.models import Dataset, Trace, TraceScore
 from tunixrt.health import health_report
+from tunixrt.models import ApiToken
+from tunixrt.throttling import TokenIssueThrottle
 
 ESTIMATE_ABOVE = 100_000
 
@@ -80,15 +84,60 @@ class ApiNotFound(APIView):
         raise NotFound(f"No API endpoint at {request.path}. See /api/docs/.")
 
 
+@never_cache
 @require_http_methods(["GET", "POST"])
 def api_token(request: HttpRequest) -> HttpResponse:
-    """Show the user's API token; POST creates or rotates it."""
+    """The user's API token; POST issues a new one (revoking the old) and shows it this once.
+
+    Only a digest is stored, so the plaintext is in this one response and nowhere else
+    (not in the session or a message cookie): the page answers the POST itself instead of
+    redirecting, and nothing caches it.
+    """
     user = request.user
     assert user.is_authenticated  # the login middleware guarantees it
+    context: dict[str, Any] = {}
+    status = 200
     if request.method == "POST":
-        Token.objects.filter(user=user).delete()
-        Token.objects.create(user=user)
-        messages.success(request, "A new API token was created; the old one no longer works.")
-        return redirect("api-token")
-    token = Token.objects.filter(user=user).first()
-    return TemplateResponse(request, "tunixrt/api_token.html", {"token": token})
+        throttle = TokenIssueThrottle()
+        if throttle.allow_request(request, None):
+            context["new_key"] = ApiToken.objects.issue(user)
+        else:
+            wait = throttle.wait()
+            context["throttled_minutes"] = math.ceil(wait / 60)
+            status = 429
+    context["token"] = ApiToken.objects.filter(user=user).first()
+    response = TemplateResponse(request, "tunixrt/api_token.html", context, status=status)
+    if status == 429:
+        response["Retry-After"] = str(wait)
+    return response
+
+
+def login_locked_out(
+    request: HttpRequest, response: HttpResponse | None, credentials: dict[str, Any] | None
+) -> HttpResponse:
+    """django-axes' answer to a login refused during a lockout (AXES_LOCKOUT_CALLABLE): 429 and a Retry-After.
+
+    Browsers get the login form again with the reason (on the admin's and the browsable API's
+    login too, so every form that checks a password says the same); the API, JSON.
+    """
+    cool_off = get_cool_off(request)
+    # A failed attempt during a lockout restarts the cool-off (axes' default), so it is whole now.
+    seconds = int(cool_off.total_seconds()) if cool_off else 0
+    minutes = max(1, math.ceil(seconds / 60))
+    message = (
+        "Too many failed logins for this account or from this address. "
+        f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
+    )
+    if request.path_info.startswith("/api/") or request.headers.get("Accept", "").startswith("application/json"):
+        locked: HttpResponse = JsonResponse({"detail": message}, status=429)
+    else:
+        username = (credentials or {}).get("username") or request.POST.get("username", "")
+        form = AuthenticationForm(request, initial={"username": username})
+        next_url = request.POST.get(REDIRECT_FIELD_NAME) or request.GET.get(REDIRECT_FIELD_NAME, "")
+        if not next_url and request.path_info.startswith("/admin/"):
+            next_url = "/admin/"
+        context = {"form": form, "lockout_message": message, "next": next_url}
+        locked = TemplateResponse(request, "registration/login.html", context, status=429)
+        locked.render()
+    locked["Retry-After"] = str(seconds or 60)
+    return locked

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from traces.models import Trace
 from traces.tests.factories import make_trace, trace_document
+from tunixrt.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -81,9 +81,9 @@ def test_a_wrong_token_is_refused(anonymous, trace):
 
 
 def test_a_token_authenticates_api_calls(user, trace):
-    token = Token.objects.create(user=user)
+    key = ApiToken.objects.issue(user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
 
     listed = client.get("/api/traces")
     created = client.post("/api/traces", trace_document(1), format="json")
@@ -95,11 +95,11 @@ def test_a_token_authenticates_api_calls(user, trace):
 
 
 def test_a_token_of_an_inactive_user_is_refused(user, trace):
-    token = Token.objects.create(user=user)
+    key = ApiToken.objects.issue(user)
     user.is_active = False
     user.save(update_fields=["is_active"])
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {key}")
 
     response = client.get("/api/traces")
 
@@ -112,8 +112,8 @@ def test_token_authentication_loads_the_user_and_token_as_the_orm_does(user):
 
     from tunixrt.authentication import TokenAuthentication
 
-    token = Token.objects.create(user=user)
-    request = APIRequestFactory().get("/api/traces", HTTP_AUTHORIZATION=f"Token {token.key}")
+    key = ApiToken.objects.issue(user)
+    request = APIRequestFactory().get("/api/traces", HTTP_AUTHORIZATION=f"Token {key}")
 
     authed = TokenAuthentication().authenticate(request)
 
@@ -124,13 +124,14 @@ def test_token_authentication_loads_the_user_and_token_as_the_orm_does(user):
     for field in type(user)._meta.concrete_fields:
         assert getattr(authed_user, field.attname) == getattr(stored, field.attname), field.name
     assert authed_user.check_password("correct horse battery")
-    assert authed_token.key == token.key
-    assert authed_token.created == Token.objects.get(pk=token.key).created
+    stored_token = ApiToken.objects.get(user=user)
+    assert (authed_token.digest, authed_token.prefix) == (stored_token.digest, stored_token.prefix)
+    assert authed_token.created == stored_token.created
     assert authed_token.user is authed_user
 
 
 def test_a_session_login_authenticates_api_calls(client, user, trace):
-    client.login(username="alice", password="correct horse battery")
+    client.post("/accounts/login/", {"username": "alice", "password": "correct horse battery"})
 
     assert client.get("/api/traces").status_code == 200
 
@@ -170,10 +171,39 @@ def test_the_login_page_itself_is_public(client):
 def test_the_token_page_creates_and_rotates_a_token(page, user):
     assert page.get("/account/token").status_code == 200
 
-    page.post("/account/token")
-    first = Token.objects.get(user=user).key
-    page.post("/account/token")
-    second = Token.objects.get(user=user).key
+    first = page.post("/account/token").context["new_key"]
+    second = page.post("/account/token").context["new_key"]
 
     assert first != second
-    assert second in page.get("/account/token").content.decode()
+    assert ApiToken.objects.get(user=user).prefix == second[:8]
+    shown_later = page.get("/account/token").content.decode()
+    assert second not in shown_later
+    assert second[:8] in shown_later
+
+
+def test_the_openapi_schema_needs_authentication(anonymous):
+    response = anonymous.get("/api/schema/", {"format": "json"})
+
+    assert response.status_code in DENIED
+    assert response["Content-Type"].endswith("json")  # the schema's own media type
+    assert "credentials were not provided" in response.json()["detail"]
+    assert b"paths" not in response.content
+
+
+def test_the_swagger_page_sends_anonymous_users_to_the_login(client):
+    response = client.get("/api/docs/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/login/?next=/api/docs/"
+
+
+def test_the_schema_and_swagger_page_serve_a_session(page):
+    assert page.get("/api/docs/").status_code == 200
+    assert page.get("/api/schema/", {"format": "json"}).json()["openapi"].startswith("3.")
+
+
+def test_the_schema_serves_a_token(user):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.objects.issue(user)}")
+
+    assert client.get("/api/schema/", {"format": "json"}).status_code == 200

@@ -24,7 +24,8 @@ CONFIG_VARS = (
     "TRACE_UPLOAD_MAX_BYTES", "REDIAI_MODE", "REDIAI_BASE_URL", "REDIAI_HEALTH_PATH",
     "REDIAI_HEALTH_CACHE_TTL_SECONDS", "DB_POOL_MIN_SIZE", "DB_POOL_MAX_SIZE", "DB_POOL_TIMEOUT",
     "ALLOWED_HOSTS", "LOG_LEVEL", "LOG_FORMAT", "SECURE_SSL_REDIRECT", "SECURE_HSTS_SECONDS",
-    "CELERY_WORKER_CONCURRENCY", "TEST_DATABASE_NAME", "METRICS_TOKEN",
+    "CELERY_WORKER_CONCURRENCY", "TEST_DATABASE_NAME", "METRICS_TOKEN", "CACHE_URL", "API_THROTTLE_USER",
+    "API_THROTTLE_ANON", "API_THROTTLE_TOKEN", "NUM_PROXIES", "LOGIN_FAILURE_LIMIT", "LOGIN_COOLOFF_SECONDS",
 )
 
 # Reads {case: env} on stdin, answers {case: [exit status, stdout, stderr]} on stdout.
@@ -81,12 +82,24 @@ INVALID = {
     "production-without-secret-key": ("SECRET_KEY", {"DEBUG": "false"}),
     "metrics-token-too-short": ("METRICS_TOKEN", {"METRICS_TOKEN": "short"}),
     "metrics-token-with-a-space": ("METRICS_TOKEN", {"METRICS_TOKEN": "two halves of a long token"}),
+    "throttle-not-a-rate": ("API_THROTTLE_USER", {"API_THROTTLE_USER": "fast"}),
+    "throttle-zero": ("API_THROTTLE_ANON", {"API_THROTTLE_ANON": "0/min"}),
+    "throttle-unknown-period": ("API_THROTTLE_TOKEN", {"API_THROTTLE_TOKEN": "10/week"}),
+    "cache-memcached": ("CACHE_URL", {"CACHE_URL": "memcache://127.0.0.1:11211"}),
+    "cache-relative-folder": ("CACHE_URL", {"CACHE_URL": "filecache://var/cache"}),
+    "proxies-negative": ("NUM_PROXIES", {"NUM_PROXIES": "-1"}),
+    "login-limit-zero": ("LOGIN_FAILURE_LIMIT", {"LOGIN_FAILURE_LIMIT": "0"}),
+    "login-cooloff-not-a-number": ("LOGIN_COOLOFF_SECONDS", {"LOGIN_COOLOFF_SECONDS": "15m"}),
 }
 VALID = {
     "defaults": {},
     "production-with-secret-key": {"DEBUG": "false", "SECRET_KEY": "a-long-production-secret-" + "k" * 40},
     "limits-at-their-bounds": {"TRACE_MAX_BYTES": "1024", "REDIAI_HEALTH_CACHE_TTL_SECONDS": "300"},
     "metrics-token": {"METRICS_TOKEN": "x" * 16},
+    "rate-limits-and-lockout": {
+        "API_THROTTLE_USER": "off", "API_THROTTLE_ANON": "30/second", "API_THROTTLE_TOKEN": "3/day",
+        "NUM_PROXIES": "1", "LOGIN_FAILURE_LIMIT": "10", "LOGIN_COOLOFF_SECONDS": "60", "CACHE_URL": "locmem://",
+    },
 }
 
 

@@ -1,0 +1,152 @@
+"""API rate limits: one counter per client and fixed window, in the shared cache (settings.CACHES)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any, cast
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.base import BaseCache
+from django.core.cache.backends.redis import RedisCache
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
+from django.http import HttpRequest
+from redis.exceptions import RedisError
+from rest_framework import exceptions, throttling
+from rest_framework.settings import api_settings
+
+logger = logging.getLogger(__name__)
+
+# After the cache fails, requests go unlimited for this long without asking it again, so
+# that an outage of Redis costs no request more than one short timeout.
+CACHE_RETRY_SECONDS = 5.0
+_cache_down_until = 0.0
+
+
+def client_address(request: HttpRequest) -> str:
+    """The caller's address: the connection's, or the one the outermost of NUM_PROXIES proxies saw.
+
+    Only the last NUM_PROXIES entries of X-Forwarded-For were written by proxies we trust; anything
+    left of them comes from the client and could be forged to dodge a limit or lock someone else out.
+    Used for the API rate limits and the login lockouts (AXES_CLIENT_IP_CALLABLE) alike.
+    """
+    remote: str = request.META.get("REMOTE_ADDR", "")
+    forwarded = request.META.get("HTTP_X_FORWARDED_FOR")
+    if not settings.NUM_PROXIES or not forwarded:
+        return remote
+    addresses = [part.strip() for part in forwarded.split(",")]
+    return addresses[-min(settings.NUM_PROXIES, len(addresses))] or remote
+
+
+class FixedWindowRateThrottle(throttling.SimpleRateThrottle):
+    """A SimpleRateThrottle counting requests in fixed windows (a minute, an hour...).
+
+    DRF's own keeps the timestamp of every request in the window and reads and rewrites that
+    list on each request: at the rates a capture client reaches (tens of thousands a minute),
+    hundreds of KB per request. One counter per window costs one cache round trip on Redis.
+    A fixed window can let up to twice the rate through around a window's edge; for a safety
+    limit that is acceptable. If the cache cannot be reached the request is allowed (and
+    logged): an outage of Redis must not take the API down with it.
+    """
+
+    window_end = 0.0
+
+    def get_rate(self) -> str | None:
+        # DRF reads the rates once, when it is imported; reading them here follows the settings.
+        rates = api_settings.DEFAULT_THROTTLE_RATES
+        if self.scope not in rates:
+            raise ImproperlyConfigured(f"REST_FRAMEWORK has no DEFAULT_THROTTLE_RATES for scope {self.scope!r}.")
+        return cast("str | None", rates[self.scope])  # the stubs say numbers; DRF's rates are strings
+
+    def get_ident(self, request: Any) -> str:
+        return client_address(request)
+
+    def allow_request(self, request: Any, view: Any) -> bool:
+        key = self.get_cache_key(request, view)
+        return key is None or self.allow_key(key)
+
+    def allow_key(self, key: str) -> bool:
+        """Count one request for `key` in the current window; whether it is within the rate."""
+        global _cache_down_until
+        limit, duration = self.parse_rate(self.rate)
+        if limit is None or duration is None:
+            return True
+        window = int(self.timer() // duration)
+        self.window_end = float((window + 1) * duration)
+        if time.monotonic() < _cache_down_until:
+            return True
+        try:
+            count = _increment(caches["default"], f"{key}:{window}", duration)
+        except (RedisError, OSError, DatabaseError):
+            _cache_down_until = time.monotonic() + CACHE_RETRY_SECONDS
+            logger.warning("Rate limits off for %ss: the cache is unreachable", CACHE_RETRY_SECONDS, exc_info=True)
+            return True
+        return count <= limit
+
+    def wait(self) -> float:
+        # Whole seconds (the Retry-After header drops any fraction), never 0.
+        return max(1, math.ceil(self.window_end - self.timer()))
+
+
+class UserRateThrottle(FixedWindowRateThrottle):
+    """Authenticated API calls, per user (scope `user`, API_THROTTLE_USER)."""
+
+    scope = "user"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        if not request.user or not request.user.is_authenticated:
+            return None
+        return f"throttle:{self.scope}:{request.user.pk}"
+
+
+class AnonRateThrottle(FixedWindowRateThrottle):
+    """Anonymous API calls, per client address (scope `anon`, API_THROTTLE_ANON).
+
+    Not a DEFAULT_THROTTLE_CLASS: DRF checks permissions before throttles, so with every endpoint
+    refusing anonymous callers it would never run. Token authentication runs it instead
+    (`throttle_anonymous`), for every call that ends up anonymous or presents a wrong token.
+    """
+
+    scope = "anon"
+
+    def get_cache_key(self, request: Any, view: Any) -> str | None:
+        return f"throttle:{self.scope}:{self.get_ident(request)}"
+
+
+class TokenIssueThrottle(UserRateThrottle):
+    """Issuing API tokens on the token page, per user (scope `token`, API_THROTTLE_TOKEN)."""
+
+    scope = "token"
+
+
+def throttle_anonymous(request: Any) -> None:
+    """Count an anonymous call (or one with a wrong token) against its address; 429 when over the limit.
+
+    Takes no look at `request.user`: this runs while DRF is still authenticating the request.
+    """
+    throttle = AnonRateThrottle()
+    if throttle.rate is not None and not throttle.allow_key(f"throttle:{throttle.scope}:{client_address(request)}"):
+        raise exceptions.Throttled(throttle.wait())
+
+
+def _increment(cache: BaseCache, key: str, timeout: int) -> int:
+    """Add one to the counter `key` (created at 1, expiring after `timeout` s); its new value."""
+    if isinstance(cache, RedisCache):
+        # One round trip (Django's incr() would check existence first: three).
+        full_key = cache.make_and_validate_key(key)
+        client = cache._cache.get_client(full_key, write=True)
+        with client.pipeline(transaction=False) as pipe:
+            pipe.incr(full_key)
+            pipe.expire(full_key, timeout)
+            count, _ = pipe.execute()
+        return int(count)
+    if cache.add(key, 1, timeout):
+        return 1
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add() and incr()
+        cache.add(key, 1, timeout)
+        return 1
