@@ -91,6 +91,15 @@ class TraceViewSet(
                 response["Search-Backlog"] = f"{cap}+" if pending >= cap else str(pending)
         return response
 
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        # Read (and size-check) a capture's body before authentication: a session's CSRF check
+        # parses the request, after which Django no longer hands out the raw body (a 500 before).
+        if self.action == "create":
+            require_body_within(request, settings.TRACE_MAX_BYTES, "The trace")
+        elif self.action == "batch":
+            require_body_within(request, settings.TRACE_BATCH_MAX_BYTES, "The batch")
+        super().initial(request, *args, **kwargs)
+
     @extend_schema(responses={204: None, 409: dict}, summary="Delete a trace (409 while a dataset holds it)")
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         trace = self.get_object()
@@ -106,7 +115,6 @@ class TraceViewSet(
         summary="Capture one trace (200 with the existing id if identical to a stored one)",
     )
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        require_body_within(request, settings.TRACE_MAX_BYTES, "The trace")
         serializer = TraceInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         clean: CleanTrace = serializer.validated_data
@@ -123,7 +131,6 @@ class TraceViewSet(
     )
     @action(detail=False, methods=["post"])
     def batch(self, request: Request) -> Response:
-        require_body_within(request, settings.TRACE_BATCH_MAX_BYTES, "The batch")
         data = request.data
         items = data["traces"] if isinstance(data, dict) and list(data) == ["traces"] else data
         limit = settings.TRACE_BATCH_MAX_ITEMS
