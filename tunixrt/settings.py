@@ -334,7 +334,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "tunixrt.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Logged in, then the role each endpoint declares (tunixrt.roles).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "tunixrt.roles.RolePermission",
+    ],
     "DEFAULT_PARSER_CLASSES": ["tunixrt.api.OrjsonParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "tunixrt.api.OrjsonRenderer",

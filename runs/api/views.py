@@ -27,6 +27,7 @@ from runs.filters import RunFilter
 from runs.launching import BrokerUnavailable, artifact_path, delete_run, launch_run, list_artifacts, retry_run
 from runs.models import Run, RunLog, RunNotActive
 from tunixrt.pagination import KeysetPagination
+from tunixrt.roles import Action
 
 LOG_PAGE = 1000
 
@@ -50,6 +51,13 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     queryset = Run.objects.all()
     filterset_class = RunFilter
     pagination_class = KeysetPagination
+    role_actions = {
+        "create": Action.CREATE,
+        "evaluate": Action.CREATE,
+        "cancel": Action.CHANGE,
+        "retry": Action.CHANGE,
+        "destroy": Action.CHANGE,
+    }
 
     def get_queryset(self) -> QuerySet[Run]:
         qs = Run.objects.select_related("dataset", "created_by")
