@@ -174,7 +174,11 @@ class RolePermission(BasePermission):
         declared: dict[str, Action] = getattr(view, "role_actions", {})
         method = (request.method or "").lower()
         # A viewset names the action its router mapped the method to; a plain view has a handler per method.
-        name = view.action if hasattr(view, "action_map") else method if hasattr(view, method) else None
+        name: str | None
+        if hasattr(view, "action_map"):
+            name = getattr(view, "action", None)
+        else:
+            name = method if hasattr(view, method) else None
         if name is None:
             return Action.VIEW  # nothing handles this method: let the view answer its 405 (or 404)
         if name in declared:

@@ -274,8 +274,12 @@ def test_deleting_a_run_never_removes_a_folder_outside_runs_dir(api, dataset, tm
     assert (outside / "keep.txt").read_text() == "keep"
 
 
-def test_retry_creates_a_new_run_with_the_same_config(api, dataset, sent_tasks, django_capture_on_commit_callbacks, user):
-    old = finished_run(dataset, RunStatus.FAILED, learning_rate=0.005, max_steps=17, method="lora", lora_rank=4, created_by=user)
+def test_retry_creates_a_new_run_with_the_same_config(
+    api, dataset, sent_tasks, django_capture_on_commit_callbacks, user
+):
+    old = finished_run(
+        dataset, RunStatus.FAILED, learning_rate=0.005, max_steps=17, method="lora", lora_rank=4, created_by=user
+    )
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(f"/api/runs/{old.pk}/retry")
     assert response.status_code == 201, response.content

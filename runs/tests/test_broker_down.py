@@ -42,8 +42,8 @@ def test_the_command_fails_with_the_reason(dataset, broker_down):
     assert_failed_with_reason(Run.objects.get())
 
 
-def test_retry_answers_503_too(api, dataset, broker_down):
-    old = finished_run(dataset, RunStatus.FAILED, files=False)
+def test_retry_answers_503_too(api, user, dataset, broker_down):
+    old = finished_run(dataset, RunStatus.FAILED, files=False, created_by=user)
     response = api.post(f"/api/runs/{old.pk}/retry")
     assert response.status_code == 503
     assert_failed_with_reason(Run.objects.exclude(pk=old.pk).get())
