@@ -220,3 +220,9 @@ def test_an_undeclared_write_is_for_maintainers_only(request, role, status):
     get = factory.get("/api/undeclared")
     force_authenticate(get, user)
     assert Undeclared.as_view()(get).status_code == 200
+
+
+def test_the_schema_documents_the_role_403_on_writes_only(api):
+    paths = api.get("/api/schema/", {"format": "json"}).json()["paths"]
+    assert "role" in paths["/api/runs/{id}/cancel"]["post"]["responses"]["403"]["description"]
+    assert "role" not in paths["/api/runs"]["get"]["responses"]["403"]["description"]
