@@ -218,8 +218,3 @@ def command_user(username: str | None, action: Action) -> Any:
         raise CommandError(explain(user, action))
     return user
 
-
-def command_require(user: Any, action: Action, obj: Any = None) -> None:
-    """For commands acting for `user` (None: the operator): stop with the reason unless allowed."""
-    if user is not None and not can(user, action, obj):
-        raise CommandError(explain(user, action, obj))
