@@ -39,21 +39,91 @@ def _fresh_rate_limits() -> None:
     cache.clear()
 
 
-@pytest.fixture
-def user(django_user_model: Any) -> Any:
-    return django_user_model.objects.create_user(username="alice", password="correct horse battery")
+def _user_with_role(model: Any, username: str, role: str) -> Any:
+    # Imported here: this module loads before Django is set up (see the environment above).
+    from tunixrt.roles import ROLE_GROUPS, grant
+
+    user = model.objects.create_user(username=username, password="correct horse battery")
+    grant(user, next(r for r, name in ROLE_GROUPS.items() if name == role))
+    return user
 
 
-@pytest.fixture
-def api(user: Any) -> APIClient:
-    """An API client logged in as a normal user."""
+def _api_client(user: Any) -> APIClient:
     client = APIClient()
     client.force_authenticate(user)
     return client
 
 
-@pytest.fixture
-def page(client: Client, user: Any) -> Client:
-    """A browser-like Django test client with a logged-in session."""
+def _page_client(user: Any) -> Client:
+    client = Client()
     client.force_login(user)
     return client
+
+
+@pytest.fixture
+def user(django_user_model: Any) -> Any:
+    """Alice, a member: creates, launches and evaluates; changes her own work."""
+    return _user_with_role(django_user_model, "alice", "member")
+
+
+@pytest.fixture
+def member(user: Any) -> Any:
+    return user
+
+
+@pytest.fixture
+def other_member(django_user_model: Any) -> Any:
+    return _user_with_role(django_user_model, "bob", "member")
+
+
+@pytest.fixture
+def viewer(django_user_model: Any) -> Any:
+    return _user_with_role(django_user_model, "victor", "viewer")
+
+
+@pytest.fixture
+def maintainer(django_user_model: Any) -> Any:
+    return _user_with_role(django_user_model, "maya", "maintainer")
+
+
+@pytest.fixture
+def api(user: Any) -> APIClient:
+    """An API client logged in as a member (the `user` fixture)."""
+    return _api_client(user)
+
+
+@pytest.fixture
+def viewer_api(viewer: Any) -> APIClient:
+    return _api_client(viewer)
+
+
+@pytest.fixture
+def other_api(other_member: Any) -> APIClient:
+    return _api_client(other_member)
+
+
+@pytest.fixture
+def maintainer_api(maintainer: Any) -> APIClient:
+    return _api_client(maintainer)
+
+
+@pytest.fixture
+def page(client: Client, user: Any) -> Client:
+    """A browser-like Django test client with a logged-in session (a member's)."""
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def viewer_page(viewer: Any) -> Client:
+    return _page_client(viewer)
+
+
+@pytest.fixture
+def other_page(other_member: Any) -> Client:
+    return _page_client(other_member)
+
+
+@pytest.fixture
+def maintainer_page(maintainer: Any) -> Client:
+    return _page_client(maintainer)

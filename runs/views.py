@@ -44,6 +44,7 @@ from traces.models import Dataset
 from tunixrt.jobs import Job, JobNotActive
 from tunixrt.middleware import HtmxHttpRequest
 from tunixrt.pagination import InvalidPage, keyset_page
+from tunixrt.roles import Action, require
 
 STOP_POLLING = 286  # htmx stops an `every Ns` trigger on this status
 
@@ -92,6 +93,7 @@ def run_row(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def run_launch(request: HtmxHttpRequest) -> HttpResponse:
+    require(request.user, Action.CREATE)
     if request.method == "POST":
         form = RunLaunchForm(request.POST)
         if form.is_valid():
@@ -200,6 +202,7 @@ def run_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def run_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)
+    require(request.user, Action.CHANGE, run)
     try:
         run.cancel()
         messages.info(request, f"Run {pk}: {run.get_status_display().lower()}.")
@@ -211,6 +214,7 @@ def run_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def run_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("dataset"), pk=pk)
+    require(request.user, Action.CHANGE, run)
     try:
         validate_launch({"dataset": run.dataset.key, **run.config()})
         new = retry_run(run, request.user)
@@ -224,6 +228,7 @@ def run_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def run_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run, pk=pk)
+    require(request.user, Action.CHANGE, run)
     if request.method == "POST":
         try:
             delete_run(run)
@@ -284,6 +289,7 @@ def evaluation_home(request: HtmxHttpRequest) -> HttpResponse:
     error_lines: list[tuple[int, str]] = []
     errors: dict[str, list[str]] = {}
     if request.method == "POST":
+        require(request.user, Action.CREATE)
         name = request.POST.get("name", "").strip()
         try:
             if request.POST.get("dataset"):
@@ -349,6 +355,7 @@ def evaluation_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def evaluation_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     evaluation = get_object_or_404(Evaluation, pk=pk)
+    require(request.user, Action.CHANGE, evaluation)
     try:
         evaluation.cancel()
     except JobNotActive as exc:
@@ -358,6 +365,7 @@ def evaluation_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require_POST
 def run_evaluate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    require(request.user, Action.CREATE)
     run = get_object_or_404(Run, pk=pk)
     eval_set = EvalSet.objects.filter(name=request.POST.get("eval_set", "")).first()
     if eval_set is None:
@@ -425,6 +433,8 @@ def evaluation_compare(request: HtmxHttpRequest) -> TemplateResponse:
 def regression_page(request: HtmxHttpRequest) -> HttpResponse:
     errors: dict[str, list[str]] = {}
     check: dict[str, Any] | None = None
+    if request.method == "POST":
+        require(request.user, Action.BASELINES)
     if request.method == "POST" and request.POST.get("action") == "delete":
         RegressionBaseline.objects.filter(name=request.POST.get("name", "")).delete()
         messages.success(request, "Baseline deleted.")
@@ -472,6 +482,7 @@ def model_registry(request: HtmxHttpRequest) -> TemplateResponse:
 
 @require_POST
 def run_promote(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    require(request.user, Action.PROMOTE)
     run = get_object_or_404(Run.objects.select_related("dataset"), pk=pk)
     try:
         version = promote(run, request.POST.get("name", "").strip(), user=request.user)

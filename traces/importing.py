@@ -97,7 +97,8 @@ def _clean_records(
 class _OrmWriter:
     """Portable batch writer: look up known hashes, bulk-insert the rest."""
 
-    def __init__(self) -> None:
+    def __init__(self, created_by_id: int | None = None) -> None:
+        self.created_by_id = created_by_id
         self.done = 0  # traces of the batches written so far
         self.created = 0
         self.deferred = 0  # created without a search document (none here: SQLite has no index)
@@ -113,6 +114,8 @@ class _OrmWriter:
         known = set(Trace.objects.filter(content_hash__in=hashes).values_list("content_hash", flat=True))
         now = timezone.now()
         rows = [Trace.from_clean(c, created_at=now) for c in batch if c.content_hash not in known]
+        for row in rows:
+            row.created_by_id = self.created_by_id
         Trace.objects.bulk_create(rows, batch_size=500, ignore_conflicts=True)
         self.done += len(batch)
         self.created += len(rows)
@@ -134,7 +137,8 @@ class _PostgresCopyWriter:
     and redone with `INSERT … ON CONFLICT DO NOTHING`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, created_by_id: int | None = None) -> None:
+        self.created_by_id = created_by_id
         self.done = 0
         self.created = 0
         self.deferred = 0  # created without a search document, for the indexer
@@ -174,7 +178,7 @@ class _PostgresCopyWriter:
                 )
                 now = timezone.now()
                 for clean in rows:
-                    copy.write_row(pgwrite.copy_row(clean, now, None))
+                    copy.write_row(pgwrite.copy_row(clean, now, self.created_by_id))
         except BaseException:
             stack.__exit__(*sys.exc_info())
             raise
@@ -199,13 +203,13 @@ class _PostgresCopyWriter:
 
     def _insert_skipping_stored(self, batch: list[CleanTrace]) -> tuple[int, bool]:
         with transaction.atomic(), searchindex.bulk_write(len(batch)) as defer:
-            return len(pgwrite.insert_new(connection, batch, timezone.now(), None)), defer
+            return len(pgwrite.insert_new(connection, batch, timezone.now(), self.created_by_id)), defer
 
 
-def _writer() -> _OrmWriter | _PostgresCopyWriter:
+def _writer(created_by_id: int | None) -> _OrmWriter | _PostgresCopyWriter:
     if connection.vendor == "postgresql":
-        return _PostgresCopyWriter()
-    return _OrmWriter()
+        return _PostgresCopyWriter(created_by_id)
+    return _OrmWriter(created_by_id)
 
 
 @contextmanager
@@ -251,13 +255,15 @@ def import_traces(
     batch_size: int = DEFAULT_BATCH_SIZE,
     fmt: Format | None = None,
     progress: Callable[[ImportReport], None] | None = None,
+    user: Any = None,
 ) -> ImportReport:
     """Import trace documents from open binary files.
 
     Bad records are reported (file, line, reason) and the good ones stored;
     exact duplicates (already stored, or repeated in the files) are skipped and
     counted. With `strict`, the files are validated first and any bad record
-    aborts the import with nothing stored.
+    aborts the import with nothing stored. The new traces belong to `user`
+    (None: to nobody, so only maintainers may delete them).
     """
     started = time.perf_counter()
     max_bytes = settings.TRACE_MAX_BYTES
@@ -297,8 +303,9 @@ def import_traces(
             report.elapsed = time.perf_counter() - started
             progress(report)
 
+    owner_id = user.pk if user is not None and user.is_authenticated else None
     # Strict imports are one transaction, so a failure part-way stores nothing.
-    with _cyclic_gc_paused(), transaction.atomic() if strict else nullcontext(), _writer() as writer:
+    with _cyclic_gc_paused(), transaction.atomic() if strict else nullcontext(), _writer(owner_id) as writer:
         for name, stream in files:
             for clean in _clean_records(
                 name, read_records(stream, formats[name], max_bytes), source, report

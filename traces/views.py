@@ -29,6 +29,7 @@ from traces.importing import import_traces
 from traces.models import Dataset, DatasetInUse, Trace, TraceInUse
 from tunixrt.middleware import HtmxHttpRequest
 from tunixrt.pagination import InvalidPage, keyset_page, parse_limit
+from tunixrt.roles import Action, require
 
 EXAMPLE_TRACE = """{
   "trace_version": "1.0",
@@ -93,6 +94,7 @@ def trace_detail(request: HtmxHttpRequest, pk: int) -> TemplateResponse:
 
 @require_POST
 def trace_score(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    require(request.user, Action.CREATE)
     trace = get_object_or_404(Trace, pk=pk)
     trace.score()
     if request.htmx:
@@ -107,6 +109,7 @@ def trace_score(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def trace_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     trace = get_object_or_404(Trace, pk=pk)
+    require(request.user, Action.CHANGE, trace)
     keys = Dataset.objects.keys_containing([trace.pk])
     if request.method == "POST" and not keys:
         try:
@@ -126,6 +129,7 @@ def trace_delete(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def trace_upload(request: HtmxHttpRequest) -> TemplateResponse:
+    require(request.user, Action.CREATE)
     paste_form = TracePasteForm(initial={"payload": EXAMPLE_TRACE} if request.GET.get("example") else None)
     context: dict[str, Any] = {"paste_form": paste_form, "file_form": TraceFileForm()}
     if request.method == "GET":
@@ -147,11 +151,14 @@ def trace_upload(request: HtmxHttpRequest) -> TemplateResponse:
 
 @require_POST
 def trace_upload_file(request: HtmxHttpRequest) -> TemplateResponse:
+    require(request.user, Action.CREATE)
     form = TraceFileForm(request.POST, request.FILES)
     context: dict[str, Any] = {"paste_form": TracePasteForm(), "file_form": form}
     if form.is_valid():
         upload = form.cleaned_data["file"]
-        context["report"] = import_traces([(upload.name, upload)], source=form.cleaned_data["source"])
+        context["report"] = import_traces(
+            [(upload.name, upload)], source=form.cleaned_data["source"], user=request.user
+        )
     template = "traces/trace_upload.html"
     if request.htmx:
         template += "#file-result"
@@ -199,6 +206,7 @@ def dataset_list(request: HtmxHttpRequest) -> TemplateResponse:
 
 @require_http_methods(["GET", "POST"])
 def dataset_build(request: HtmxHttpRequest) -> HttpResponse:
+    require(request.user, Action.CREATE)
     if request.method == "POST":
         form = DatasetBuildForm(request.POST)
         if form.is_valid():
@@ -282,6 +290,7 @@ def dataset_export(request: HtmxHttpRequest, key: str) -> HttpResponseBase:
 @require_http_methods(["GET", "POST"])
 def dataset_delete(request: HtmxHttpRequest, key: str) -> HttpResponse:
     dataset = _dataset_or_404(key)
+    require(request.user, Action.CHANGE, dataset)
     if request.method == "POST":
         try:
             dataset.delete()

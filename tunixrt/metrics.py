@@ -19,7 +19,7 @@ Two kinds of figures:
   out and `tunixrt_metrics_collector_success{collector=...}` says 0; the
   scrape itself never fails because of it.
 
-Access: superusers, members of the "maintainer" group, or
+Access: maintainers (tunixrt.roles; superusers are maintainers), or
 `Authorization: Bearer <METRICS_TOKEN>`.
 """
 
@@ -55,10 +55,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
+from tunixrt.roles import Role, role_of
+
 logger = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-MAINTAINER_GROUP = "maintainer"
 # The capture API answers in ~2.5 ms; the low buckets tell its tail apart.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -363,11 +364,7 @@ def _bearer_token(request: HttpRequest) -> str | None:
 
 
 def is_maintainer(user: Any) -> bool:
-    return bool(
-        user.is_authenticated
-        and user.is_active
-        and (user.is_superuser or user.groups.filter(name=MAINTAINER_GROUP).exists())
-    )
+    return bool(user.is_authenticated and role_of(user) >= Role.MAINTAINER)
 
 
 @login_not_required  # Prometheus comes with a token, not a session: answer 403 JSON, never a login redirect

@@ -5,7 +5,8 @@ errors that come from the framework are the same everywhere, so they are added
 here to every operation that can produce them, unless the view documented its own:
 
 * 403 — no valid session or token (every endpoint needs one; DRF answers 403, not 401,
-  because session authentication comes first and sends no challenge);
+  because session authentication comes first and sends no challenge), or, for a write,
+  a role that may not do it;
 * 404 — an unknown or malformed id, key or name in the path;
 * 400 — a bad query parameter or body, naming each bad field;
 * 413 — a capture body over its configured size limit.
@@ -58,7 +59,10 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
         for method, operation in operations.items():
             responses = operation.setdefault("responses", {})
             parameters = operation.get("parameters", [])
-            added = {"403": _response("No valid session or token (or, with a session, no CSRF token).", "Error")}
+            denied = "No valid session or token (or, with a session, no CSRF token)."
+            if method not in ("get", "head", "options"):
+                denied += " Or the user's role may not do this (tunixrt.roles): the detail names the role needed."
+            added = {"403": _response(denied, "Error")}
             if any(p.get("in") == "path" for p in parameters):
                 added["404"] = _response("Nothing with that id, key or name.", "Error")
             if "requestBody" in operation or any(p.get("in") == "query" for p in parameters):

@@ -423,7 +423,11 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
         "tunixrt.authentication.TokenAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Logged in, then the role each endpoint declares (tunixrt.roles).
+    "DEFAULT_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "tunixrt.roles.RolePermission",
+    ],
     "DEFAULT_THROTTLE_CLASSES": ["tunixrt.throttling.UserRateThrottle"],
     "DEFAULT_THROTTLE_RATES": {"user": API_THROTTLE_USER, "anon": API_THROTTLE_ANON, "token": API_THROTTLE_TOKEN},
     "NUM_PROXIES": NUM_PROXIES,

@@ -44,6 +44,7 @@ from traces.models import Dataset
 from tunixrt.api import OrjsonParser
 from tunixrt.jobs import JobNotActive
 from tunixrt.pagination import KeysetPagination
+from tunixrt.roles import Action
 
 
 def _errors(exc: EvalSetInvalid) -> dict[str, Any]:
@@ -116,6 +117,7 @@ class EvalSetViewSet(
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
     parser_classes = [OrjsonParser, MultiPartParser]
+    role_actions = {"create": Action.CREATE, "destroy": Action.CHANGE}
 
     @extend_schema(
         request={
@@ -183,6 +185,7 @@ class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewse
     queryset = Evaluation.objects.all()
     serializer_class = EvaluationSerializer
     pagination_class = KeysetPagination
+    role_actions = {"cancel": Action.CHANGE}
 
     def get_queryset(self) -> QuerySet[Evaluation]:
         qs = Evaluation.objects.select_related("eval_set")
@@ -382,6 +385,8 @@ class BaselineViewSet(
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
     pagination_class = None
+    # Checking a run against a gate is a read (CI runs it with a viewer's token).
+    role_actions = {"create": Action.BASELINES, "destroy": Action.BASELINES, "check": Action.VIEW}
 
     @extend_schema(responses={201: BaselineSerializer, 409: dict}, summary="Create a baseline from a run's evaluation")
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -457,6 +462,7 @@ class RegisteredModelViewSet(
     lookup_field = "name"
     lookup_value_regex = "[^/]+"
     pagination_class = None
+    role_actions = {"create": Action.PROMOTE}
 
     @extend_schema(request=PromoteRequest, responses={201: ModelVersionSerializer, 409: dict}, summary="Promote a run")
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -28,6 +28,7 @@ from runs.launching import artifact_path, delete_run, launch_run, list_artifacts
 from runs.models import Run, RunLog
 from tunixrt.jobs import JobNotActive
 from tunixrt.pagination import KeysetPagination
+from tunixrt.roles import Action
 
 LOG_PAGE = 1000
 
@@ -51,6 +52,13 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
     queryset = Run.objects.all()
     filterset_class = RunFilter
     pagination_class = KeysetPagination
+    role_actions = {
+        "create": Action.CREATE,
+        "evaluate": Action.CREATE,
+        "cancel": Action.CHANGE,
+        "retry": Action.CHANGE,
+        "destroy": Action.CHANGE,
+    }
 
     def get_queryset(self) -> QuerySet[Run]:
         qs = Run.objects.select_related("dataset", "created_by")

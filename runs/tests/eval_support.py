@@ -91,7 +91,9 @@ def item(n: int, **overrides: Any) -> dict[str, Any]:
     return row
 
 
-def make_eval_set(name: str = "quiz", rows: Iterable[Mapping[str, Any]] | None = None) -> EvalSet:
+def make_eval_set(
+    name: str = "quiz", rows: Iterable[Mapping[str, Any]] | None = None, created_by: Any = None
+) -> EvalSet:
     """An eval set imported the normal way; by default 4 items over two categories and difficulties."""
     if rows is None:
         rows = [
@@ -100,7 +102,7 @@ def make_eval_set(name: str = "quiz", rows: Iterable[Mapping[str, Any]] | None =
             item(3, category="words", difficulty="easy", section="extra"),
             item(4, category="words", difficulty="hard"),
         ]
-    return import_evalset(io.BytesIO(jsonl(rows)), name, source="test")
+    return import_evalset(io.BytesIO(jsonl(rows)), name, source="test", user=created_by)
 
 
 def completed_run(dataset: Dataset, **overrides: Any) -> Run:
@@ -116,6 +118,7 @@ def hand_evaluation(
     baseline: bool = False,
     finish: bool = True,
     age: timedelta = timedelta(0),
+    created_by: Any = None,
 ) -> Evaluation:
     """An evaluation with one prediction per named item: {item_id: correct} or {item_id: (answer, correct)}.
 
@@ -133,6 +136,7 @@ def hand_evaluation(
         judge_version="1",
         created_at=now,
         started_at=now,
+        created_by=created_by,
     )
     predictions = []
     for n, (item_id, verdict) in enumerate(verdicts.items()):

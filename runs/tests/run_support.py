@@ -66,10 +66,10 @@ def build_arithmetic_dataset(
     return build_dataset(spec)
 
 
-def make_run(dataset: Dataset, **overrides: Any) -> Run:
+def make_run(dataset: Dataset, created_by: Any = None, **overrides: Any) -> Run:
     """A pending run row as launch_run saves it, without queueing it (tests execute it directly)."""
     values = validate_launch({"dataset": dataset.key, **FAST, **overrides})
-    run = Run.objects.create(**values)
+    run = Run.objects.create(**values, created_by=created_by)
     run.assign_folder()
     run.save(update_fields=["output_dir", "folder_token"])
     return run

@@ -238,8 +238,8 @@ def test_artifacts_of_a_run_without_files_is_empty(api, dataset):
 
 
 @pytest.mark.parametrize("status", [RunStatus.PENDING, RunStatus.RUNNING, RunStatus.CANCEL_REQUESTED])
-def test_an_active_run_cannot_be_deleted(api, dataset, status):
-    run = make_run(dataset)
+def test_an_active_run_cannot_be_deleted(api, dataset, status, user):
+    run = make_run(dataset, created_by=user)
     write_outputs(run)
     Run.objects.filter(pk=run.pk).update(status=status)
     response = api.delete(f"/api/runs/{run.pk}")
@@ -250,9 +250,9 @@ def test_an_active_run_cannot_be_deleted(api, dataset, status):
 
 
 @pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.CANCELLED])
-def test_a_finished_run_is_deleted_with_its_files(api, dataset, status):
-    run = finished_run(dataset, status)
-    keep = finished_run(dataset)
+def test_a_finished_run_is_deleted_with_its_files(api, dataset, status, user):
+    run = finished_run(dataset, status, created_by=user)
+    keep = finished_run(dataset, created_by=user)
     assert output(run).is_dir()
     response = api.delete(f"/api/runs/{run.pk}")
     assert response.status_code == 204
@@ -264,8 +264,8 @@ def test_a_finished_run_is_deleted_with_its_files(api, dataset, status):
     assert api.delete(f"/api/runs/{run.pk}").status_code == 404
 
 
-def test_deleting_a_run_never_removes_a_folder_outside_runs_dir(api, dataset, tmp_path):
-    run = finished_run(dataset, files=False)
+def test_deleting_a_run_never_removes_a_folder_outside_runs_dir(api, dataset, tmp_path, user):
+    run = finished_run(dataset, files=False, created_by=user)
     outside = tmp_path / "precious"
     outside.mkdir()
     (outside / "keep.txt").write_text("keep")
@@ -274,8 +274,12 @@ def test_deleting_a_run_never_removes_a_folder_outside_runs_dir(api, dataset, tm
     assert (outside / "keep.txt").read_text() == "keep"
 
 
-def test_retry_creates_a_new_run_with_the_same_config(api, dataset, sent_tasks, django_capture_on_commit_callbacks):
-    old = finished_run(dataset, RunStatus.FAILED, learning_rate=0.005, max_steps=17, method="lora", lora_rank=4)
+def test_retry_creates_a_new_run_with_the_same_config(
+    api, dataset, sent_tasks, django_capture_on_commit_callbacks, user
+):
+    old = finished_run(
+        dataset, RunStatus.FAILED, learning_rate=0.005, max_steps=17, method="lora", lora_rank=4, created_by=user
+    )
     with django_capture_on_commit_callbacks(execute=True):
         response = api.post(f"/api/runs/{old.pk}/retry")
     assert response.status_code == 201, response.content
@@ -293,12 +297,12 @@ def test_retry_creates_a_new_run_with_the_same_config(api, dataset, sent_tasks, 
     assert old.status == RunStatus.FAILED  # untouched
 
 
-def test_retry_is_refused_when_the_base_model_is_gone(api, dataset, settings):
+def test_retry_is_refused_when_the_base_model_is_gone(api, dataset, settings, user):
     folder = settings.MODELS_DIR / "mine"
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(b"")
-    old = finished_run(dataset, base_model="local:mine")
+    old = finished_run(dataset, base_model="local:mine", created_by=user)
     shutil.rmtree(folder)
     response = api.post(f"/api/runs/{old.pk}/retry")
     assert response.status_code == 400
@@ -306,8 +310,8 @@ def test_retry_is_refused_when_the_base_model_is_gone(api, dataset, settings):
     assert Run.objects.count() == 1
 
 
-def test_cancel_of_a_pending_run_cancels_it_at_once(api, dataset):
-    run = make_run(dataset)
+def test_cancel_of_a_pending_run_cancels_it_at_once(api, dataset, user):
+    run = make_run(dataset, created_by=user)
     response = api.post(f"/api/runs/{run.pk}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == RunStatus.CANCELLED
@@ -316,8 +320,8 @@ def test_cancel_of_a_pending_run_cancels_it_at_once(api, dataset):
     assert run.finished_at is not None
 
 
-def test_cancel_of_a_running_run_asks_its_worker(api, dataset):
-    run = make_run(dataset)
+def test_cancel_of_a_running_run_asks_its_worker(api, dataset, user):
+    run = make_run(dataset, created_by=user)
     Run.objects.filter(pk=run.pk).update(status=RunStatus.RUNNING)
     response = api.post(f"/api/runs/{run.pk}/cancel")
     assert response.status_code == 200
@@ -327,8 +331,8 @@ def test_cancel_of_a_running_run_asks_its_worker(api, dataset):
 
 
 @pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.CANCELLED])
-def test_cancel_of_a_finished_run_is_409(api, dataset, status):
-    run = finished_run(dataset, status, files=False)
+def test_cancel_of_a_finished_run_is_409(api, dataset, status, user):
+    run = finished_run(dataset, status, files=False, created_by=user)
     response = api.post(f"/api/runs/{run.pk}/cancel")
     assert response.status_code == 409
     assert "already" in response.json()["detail"]
@@ -336,7 +340,8 @@ def test_cancel_of_a_finished_run_is_409(api, dataset, status):
     assert run.status == status
 
 
-def test_a_dataset_used_by_a_run_cannot_be_deleted(api, dataset):
+def test_a_dataset_used_by_a_run_cannot_be_deleted(maintainer_api, dataset):
+    api = maintainer_api  # the dataset belongs to nobody
     run = finished_run(dataset, files=False)
     response = api.delete(f"/api/datasets/{dataset.key}")
     assert response.status_code == 409

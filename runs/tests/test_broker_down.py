@@ -51,8 +51,8 @@ def test_the_command_says_the_run_waits_for_the_broker(dataset, broker_down, cap
     assert_waiting_for_the_broker(run)
 
 
-def test_retry_keeps_the_new_run_pending_too(api, dataset, broker_down):
-    old = finished_run(dataset, RunStatus.FAILED, files=False)
+def test_retry_keeps_the_new_run_pending_too(api, user, dataset, broker_down):
+    old = finished_run(dataset, RunStatus.FAILED, files=False, created_by=user)
     response = api.post(f"/api/runs/{old.pk}/retry")
     assert response.status_code == 201
     assert_waiting_for_the_broker(Run.objects.exclude(pk=old.pk).get())

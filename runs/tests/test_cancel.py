@@ -68,8 +68,8 @@ def test_cancelling_a_running_run_stops_it_within_seconds_keeping_a_checkpoint(d
 
 
 @pytest.mark.parametrize("status", [RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.TIMEOUT, RunStatus.CANCELLED])
-def test_cancelling_a_finished_run_is_refused(api, dataset, status):
-    run = finished_run(dataset, status, files=False)
+def test_cancelling_a_finished_run_is_refused(api, dataset, status, user):
+    run = finished_run(dataset, status, files=False, created_by=user)
     with pytest.raises(JobNotActive):
         run.cancel()
     response = api.post(f"/api/runs/{run.pk}/cancel")

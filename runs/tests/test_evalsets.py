@@ -269,10 +269,10 @@ def test_the_api_lists_eval_sets_and_their_items(api):
     assert api.get("/api/eval-sets/nope/items").status_code == 404
 
 
-def test_an_eval_set_with_evaluations_cannot_be_deleted(api, dataset):
-    used = make_eval_set("used")
+def test_an_eval_set_with_evaluations_cannot_be_deleted(api, user, dataset):
+    used = make_eval_set("used", created_by=user)
     hand_evaluation(completed_run(dataset), used, {"q1": True})
-    make_eval_set("unused")
+    make_eval_set("unused", created_by=user)
     response = api.delete("/api/eval-sets/used")
     assert response.status_code == 409
     assert "has evaluations" in response.json()["detail"]

@@ -169,8 +169,8 @@ def test_the_predictions_cost_a_fixed_number_of_queries(api, dataset, quiz, djan
         assert len(api.get(f"/api/evaluations/{evaluation.pk}/predictions").json()) == 4
 
 
-def test_cancelling_a_pending_evaluation_ends_it_at_once(api, dataset, quiz, sent):
-    evaluation = launch_evaluation(completed_run(dataset), quiz)
+def test_cancelling_a_pending_evaluation_ends_it_at_once(api, user, dataset, quiz, sent):
+    evaluation = launch_evaluation(completed_run(dataset), quiz, user=user)
     response = api.post(f"/api/evaluations/{evaluation.pk}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
@@ -183,15 +183,15 @@ def test_cancelling_a_pending_evaluation_ends_it_at_once(api, dataset, quiz, sen
     assert "already cancelled" in again.json()["detail"]
 
 
-def test_cancelling_a_running_evaluation_asks_its_worker(api, dataset, quiz):
-    evaluation = hand_evaluation(completed_run(dataset), quiz, {}, finish=False)  # running
+def test_cancelling_a_running_evaluation_asks_its_worker(api, user, dataset, quiz):
+    evaluation = hand_evaluation(completed_run(dataset), quiz, {}, finish=False, created_by=user)  # running
     response = api.post(f"/api/evaluations/{evaluation.pk}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == "cancel_requested"
 
 
-def test_a_finished_evaluation_cannot_be_cancelled(api, dataset, quiz):
-    evaluation = hand_evaluation(completed_run(dataset), quiz, {"q1": True})
+def test_a_finished_evaluation_cannot_be_cancelled(api, user, dataset, quiz):
+    evaluation = hand_evaluation(completed_run(dataset), quiz, {"q1": True}, created_by=user)
     response = api.post(f"/api/evaluations/{evaluation.pk}/cancel")
     assert response.status_code == 409
     assert "already completed" in response.json()["detail"]

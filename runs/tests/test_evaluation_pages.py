@@ -149,9 +149,9 @@ def test_a_base_model_evaluation_says_so(page, dataset):
     assert "untrained base model (tiny)" in page.get(f"/evaluations/{evaluation.pk}/").content.decode()
 
 
-def test_the_progress_fragment_polls_while_active_and_stops_with_286_when_done(page, dataset):
+def test_the_progress_fragment_polls_while_active_and_stops_with_286_when_done(page, user, dataset):
     quiz = make_eval_set("quiz")
-    running = hand_evaluation(completed_run(dataset), quiz, {"q1": True}, finish=False)
+    running = hand_evaluation(completed_run(dataset), quiz, {"q1": True}, finish=False, created_by=user)
     Evaluation.objects.filter(pk=running.pk).update(done=1)
     fragment = page.get(f"/evaluations/{running.pk}/", {"fragment": "progress"}, **HTMX)
     assert fragment.status_code == 200
@@ -172,9 +172,9 @@ def test_the_progress_fragment_polls_while_active_and_stops_with_286_when_done(p
     assert "2 / 4 answered, 2 correct" in fragment.content.decode()
 
 
-def test_cancel_from_the_evaluation_page(page, dataset, sent):
+def test_cancel_from_the_evaluation_page(page, user, dataset, sent):
     quiz = make_eval_set("quiz")
-    pending = Evaluation.objects.create(run=completed_run(dataset), eval_set=quiz, total=4)
+    pending = Evaluation.objects.create(run=completed_run(dataset), eval_set=quiz, total=4, created_by=user)
     response = page.post(f"/evaluations/{pending.pk}/cancel/")
     assert response.status_code == 302
     assert response.url == f"/evaluations/{pending.pk}/"
@@ -185,11 +185,11 @@ def test_cancel_from_the_evaluation_page(page, dataset, sent):
     assert page.get(f"/evaluations/{pending.pk}/cancel/").status_code == 405
 
 
-def test_the_run_page_offers_the_evaluate_form_and_lists_evaluations(page, dataset):
+def test_the_run_page_offers_the_evaluate_form_and_lists_evaluations(maintainer_page, dataset):
     quiz = make_eval_set("quiz")
     run = completed_run(dataset)
     evaluation = hand_evaluation(run, quiz, {"q1": True})
-    html = page.get(f"/runs/{run.pk}/").content.decode()
+    html = maintainer_page.get(f"/runs/{run.pk}/").content.decode()
     assert f'action="/runs/{run.pk}/evaluate/"' in html
     assert '<option value="quiz">quiz (4)</option>' in html
     assert f'href="/evaluations/{evaluation.pk}/"' in html

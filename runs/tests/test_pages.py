@@ -174,8 +174,8 @@ def test_an_invalid_launch_shows_the_errors_by_their_fields(page, dataset):
     assert Run.objects.count() == 0
 
 
-def test_the_detail_page_shows_status_config_summary_log_chart_and_artifacts(page, dataset):
-    run = finished_run(dataset, learning_rate=0.004)
+def test_the_detail_page_shows_status_config_summary_log_chart_and_artifacts(page, dataset, user):
+    run = finished_run(dataset, learning_rate=0.004, created_by=user)
     response = page.get(f"/runs/{run.pk}/")
     assert response.status_code == 200
     text = html(response)
@@ -206,8 +206,8 @@ def test_a_failed_run_shows_its_error(page, dataset):
     assert "No files." in text
 
 
-def test_a_running_run_page_polls_and_can_be_cancelled(page, dataset):
-    run = active_run(dataset)
+def test_a_running_run_page_polls_and_can_be_cancelled(page, dataset, user):
+    run = active_run(dataset, created_by=user)
     text = html(page.get(f"/runs/{run.pk}/"))
     assert f'hx-get="/runs/{run.pk}/?fragment=status" hx-trigger="every 2s"' in text
     assert f'hx-get="/runs/{run.pk}/?fragment=chart" hx-trigger="every 2s"' in text
@@ -299,8 +299,8 @@ def test_compare_without_a_choice_offers_recent_runs(page, dataset):
     assert "Pick 2 to 4" not in text
 
 
-def test_the_cancel_button_cancels_a_pending_run(page, dataset):
-    run = active_run(dataset, RunStatus.PENDING)
+def test_the_cancel_button_cancels_a_pending_run(page, dataset, user):
+    run = active_run(dataset, RunStatus.PENDING, created_by=user)
     response = page.post(f"/runs/{run.pk}/cancel/")
     assert response.status_code == 302
     run.refresh_from_db()
@@ -308,15 +308,15 @@ def test_the_cancel_button_cancels_a_pending_run(page, dataset):
     assert f"Run {run.pk}: cancelled." in html(page.get(response["Location"]))
 
 
-def test_the_cancel_button_on_a_finished_run_says_so(page, dataset):
-    run = finished_run(dataset, files=False)
+def test_the_cancel_button_on_a_finished_run_says_so(page, dataset, user):
+    run = finished_run(dataset, files=False, created_by=user)
     response = page.post(f"/runs/{run.pk}/cancel/", follow=True)
     assert "is already completed" in html(response)
     assert page.get(f"/runs/{run.pk}/cancel/").status_code == 405
 
 
-def test_the_retry_button_launches_the_same_config(page, dataset, sent_tasks, django_capture_on_commit_callbacks):
-    run = finished_run(dataset, RunStatus.FAILED, files=False, seed=5)
+def test_the_retry_button_launches_the_same_config(page, dataset, sent_tasks, django_capture_on_commit_callbacks, user):
+    run = finished_run(dataset, RunStatus.FAILED, files=False, seed=5, created_by=user)
     with django_capture_on_commit_callbacks(execute=True):
         response = page.post(f"/runs/{run.pk}/retry/")
     new = Run.objects.exclude(pk=run.pk).get()
@@ -326,8 +326,8 @@ def test_the_retry_button_launches_the_same_config(page, dataset, sent_tasks, dj
     assert sent_tasks == [(new.pk,)]
 
 
-def test_delete_asks_first_then_removes_the_run_and_its_files(page, dataset):
-    run = finished_run(dataset)
+def test_delete_asks_first_then_removes_the_run_and_its_files(page, dataset, user):
+    run = finished_run(dataset, created_by=user)
     assert "Delete run #" in html(page.get(f"/runs/{run.pk}/delete/"))
     response = page.post(f"/runs/{run.pk}/delete/")
     assert response["Location"] == "/runs/"
@@ -335,8 +335,8 @@ def test_delete_asks_first_then_removes_the_run_and_its_files(page, dataset):
     assert not output(run).exists()
 
 
-def test_delete_of_an_active_run_is_refused(page, dataset):
-    run = active_run(dataset)
+def test_delete_of_an_active_run_is_refused(page, dataset, user):
+    run = active_run(dataset, created_by=user)
     response = page.post(f"/runs/{run.pk}/delete/", follow=True)
     assert "cancel it first" in html(response)
     assert Run.objects.filter(pk=run.pk).exists()

@@ -124,28 +124,28 @@ def test_a_model_name_must_be_a_slug(run, name):
         promote(run, name)
 
 
-def test_the_api_promotes_lists_and_downloads(api, run, dataset):
-    response = api.post("/api/models", {"run": run.pk, "name": "reasoner"}, format="json")
+def test_the_api_promotes_lists_and_downloads(maintainer_api, run, dataset):
+    response = maintainer_api.post("/api/models", {"run": run.pk, "name": "reasoner"}, format="json")
     assert response.status_code == 201, response.json()
     body = response.json()
     assert (body["model"], body["version"], body["run"]) == ("reasoner", 1, run.pk)
     assert body["checksum"] == sha256_of_folder(Path(settings.REGISTRY_DIR) / "reasoner" / "v1")
-    second = api.post("/api/models", {"run": completed_run(dataset).pk, "name": "reasoner"}, format="json")
+    second = maintainer_api.post("/api/models", {"run": completed_run(dataset).pk, "name": "reasoner"}, format="json")
     assert second.json()["version"] == 2
 
-    listed = api.get("/api/models").json()
+    listed = maintainer_api.get("/api/models").json()
     assert [m["name"] for m in listed] == ["reasoner"]
     assert [v["version"] for v in listed[0]["versions"]] == [2, 1]
     assert listed[0]["versions"][1]["provenance"]["dataset"] == "arith@v1"
-    assert api.get("/api/models/reasoner").json()["name"] == "reasoner"
+    assert maintainer_api.get("/api/models/reasoner").json()["name"] == "reasoner"
 
-    download = api.get("/api/models/reasoner/versions/1/download")
+    download = maintainer_api.get("/api/models/reasoner/versions/1/download")
     assert download.status_code == 200
     assert 'filename="reasoner-v1.tar.gz"' in download["Content-Disposition"]
     members = archive_members(b"".join(download.streaming_content))
     assert members == {f"reasoner-v1/{name}": data for name, data in final_files(run).items()}
-    assert api.get("/api/models/reasoner/versions/9/download").status_code == 404
-    assert api.get("/api/models/nope/versions/1/download").status_code == 404
+    assert maintainer_api.get("/api/models/reasoner/versions/9/download").status_code == 404
+    assert maintainer_api.get("/api/models/nope/versions/1/download").status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -158,28 +158,28 @@ def test_the_api_promotes_lists_and_downloads(api, run, dataset):
         ({"run": 1}, "name"),
     ],
 )
-def test_the_api_names_bad_promote_fields(api, data, field, db):
-    response = api.post("/api/models", data, format="json")
+def test_the_api_names_bad_promote_fields(maintainer_api, data, field, db):
+    response = maintainer_api.post("/api/models", data, format="json")
     assert response.status_code == 400
     assert field in response.json()
 
 
 @pytest.mark.parametrize("name", ["UPPER", "Mixed-Case", "dk0iWY0", "with space", "x" * 101, "../escape"])
-def test_the_api_rejects_a_name_the_registry_cannot_take_with_a_400(api, run, name):
-    response = api.post("/api/models", {"run": run.pk, "name": name}, format="json")
+def test_the_api_rejects_a_name_the_registry_cannot_take_with_a_400(maintainer_api, run, name):
+    response = maintainer_api.post("/api/models", {"run": run.pk, "name": name}, format="json")
     assert response.status_code == 400, response.content
     assert "name" in response.json()
     assert not ModelVersion.objects.exists()
     assert not RegisteredModel.objects.exists()
 
 
-def test_the_api_answers_409_for_a_run_without_a_final_model(api, dataset):
+def test_the_api_answers_409_for_a_run_without_a_final_model(maintainer_api, dataset):
     pending = make_run(dataset)
-    response = api.post("/api/models", {"run": pending.pk, "name": "reasoner"}, format="json")
+    response = maintainer_api.post("/api/models", {"run": pending.pk, "name": "reasoner"}, format="json")
     assert response.status_code == 409
     assert str(pending.pk) in response.json()["detail"]
     failed = finished_run(dataset, status=RunStatus.FAILED)
-    assert api.post("/api/models", {"run": failed.pk, "name": "reasoner"}, format="json").status_code == 409
+    assert maintainer_api.post("/api/models", {"run": failed.pk, "name": "reasoner"}, format="json").status_code == 409
     assert not ModelVersion.objects.exists()
 
 
@@ -222,20 +222,20 @@ def test_the_models_page_with_nothing_promoted(page, db):
     assert "No models yet." in page.get("/models/").content.decode()
 
 
-def test_the_run_page_promotes_a_completed_run(page, run):
-    response = page.post(f"/runs/{run.pk}/promote/", {"name": "from-page"})
+def test_the_run_page_promotes_a_completed_run(maintainer_page, run):
+    response = maintainer_page.post(f"/runs/{run.pk}/promote/", {"name": "from-page"})
     assert response.status_code == 302
     assert response.url == "/models/"
     assert ModelVersion.objects.get().model.name == "from-page"
-    html = page.get(f"/runs/{run.pk}/").content.decode()
+    html = maintainer_page.get(f"/runs/{run.pk}/").content.decode()
     assert "Promoted as" in html and "from-page:v1" in html
 
 
-def test_the_run_page_explains_a_refused_promotion(page, dataset):
+def test_the_run_page_explains_a_refused_promotion(maintainer_page, dataset):
     pending = make_run(dataset)
-    response = page.post(f"/runs/{pending.pk}/promote/", {"name": "x"}, follow=True)
+    response = maintainer_page.post(f"/runs/{pending.pk}/promote/", {"name": "x"}, follow=True)
     assert response.redirect_chain[-1][0] == f"/runs/{pending.pk}/"
     assert "Cannot promote" in response.content.decode()
-    response = page.post(f"/runs/{pending.pk}/promote/", {"name": "Bad Name"}, follow=True)
+    response = maintainer_page.post(f"/runs/{pending.pk}/promote/", {"name": "Bad Name"}, follow=True)
     assert "Cannot promote" in response.content.decode()
     assert not ModelVersion.objects.exists()

@@ -119,9 +119,9 @@ def test_baselines_and_checks_need_a_completed_evaluation(dataset, quiz):
         check_regression(baseline, unevaluated)
 
 
-def test_the_api_creates_lists_checks_and_deletes_baselines(api, evaluated):
+def test_the_api_creates_lists_checks_and_deletes_baselines(maintainer_api, evaluated):
     reference = evaluated(3)
-    response = api.post(
+    response = maintainer_api.post(
         "/api/regression/baselines",
         {"name": "ci-gate", "run": reference.pk, "eval_set": "quiz", "tolerance_pct": 10},
         format="json",
@@ -137,7 +137,7 @@ def test_the_api_creates_lists_checks_and_deletes_baselines(api, evaluated):
         "tolerance_pct": 10.0,
         "value": 0.75,
     }
-    response = api.post(
+    response = maintainer_api.post(
         "/api/regression/baselines",
         {"name": "ci-errors", "run": reference.pk, "eval_set": "quiz", "metric": "error_rate", "direction": "lower"},
         format="json",
@@ -145,25 +145,25 @@ def test_the_api_creates_lists_checks_and_deletes_baselines(api, evaluated):
     assert response.status_code == 201
     assert response.json()["value"] == 0.25
 
-    listed = api.get("/api/regression/baselines").json()
+    listed = maintainer_api.get("/api/regression/baselines").json()
     assert [b["name"] for b in listed] == ["ci-errors", "ci-gate"]
-    assert api.get("/api/regression/baselines/ci-gate").json()["value"] == 0.75
+    assert maintainer_api.get("/api/regression/baselines/ci-gate").json()["value"] == 0.75
 
     worse = evaluated(2)
-    check = api.get("/api/regression/baselines/ci-gate/check", {"run": worse.pk})
+    check = maintainer_api.get("/api/regression/baselines/ci-gate/check", {"run": worse.pk})
     assert check.status_code == 200
     body = check.json()
     assert body["passed"] is False
     assert (body["baseline_value"], body["current_value"], body["delta"]) == (0.75, 0.5, -0.25)
     assert body["threshold"] == pytest.approx(0.675)
-    posted = api.post("/api/regression/baselines/ci-gate/check", {"run": evaluated(4).pk}, format="json")
+    posted = maintainer_api.post("/api/regression/baselines/ci-gate/check", {"run": evaluated(4).pk}, format="json")
     assert posted.status_code == 200
     assert posted.json()["passed"] is True
-    assert api.get("/api/regression/baselines/ci-errors/check", {"run": worse.pk}).json()["passed"] is False
+    assert maintainer_api.get("/api/regression/baselines/ci-errors/check", {"run": worse.pk}).json()["passed"] is False
 
-    assert api.delete("/api/regression/baselines/ci-gate").status_code == 204
+    assert maintainer_api.delete("/api/regression/baselines/ci-gate").status_code == 204
     assert list(RegressionBaseline.objects.values_list("name", flat=True)) == ["ci-errors"]
-    assert api.get("/api/regression/baselines/ci-gate/check", {"run": worse.pk}).status_code == 404
+    assert maintainer_api.get("/api/regression/baselines/ci-gate/check", {"run": worse.pk}).status_code == 404
 
 
 @pytest.mark.parametrize(
@@ -181,24 +181,26 @@ def test_the_api_creates_lists_checks_and_deletes_baselines(api, evaluated):
         ({"tolerance_pct": "lots"}, "tolerance_pct"),
     ],
 )
-def test_the_api_names_bad_fields(api, evaluated, change, field):
+def test_the_api_names_bad_fields(maintainer_api, evaluated, change, field):
     reference = evaluated(3)
     data = {"name": "gate", "run": reference.pk, "eval_set": "quiz", **change}
-    response = api.post("/api/regression/baselines", data, format="json")
+    response = maintainer_api.post("/api/regression/baselines", data, format="json")
     assert response.status_code == 400
     assert field in response.json()
     assert not RegressionBaseline.objects.exists()
 
 
-def test_the_api_refuses_a_duplicate_name_and_an_unevaluated_run(api, evaluated, dataset):
+def test_the_api_refuses_a_duplicate_name_and_an_unevaluated_run(maintainer_api, evaluated, dataset):
     reference = evaluated(3)
     data = {"name": "gate", "run": reference.pk, "eval_set": "quiz"}
-    assert api.post("/api/regression/baselines", data, format="json").status_code == 201
-    duplicate = api.post("/api/regression/baselines", data, format="json")
+    assert maintainer_api.post("/api/regression/baselines", data, format="json").status_code == 201
+    duplicate = maintainer_api.post("/api/regression/baselines", data, format="json")
     assert duplicate.status_code == 400
     assert "name" in duplicate.json()
     fresh = completed_run(dataset)
-    response = api.post("/api/regression/baselines", {**data, "name": "other", "run": fresh.pk}, format="json")
+    response = maintainer_api.post(
+        "/api/regression/baselines", {**data, "name": "other", "run": fresh.pk}, format="json"
+    )
     assert response.status_code == 409
     assert "no completed evaluation" in response.json()["detail"]
 
@@ -214,48 +216,48 @@ def test_the_api_check_needs_an_existing_evaluated_run(api, evaluated, dataset, 
     assert api.get("/api/regression/baselines/nope/check", {"run": 1}).status_code == 404
 
 
-def test_a_baselines_reference_run_cannot_be_deleted_from_under_it(api, evaluated, quiz):
+def test_a_baselines_reference_run_cannot_be_deleted_from_under_it(maintainer_api, evaluated, quiz):
     reference = evaluated(3)
     create_baseline("gate", reference, quiz)
-    response = api.delete(f"/api/runs/{reference.pk}")
+    response = maintainer_api.delete(f"/api/runs/{reference.pk}")
     assert response.status_code == 409
     assert "gate" in response.json()["detail"]
     assert RegressionBaseline.objects.filter(run=reference).exists()
 
 
-def test_the_page_creates_checks_and_deletes_baselines(page, evaluated, quiz):
+def test_the_page_creates_checks_and_deletes_baselines(maintainer_page, evaluated, quiz):
     reference = evaluated(3)
-    response = page.post(
+    response = maintainer_page.post(
         "/regression/",
         {"name": "page-gate", "run": reference.pk, "eval_set": "quiz", "metric": "accuracy",
          "direction": "higher", "tolerance_pct": "0"},
     )
     assert response.status_code == 302
     assert response.url == "/regression/"
-    listing = page.get("/regression/").content.decode()
+    listing = maintainer_page.get("/regression/").content.decode()
     assert "page-gate" in listing and "0.7500" in listing
 
     worse = evaluated(1)
-    html = page.get("/regression/", {"baseline": "page-gate", "run": worse.pk}).content.decode()
+    html = maintainer_page.get("/regression/", {"baseline": "page-gate", "run": worse.pk}).content.decode()
     assert "REGRESSION" in html
     assert f"baseline 0.7500, run #{worse.pk} 0.2500, delta -0.5000" in html
-    html = page.get("/regression/", {"baseline": "page-gate", "run": evaluated(4).pk}).content.decode()
+    html = maintainer_page.get("/regression/", {"baseline": "page-gate", "run": evaluated(4).pk}).content.decode()
     assert "<strong>PASS</strong>" in html
-    html = page.get("/regression/", {"baseline": "nope", "run": worse.pk}).content.decode()
+    html = maintainer_page.get("/regression/", {"baseline": "nope", "run": worse.pk}).content.decode()
     assert "No such baseline or run." in html
 
-    response = page.post("/regression/", {"action": "delete", "name": "page-gate"})
+    response = maintainer_page.post("/regression/", {"action": "delete", "name": "page-gate"})
     assert response.status_code == 302
     assert not RegressionBaseline.objects.exists()
 
 
-def test_the_page_shows_form_errors(page, evaluated, dataset, quiz):
-    response = page.post("/regression/", {"name": "Bad Name", "run": "", "eval_set": "quiz"})
+def test_the_page_shows_form_errors(maintainer_page, evaluated, dataset, quiz):
+    response = maintainer_page.post("/regression/", {"name": "Bad Name", "run": "", "eval_set": "quiz"})
     assert response.status_code == 400
     html = response.content.decode()
     assert "name:" in html and "run:" in html
     fresh = completed_run(dataset)
-    response = page.post("/regression/", {"name": "gate", "run": fresh.pk, "eval_set": "quiz"})
+    response = maintainer_page.post("/regression/", {"name": "gate", "run": fresh.pk, "eval_set": "quiz"})
     assert response.status_code == 400
     assert "no completed evaluation on quiz" in response.content.decode()
     assert not RegressionBaseline.objects.exists()

@@ -20,6 +20,7 @@ from traces.datasets import BuildInvalid, build_dataset, validate_build_spec
 from traces.exporting import iter_dataset_lines
 from traces.models import Dataset, DatasetInUse
 from tunixrt.pagination import KeysetPagination
+from tunixrt.roles import Action
 
 
 def export_response(dataset: Dataset, fmt: str, split: str) -> StreamingHttpResponse:
@@ -43,6 +44,7 @@ class DatasetViewSet(
     pagination_class = KeysetPagination
     lookup_field = "key"
     lookup_value_regex = "[^/]+"
+    role_actions = {"create": Action.CREATE, "destroy": Action.CHANGE}
 
     def get_queryset(self) -> QuerySet[Dataset]:
         qs = Dataset.objects.all()
@@ -62,9 +64,11 @@ class DatasetViewSet(
 
     def get_object(self) -> Dataset:
         try:
-            return Dataset.objects.by_key(self.kwargs["key"])
+            dataset = Dataset.objects.by_key(self.kwargs["key"])
         except Dataset.DoesNotExist:
             raise Http404 from None
+        self.check_object_permissions(self.request, dataset)
+        return dataset
 
     def get_serializer_class(self) -> type[Any]:
         if self.action == "list":

@@ -31,6 +31,7 @@ from traces.models import IngestResult, Trace, TraceInUse, TraceScore
 from traces.validation import CleanTrace, TraceInvalid, validate_trace
 from tunixrt.api import PayloadTooLarge
 from tunixrt.pagination import KeysetPagination
+from tunixrt.roles import Action
 
 LIST_FIELDS = TraceListSerializer.Meta.fields
 
@@ -64,6 +65,12 @@ class TraceViewSet(
     queryset = Trace.objects.all()
     filterset_class = TraceFilter
     pagination_class = KeysetPagination
+    role_actions = {
+        "create": Action.CREATE,
+        "batch": Action.CREATE,
+        "score": Action.CREATE,
+        "destroy": Action.CHANGE,
+    }
 
     def get_queryset(self) -> QuerySet[Trace]:
         if self.action == "list":

@@ -59,8 +59,8 @@ def test_an_unknown_id_answers_a_json_404(api):
     assert response.json() == {"detail": "Not found."}
 
 
-def test_delete_removes_the_trace_and_its_scores(api):
-    trace = make_trace()
+def test_delete_removes_the_trace_and_its_scores(api, user):
+    trace = make_trace(created_by=user)
     trace.score()
     other = make_trace()
 

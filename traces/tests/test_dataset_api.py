@@ -160,9 +160,9 @@ def test_list_refuses_a_bad_cursor_or_limit(api):
     assert api.get(URL, {"limit": 101}).status_code == 400
 
 
-def test_delete_removes_the_dataset_and_its_members_only(api, three_traces):
+def test_delete_removes_the_dataset_and_its_members_only(api, user, three_traces):
     keep = build("keep")
-    build("drop")
+    build("drop", user)
     response = api.delete(f"{URL}/drop@v1")
     assert response.status_code == 204
     assert list(Dataset.objects.values_list("name", flat=True)) == ["keep"]
@@ -171,16 +171,16 @@ def test_delete_removes_the_dataset_and_its_members_only(api, three_traces):
     assert api.get(f"{URL}/drop@v1").status_code == 404
 
 
-def test_rebuilding_after_a_delete_takes_the_next_free_version(api, three_traces):
-    build("arith")
+def test_rebuilding_after_a_delete_takes_the_next_free_version(api, user, three_traces):
+    build("arith", user)
     build("arith")
     assert api.delete(f"{URL}/arith@v1").status_code == 204
     assert api.post(URL, {"name": "arith"}, format="json").json()["key"] == "arith@v3"
 
 
-def test_a_deleted_newest_version_number_is_never_handed_out_again(api, three_traces):
-    build("arith")
-    build("arith")
+def test_a_deleted_newest_version_number_is_never_handed_out_again(api, user, three_traces):
+    build("arith", user)
+    build("arith", user)
     assert api.delete(f"{URL}/arith@v2").status_code == 204
     rebuilt = api.post(URL, {"name": "arith"}, format="json")
     assert rebuilt.status_code == 201

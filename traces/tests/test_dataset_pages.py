@@ -191,8 +191,8 @@ def test_list_page_shows_datasets_and_searches_them(page, fruit):
     assert "arc-logic" not in fragment
 
 
-def test_delete_page_asks_before_deleting(page, fruit):
-    build("gone")
+def test_delete_page_asks_before_deleting(page, user, fruit):
+    build("gone", user)
     assert page.get("/datasets/gone@v1/delete/").status_code == 200
     assert Dataset.objects.filter(name="gone").exists()
     assert page.post("/datasets/gone@v1/delete/").status_code == 302

@@ -12,8 +12,8 @@ from django.test import RequestFactory
 from traces.models import Dataset, DatasetMember, Trace, TraceInUse
 from traces.tests.datasets_support import build, make_trace, member_ids
 
+# The traces here belong to nobody (as after an operator's import): only maintainers may delete them.
 pytestmark = pytest.mark.django_db
-
 
 @pytest.fixture
 def held() -> Trace:
@@ -26,8 +26,8 @@ def held() -> Trace:
     return trace
 
 
-def test_api_delete_of_a_trace_in_datasets_is_409_listing_their_keys(api, held):
-    response = api.delete(f"/api/traces/{held.pk}")
+def test_api_delete_of_a_trace_in_datasets_is_409_listing_their_keys(maintainer_api, held):
+    response = maintainer_api.delete(f"/api/traces/{held.pk}")
     assert response.status_code == 409
     body = response.json()
     assert body["datasets"] == ["alpha@v2", "beta@v1"]
@@ -36,18 +36,18 @@ def test_api_delete_of_a_trace_in_datasets_is_409_listing_their_keys(api, held):
     assert Trace.objects.filter(pk=held.pk).exists()
 
 
-def test_api_delete_of_a_trace_in_no_dataset_still_works(api, held):
+def test_api_delete_of_a_trace_in_no_dataset_still_works(maintainer_api, held):
     free = make_trace()
-    assert api.delete(f"/api/traces/{free.pk}").status_code == 204
+    assert maintainer_api.delete(f"/api/traces/{free.pk}").status_code == 204
     assert not Trace.objects.filter(pk=free.pk).exists()
 
 
-def test_page_delete_of_a_trace_in_datasets_is_409_with_the_message_and_keys(page, held):
+def test_page_delete_of_a_trace_in_datasets_is_409_with_the_message_and_keys(maintainer_page, held):
     url = f"/traces/{held.pk}/delete/"
-    shown = page.get(url)
+    shown = maintainer_page.get(url)
     assert shown.status_code == 200
     assert "cannot be deleted" in shown.content.decode()
-    response = page.post(url)
+    response = maintainer_page.post(url)
     assert response.status_code == 409
     html = response.content.decode()
     assert "cannot be deleted" in html
@@ -81,15 +81,15 @@ def test_admin_refuses_to_delete_a_trace_in_a_dataset(admin_client, held):
     assert Trace.objects.filter(pk=held.pk).exists()
 
 
-def test_after_its_datasets_are_deleted_the_trace_can_be_deleted(api, page, held):
-    assert api.delete("/api/datasets/alpha@v2").status_code == 204
-    still = api.delete(f"/api/traces/{held.pk}")
+def test_after_its_datasets_are_deleted_the_trace_can_be_deleted(maintainer_api, maintainer_page, held):
+    assert maintainer_api.delete("/api/datasets/alpha@v2").status_code == 204
+    still = maintainer_api.delete(f"/api/traces/{held.pk}")
     assert still.status_code == 409
     assert still.json()["datasets"] == ["beta@v1"]
-    response = page.post("/datasets/beta@v1/delete/")
+    response = maintainer_page.post("/datasets/beta@v1/delete/")
     assert response.status_code == 302
     assert response["Location"] == "/datasets/"
-    assert api.delete(f"/api/traces/{held.pk}").status_code == 204
+    assert maintainer_api.delete(f"/api/traces/{held.pk}").status_code == 204
     assert not Trace.objects.filter(pk=held.pk).exists()
     assert [d.key for d in Dataset.objects.all()] == ["alpha@v1"]
 

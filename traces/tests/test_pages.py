@@ -222,8 +222,9 @@ def test_scoring_needs_a_post(page):
     assert not TraceScore.objects.exists()
 
 
-def test_html_in_a_trace_is_escaped_on_every_page(page):
+def test_html_in_a_trace_is_escaped_on_every_page(page, user):
     trace = make_trace(
+        created_by=user,
         prompt=XSS,
         final_answer=XSS,
         steps=[{"i": 0, "type": "<b>type</b>", "content": XSS}],
@@ -303,8 +304,8 @@ def test_compare_page_without_ids_explains_itself(page):
     assert "errorlist" not in text
 
 
-def test_delete_asks_for_confirmation_then_deletes(page):
-    trace = make_trace(prompt="doomed trace")
+def test_delete_asks_for_confirmation_then_deletes(page, user):
+    trace = make_trace(prompt="doomed trace", created_by=user)
 
     confirm = html(page.get(f"/traces/{trace.pk}/delete/"))
     assert f"Delete trace #{trace.pk}?" in confirm

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
@@ -26,6 +25,7 @@ from traces.models import Dataset
 from traces.tests.factories import TraceFactory
 from tunixrt import metrics
 from tunixrt.health import training_versions
+from tunixrt.roles import Role, grant
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ def test_a_plain_user_is_refused(user):
 
 
 def test_a_member_of_the_maintainer_group_can_read_them(user):
-    user.groups.add(Group.objects.create(name="maintainer"))
+    grant(user, Role.MAINTAINER)
     client = Client(enforce_csrf_checks=True)
     client.force_login(user)
 

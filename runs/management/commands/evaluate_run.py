@@ -10,6 +10,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from runs.choices import RunStatus
 from runs.evaluation import EvaluationConflict, launch_evaluation
 from runs.models import EvalSet, Run
+from tunixrt.roles import Action, command_user
 
 
 class Command(BaseCommand):
@@ -21,8 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--baseline", action="store_true", help="evaluate the untrained base model")
         parser.add_argument("--max-new-tokens", type=int, default=64)
         parser.add_argument("--wait", action="store_true")
+        parser.add_argument(
+            "--user", metavar="USERNAME", help="act for this user (owner, role checked); default: the operator"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        user = command_user(options["user"], Action.CREATE)
         run = Run.objects.filter(pk=options["run"]).first()
         if run is None:
             raise CommandError(f"No run {options['run']}.")
@@ -31,7 +36,7 @@ class Command(BaseCommand):
             raise CommandError(f"No eval set {options['evalset']!r}.")
         try:
             evaluation = launch_evaluation(
-                run, eval_set, baseline=options["baseline"], max_new_tokens=options["max_new_tokens"]
+                run, eval_set, baseline=options["baseline"], max_new_tokens=options["max_new_tokens"], user=user
             )
         except (EvaluationConflict, ValueError) as exc:
             raise CommandError(str(exc)) from None

@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.text import slugify
 
 from runs.evalsets import EvalSetInvalid, import_evalset
+from tunixrt.roles import Action, command_user
 
 
 class Command(BaseCommand):
@@ -18,13 +19,19 @@ class Command(BaseCommand):
         parser.add_argument("file")
         parser.add_argument("--name", help="defaults to the file name")
         parser.add_argument("--description", default="")
+        parser.add_argument(
+            "--user", metavar="USERNAME", help="act for this user (owner, role checked); default: the operator"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        user = command_user(options["user"], Action.CREATE)
         path = Path(options["file"])
         name = options["name"] or slugify(path.stem.replace(".", "-"))
         try:
             with path.open("rb") as f:
-                eval_set = import_evalset(f, name, source=f"file:{path.name}", description=options["description"])
+                eval_set = import_evalset(
+                    f, name, source=f"file:{path.name}", description=options["description"], user=user
+                )
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror}") from None
         except EvalSetInvalid as exc:

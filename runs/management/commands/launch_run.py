@@ -11,6 +11,7 @@ from runs.choices import RunStatus
 from runs.config import LaunchInvalid, validate_launch
 from runs.launching import launch_run
 from runs.models import RunLog
+from tunixrt.roles import Action, command_user
 
 
 class Command(BaseCommand):
@@ -25,9 +26,13 @@ class Command(BaseCommand):
         parser.add_argument("--preset", default="tiny", help="base model")
         parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides")
         parser.add_argument("--wait", action="store_true")
+        parser.add_argument(
+            "--user", metavar="USERNAME", help="act for this user (owner, role checked); default: the operator"
+        )
         parser.add_argument("--poll", type=float, default=1.0, help=argparse_hidden())
 
     def handle(self, *args: Any, **options: Any) -> None:
+        user = command_user(options["user"], Action.CREATE)
         data: dict[str, Any] = {"dataset": options["dataset"], "base_model": options["preset"]}
         for item in options["overrides"]:
             name, sep, value = item.partition("=")
@@ -35,7 +40,7 @@ class Command(BaseCommand):
                 raise CommandError(f"--set expects NAME=VALUE, got {item!r}.")
             data[name.strip()] = value.strip()
         try:
-            run = launch_run(validate_launch(data))
+            run = launch_run(validate_launch(data), user)
         except LaunchInvalid as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items())) from None
         self.stdout.write(f"Run {run.pk} queued ({run.mode}, {run.base_model}, {run.dataset.key}).")

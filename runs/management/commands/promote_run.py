@@ -9,6 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from runs.evaluation import EvaluationConflict
 from runs.models import Run
 from runs.registry import promote
+from tunixrt.roles import Action, command_user
 
 
 class Command(BaseCommand):
@@ -18,13 +19,17 @@ class Command(BaseCommand):
         parser.add_argument("run", type=int)
         parser.add_argument("name")
         parser.add_argument("--description", default="")
+        parser.add_argument(
+            "--user", metavar="USERNAME", help="act for this user (owner, role checked); default: the operator"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        user = command_user(options["user"], Action.PROMOTE)
         run = Run.objects.select_related("dataset").filter(pk=options["run"]).first()
         if run is None:
             raise CommandError(f"No run {options['run']}.")
         try:
-            version = promote(run, options["name"], description=options["description"])
+            version = promote(run, options["name"], description=options["description"], user=user)
         except (EvaluationConflict, ValueError) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(

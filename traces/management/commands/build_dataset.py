@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from traces.datasets import FILTER_FIELDS, BuildInvalid, build_dataset, validate_build_spec
+from tunixrt.roles import Action, command_user
 
 
 class Command(BaseCommand):
@@ -24,10 +25,14 @@ class Command(BaseCommand):
         parser.add_argument("--validation-fraction", type=float)
         parser.add_argument("--validation-seed", type=int)
         parser.add_argument("--trace-ids", help="comma-separated trace ids instead of filters")
+        parser.add_argument(
+            "--user", metavar="USERNAME", help="act for this user (owner, role checked); default: the operator"
+        )
         for name in FILTER_FIELDS:
             parser.add_argument(f"--{name.replace('_', '-')}", dest=name)
 
     def handle(self, *args: Any, **options: Any) -> None:
+        user = command_user(options["user"], Action.CREATE)
         data: dict[str, Any] = {
             "name": options["name"],
             "description": options["description"],
@@ -47,7 +52,7 @@ class Command(BaseCommand):
         data = {k: v for k, v in data.items() if v not in (None, "")}
         try:
             # A command may take its time: build inline whatever the size.
-            dataset = build_dataset(validate_build_spec(data), inline_limit=10**9)
+            dataset = build_dataset(validate_build_spec(data), user, inline_limit=10**9)
         except BuildInvalid as exc:
             raise CommandError(str(exc)) from None
         stats = dataset.stats

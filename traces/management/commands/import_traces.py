@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from traces import searchindex
 from traces.importing import DEFAULT_BATCH_SIZE, ImportReport, import_trace_files
+from tunixrt.roles import Action, command_user
 
 
 class Command(BaseCommand):
@@ -24,8 +25,14 @@ class Command(BaseCommand):
         parser.add_argument("--strict", action="store_true", help="any bad line fails the whole import")
         parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
         parser.add_argument("--quiet-progress", action="store_true", help="no progress lines")
+        parser.add_argument(
+            "--user",
+            metavar="USERNAME",
+            help="the traces' owner (role checked); default: no owner, so only maintainers may delete them",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        user = command_user(options["user"], Action.CREATE)
         batch_size = options["batch_size"]
         if not 1 <= batch_size <= 100_000:
             raise CommandError("--batch-size must be between 1 and 100000.")
@@ -47,6 +54,7 @@ class Command(BaseCommand):
                 batch_size=batch_size,
                 fmt=options["fmt"],
                 progress=progress,
+                user=user,
             )
         except OSError as exc:
             raise CommandError(f"Cannot read {exc.filename}: {exc.strerror}") from None
