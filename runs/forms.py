@@ -7,7 +7,7 @@ from typing import Any, cast
 from django import forms
 
 from runs.choices import ChatTemplate, RunMethod
-from runs.config import FIELDS, LaunchInvalid, base_model_choices, validate_launch
+from runs.config import FIELDS, LaunchInvalid, as_written, base_model_choices, validate_launch
 from traces.choices import DatasetStatus
 from traces.models import Dataset
 
@@ -37,7 +37,7 @@ class RunLaunchForm(forms.Form):
             self.fields[name] = forms.CharField(
                 required=False,
                 initial=initial,
-                help_text=f"{bound.help} ({bound.low:g}–{bound.high:g})",
+                help_text=f"{bound.help} ({as_written(bound.low)}–{as_written(bound.high)})",
                 label=name.replace("_", " ").capitalize(),
             )
 

@@ -130,6 +130,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "tunixrt.inputguard.NulInputMiddleware",
 ]
 
 ROOT_URLCONF = "tunixrt.urls"
