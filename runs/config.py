@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,13 @@ CHOICES: dict[str, tuple[list[str], str]] = {
     "mode": (list(RunMode.values), RunMode.TRAIN),
 }
 KNOWN = {"dataset", "base_model", *BOUNDS, *CHOICES}
+
+
+def as_written(value: float) -> str:
+    """A bound as people write it: 1,000,000 and 0.0000001, not 1e+06 and 1e-07."""
+    if float(value).is_integer():
+        return f"{int(value):,}"
+    return format(Decimal(repr(float(value))), "f")
 
 
 class LaunchInvalid(ValueError):
@@ -84,7 +92,7 @@ def _number(errors: Errors, name: str, raw: Any, bound: Bound) -> Any:
         errors[name] = ["A whole number is required." if bound.kind is int else "Must be a number."]
         return None
     if not bound.low <= value <= bound.high:
-        errors[name] = [f"Ensure this value is between {bound.low:g} and {bound.high:g}."]
+        errors[name] = [f"Ensure this value is between {as_written(bound.low)} and {as_written(bound.high)}."]
         return None
     return value
 

@@ -69,7 +69,9 @@ def parse_items(lines: Iterable[bytes]) -> list[dict[str, Any]]:
         for key in OPTIONAL:
             value = data.get(key)
             if value is not None and (not isinstance(value, str) or len(value) > LABEL_MAX):
-                problems.append(f"{key}: must be text of at most {LABEL_MAX} characters")
+                problems.append(f"{key}: must be text of at most {LABEL_MAX:,} characters")
+            elif value is not None and "\x00" in value:
+                problems.append(f"{key}: contains NUL")
         unknown = sorted(set(data) - set(REQUIRED) - set(OPTIONAL))
         if unknown:
             problems.append(f"unknown fields {', '.join(unknown)}")
@@ -92,7 +94,7 @@ def parse_items(lines: Iterable[bytes]) -> list[dict[str, Any]]:
             }
         )
         if len(items) > MAX_ITEMS:
-            errors.append((number, f"more than {MAX_ITEMS} items"))
+            errors.append((number, f"more than {MAX_ITEMS:,} items"))
             break
     if errors:
         raise EvalSetInvalid(errors)

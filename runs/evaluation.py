@@ -23,6 +23,7 @@ from runs.config import resolve_base_model
 from runs.judging import JUDGE_NAME, JUDGE_VERSION, extract_answer, judge
 from runs.launching import run_directory
 from runs.models import Direction, EvalItem, EvalSet, Evaluation, Prediction, RegressionBaseline, Run
+from traces.models import dataset_key_q
 from tunixrt import jobs
 
 logger = logging.getLogger(__name__)
@@ -276,11 +277,7 @@ def leaderboard(
         )
     )
     if dataset:
-        name, sep, version = dataset.rpartition("@v")
-        if sep and version.isdigit():
-            qs = qs.filter(run__dataset__name=name, run__dataset__version=int(version))
-        else:
-            qs = qs.filter(run__dataset__name=dataset)
+        qs = qs.filter(dataset_key_q(dataset, "run__dataset__"))
     if base_model:
         qs = qs.filter(run__base_model=base_model)
     return qs.order_by("-accuracy", "-finished_at", "-id")

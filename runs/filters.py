@@ -8,7 +8,9 @@ import django_filters
 from django.db.models import QuerySet
 
 from runs.choices import RunMethod, RunMode, RunStatus
-from runs.models import Run
+from runs.models import Evaluation, Run
+from traces.filters import IntegerFilter, UtcIsoDateTimeFilter
+from traces.models import dataset_key_q
 
 
 class RunFilter(django_filters.FilterSet):
@@ -17,16 +19,22 @@ class RunFilter(django_filters.FilterSet):
     mode = django_filters.ChoiceFilter(choices=RunMode.choices)
     method = django_filters.ChoiceFilter(choices=RunMethod.choices)
     base_model = django_filters.CharFilter(max_length=200)
-    created_after = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Run
         fields: list[str] = []
 
     def filter_dataset(self, queryset: QuerySet[Run], name: str, value: str) -> Any:
-        value = value.strip()
-        dataset_name, sep, version = value.rpartition("@v")
-        if sep and version.isdigit():
-            return queryset.filter(dataset__name=dataset_name, dataset__version=int(version))
-        return queryset.filter(dataset__name=value)
+        return queryset.filter(dataset_key_q(value.strip(), "dataset__"))
+
+
+class EvaluationFilter(django_filters.FilterSet):
+    """The evaluation list's filters (an invalid value is a 400, never an unfiltered list)."""
+
+    run = IntegerFilter(field_name="run_id", min_value=1, max_value=2**63 - 1, help_text="run id")
+
+    class Meta:
+        model = Evaluation
+        fields: list[str] = []

@@ -7,7 +7,7 @@ from typing import Any, cast
 from django import forms
 
 from runs.choices import ChatTemplate, RunMethod
-from runs.config import LaunchInvalid, base_model_choices, default_value, validate_launch
+from runs.config import LaunchInvalid, as_written, base_model_choices, default_value, validate_launch
 from runs.hyperparameters import BOUNDS
 from traces.choices import DatasetStatus
 from traces.models import Dataset
@@ -33,7 +33,7 @@ class RunLaunchForm(forms.Form):
             self.fields[name] = forms.CharField(
                 required=False,
                 initial=default_value(name),
-                help_text=f"{bound.help} ({bound.low:g}–{bound.high:g})",
+                help_text=f"{bound.help} ({as_written(bound.low)}–{as_written(bound.high)})",
                 label=name.replace("_", " ").capitalize(),
             )
 

@@ -254,7 +254,7 @@ def run_compare(request: HtmxHttpRequest) -> TemplateResponse:
     runs: list[Run] = []
     ids = []
     for value in raw:
-        if value.isdigit() and int(value) not in ids:
+        if value.isascii() and value.isdigit() and len(value) < 19 and int(value) not in ids:
             ids.append(int(value))
     if raw and not 2 <= len(ids) <= 4:
         error = "Pick 2 to 4 different runs."
@@ -302,7 +302,7 @@ def evaluation_home(request: HtmxHttpRequest) -> HttpResponse:
                 upload = cast(IO[bytes], request.FILES["file"])
                 eval_set = import_evalset(upload, name, source="upload", user=request.user)
             else:
-                raise EvalSetInvalid({"file": ["Choose a JSONL file or a dataset."]})
+                raise EvalSetInvalid({"file": ["No file was sent: choose a JSONL file or a dataset."]})
         except EvalSetInvalid as exc:
             if isinstance(exc.errors, dict):
                 errors = exc.errors
@@ -409,7 +409,7 @@ def evaluation_compare(request: HtmxHttpRequest) -> TemplateResponse:
     eval_set = EvalSet.objects.filter(name=request.GET.get("eval_set", "")).first()
     context: dict[str, Any] = {"eval_sets": EvalSet.objects.order_by("name"), "params": request.GET}
     a, b = request.GET.get("a", ""), request.GET.get("b", "")
-    if eval_set and a.isdigit() and b.isdigit():
+    if eval_set and all(v.isascii() and v.isdigit() and len(v) < 19 for v in (a, b)):
         run_a = Run.objects.filter(pk=int(a)).first()
         run_b = Run.objects.filter(pk=int(b)).first()
         if run_a is None or run_b is None:
@@ -455,9 +455,10 @@ def regression_page(request: HtmxHttpRequest) -> HttpResponse:
                 return redirect("regression")
         else:
             errors = {k: [str(m) for m in v] for k, v in serializer.errors.items()}
-    if request.GET.get("baseline") and request.GET.get("run", "").isdigit():
+    run_id = request.GET.get("run", "")
+    if request.GET.get("baseline") and run_id.isascii() and run_id.isdigit() and len(run_id) < 19:
         baseline = RegressionBaseline.objects.filter(name=request.GET["baseline"]).first()
-        run = Run.objects.filter(pk=int(request.GET["run"])).first()
+        run = Run.objects.filter(pk=int(run_id)).first()
         if baseline and run:
             try:
                 check = check_regression(baseline, run)

@@ -91,7 +91,7 @@ def _int(errors: Errors, data: Mapping[str, Any], name: str, low: int, high: int
         errors[name] = ["A whole number is required."]
         return None
     if not low <= value <= high:
-        errors[name] = [f"Ensure this value is between {low} and {high}."]
+        errors[name] = [f"Ensure this value is between {low:,} and {high:,}."]
         return None
     return value
 
@@ -116,7 +116,10 @@ def validate_build_spec(data: Mapping[str, Any]) -> BuildSpec:
         ]
     description = data.get("description") or ""
     if not isinstance(description, str) or len(description) > DESCRIPTION_MAX:
-        errors["description"] = [f"Must be text of at most {DESCRIPTION_MAX} characters."]
+        errors["description"] = [f"Must be text of at most {DESCRIPTION_MAX:,} characters."]
+        description = ""
+    elif "\x00" in description:
+        errors["description"] = ["Null characters are not allowed."]
         description = ""
 
     strategy = data.get("strategy") or DatasetStrategy.LATEST
@@ -153,7 +156,7 @@ def validate_build_spec(data: Mapping[str, Any]) -> BuildSpec:
         ):
             errors["trace_ids"] = ["Must be a non-empty list of trace ids (positive integers)."]
         elif len(raw_ids) > MAX_TRACE_IDS:
-            errors["trace_ids"] = [f"At most {MAX_TRACE_IDS} ids."]
+            errors["trace_ids"] = [f"At most {MAX_TRACE_IDS:,} ids."]
         else:
             trace_ids = list(dict.fromkeys(raw_ids))
     else:

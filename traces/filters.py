@@ -16,17 +16,25 @@ class IntegerFilter(django_filters.NumberFilter):
     field_class = forms.IntegerField
 
 
+# PostgreSQL refuses UTC offsets beyond ±15:59 ("time zone displacement out of range").
+MAX_UTC_OFFSET = dt.timedelta(hours=15, minutes=59)
+
+
 class UtcIsoDateTimeField(IsoDateTimeField):
-    """ISO 8601, refusing instants that leave datetime's range in UTC (year 9999 at -05:00)."""
+    """ISO 8601 with a UTC offset within ±15:59 and an instant inside datetime's range in UTC."""
 
     def to_python(self, value: Any) -> dt.datetime | None:
         parsed: dt.datetime | None = super().to_python(value)
-        if parsed is not None:
-            try:
-                # The database layer converts to UTC; an OverflowError there would be a 500.
-                parsed.astimezone(dt.UTC)
-            except OverflowError:
-                raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+        if parsed is None:
+            return None
+        offset = parsed.utcoffset()
+        if offset is not None and abs(offset) > MAX_UTC_OFFSET:
+            raise forms.ValidationError("The UTC offset must be between -15:59 and +15:59.", code="invalid")
+        try:
+            # The database layer converts to UTC; an OverflowError there would be a 500.
+            parsed.astimezone(dt.UTC)
+        except OverflowError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
         return parsed
 
 

@@ -74,7 +74,7 @@ def read_jsonl(stream: IO[bytes], max_bytes: int) -> Iterator[Record]:
             # Too long: skip the rest of this line without holding it in memory.
             while raw and not raw.endswith(b"\n"):
                 raw = stream.readline(CHUNK_BYTES)
-            yield Record(line_no, error=f"Trace exceeds TRACE_MAX_BYTES ({max_bytes} bytes).")
+            yield Record(line_no, error=f"Trace exceeds TRACE_MAX_BYTES ({max_bytes:,} bytes).")
             continue
         if line_no == 1 and raw.startswith(b"\xef\xbb\xbf"):
             raw = raw[3:]
@@ -160,7 +160,7 @@ def read_json_array(stream: IO[bytes], max_bytes: int) -> Iterator[Record]:
                     return
             size = end - pos
             if size > max_bytes // 4 and len(buf[pos:end].encode()) > max_bytes:
-                yield Record(start_line, error=f"Trace exceeds TRACE_MAX_BYTES ({max_bytes} bytes).")
+                yield Record(start_line, error=f"Trace exceeds TRACE_MAX_BYTES ({max_bytes:,} bytes).")
             else:
                 yield Record(start_line, value)
             line += buf.count("\n", pos, end)

@@ -26,7 +26,7 @@ class TracePasteForm(forms.Form):
         text: str = self.cleaned_data["payload"]
         raw = text.encode()
         if len(raw) > settings.TRACE_BATCH_MAX_BYTES:
-            raise forms.ValidationError(f"The text is larger than {settings.TRACE_BATCH_MAX_BYTES} bytes.")
+            raise forms.ValidationError(f"The text is larger than {settings.TRACE_BATCH_MAX_BYTES:,} bytes.")
         try:
             data: Any = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -34,7 +34,7 @@ class TracePasteForm(forms.Form):
         items = data if isinstance(data, list) else [data]
         limit = settings.TRACE_BATCH_MAX_ITEMS
         if not 1 <= len(items) <= limit:
-            raise forms.ValidationError(f"Paste between 1 and {limit} traces (got {len(items)}).")
+            raise forms.ValidationError(f"Paste between 1 and {limit:,} traces (got {len(items)}).")
         errors: list[str] = []
         cleans: list[CleanTrace] = []
         for index, item in enumerate(items):
@@ -45,7 +45,7 @@ class TracePasteForm(forms.Form):
                 errors.extend(f"{prefix}{key}: {' '.join(msgs)}" for key, msgs in exc.errors.items())
                 continue
             if len(clean.canonical) > settings.TRACE_MAX_BYTES:
-                errors.append(f"{prefix}the trace is larger than {settings.TRACE_MAX_BYTES} bytes.")
+                errors.append(f"{prefix}the trace is larger than {settings.TRACE_MAX_BYTES:,} bytes.")
             cleans.append(clean)
         if errors:
             raise forms.ValidationError(errors)
@@ -55,7 +55,14 @@ class TracePasteForm(forms.Form):
 class TraceFileForm(forms.Form):
     """A `.jsonl` file or a `.json` array of traces."""
 
-    file = forms.FileField(label="Trace file (.jsonl or .json array)")
+    file = forms.FileField(
+        label="Trace file (.jsonl or .json array)",
+        error_messages={
+            "required": "No file was sent.",
+            "invalid": "No file was sent (the form must be sent as multipart/form-data).",
+            "empty": "The file is empty.",
+        },
+    )
     source = forms.CharField(
         max_length=128, required=False, help_text="Used for traces whose meta names no source."
     )
@@ -65,7 +72,7 @@ class TraceFileForm(forms.Form):
         if not upload.name.lower().endswith((".jsonl", ".ndjson", ".json")):
             raise forms.ValidationError("Choose a .jsonl or .json file.")
         if upload.size > settings.TRACE_UPLOAD_MAX_BYTES:
-            raise forms.ValidationError(f"The file is larger than {settings.TRACE_UPLOAD_MAX_BYTES} bytes.")
+            raise forms.ValidationError(f"The file is larger than {settings.TRACE_UPLOAD_MAX_BYTES:,} bytes.")
         return upload
 
 

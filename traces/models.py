@@ -357,11 +357,24 @@ def scores_by_trace(traces: Iterable[Trace]) -> dict[int, list[TraceScore]]:
     return out
 
 
+def dataset_key_q(value: str, prefix: str = "") -> Q:
+    """A filter for `name@vN` (that version) or a bare name (every version), on the dataset at `prefix`.
+
+    A version that is not a plain, short decimal number (`@v²`, 5,000 digits) leaves
+    the value as a name, which matches nothing rather than failing in int().
+    """
+    name, sep, version = value.rpartition("@v")
+    if sep and version.isascii() and version.isdigit() and len(version) <= 9:
+        return Q(**{f"{prefix}name": name, f"{prefix}version": int(version)})
+    return Q(**{f"{prefix}name": value})
+
+
 class DatasetQuerySet(models.QuerySet["Dataset"]):
     def by_key(self, key: str) -> Dataset:
         """The dataset called `name@vN`; raises Dataset.DoesNotExist for unknown or malformed keys."""
         name, sep, version = key.rpartition("@v")
-        if not sep or not name or not version.isdigit() or len(version) > 9:
+        # No name holds a NUL, and PostgreSQL would refuse to compare one.
+        if not sep or not name or not (version.isascii() and version.isdigit()) or len(version) > 9 or "\x00" in name:
             raise Dataset.DoesNotExist(f"No dataset {key!r}.")
         return self.get(name=name, version=int(version))
 

@@ -27,6 +27,12 @@ SOURCE_MAX = 128
 TAG_MAX = 64
 TAGS_MAX = 50
 
+# The numbers every reader can take back: PostgreSQL's jsonb keeps any number as
+# written but prints an integral one (1e20 too) as digits, which the JSON renderer
+# cannot encode beyond 64 bits, so such a trace would be stored and then unreadable.
+META_INT_MIN = -(2**63)
+META_INT_MAX = 2**64 - 1
+
 REQUIRED = "This field is required."
 UNKNOWN = "Unknown field."
 
@@ -78,7 +84,7 @@ def _text(errors: Errors, name: str, value: Any, max_len: int) -> str:
     if not value.strip():
         errors[name] = ["May not be blank."]
     elif len(value) > max_len:
-        errors[name] = [f"Ensure this field has no more than {max_len} characters."]
+        errors[name] = [f"Ensure this field has no more than {max_len:,} characters."]
     elif "\x00" in value:
         errors[name] = ["Must not contain NUL characters."]
     return value
@@ -95,7 +101,7 @@ def _steps(errors: Errors, value: Any) -> list[dict[str, Any]]:
         errors["steps"] = ["Must contain at least 1 step."]
         return []
     if len(value) > STEPS_MAX:
-        errors["steps"] = [f"Must contain no more than {STEPS_MAX} steps."]
+        errors["steps"] = [f"Must contain no more than {STEPS_MAX:,} steps."]
         return []
     steps: list[dict[str, Any]] = []
     seen: dict[int, int] = {}
@@ -264,17 +270,45 @@ def _checked_clean(data: Any) -> CleanTrace:
     )
 
 
+def _meta_errors(meta: dict[str, Any]) -> Errors:
+    """NULs (PostgreSQL cannot store them) and numbers beyond 64 bits anywhere in meta, by path."""
+    errors: Errors = {}
+    too_big = (
+        f"Must be a number between {META_INT_MIN:,} and {META_INT_MAX:,}; send larger ones as strings."
+    )
+    stack: list[tuple[str, Any]] = [("meta", meta)]
+    while stack:
+        path, value = stack.pop()
+        kind = type(value)
+        if kind is str:
+            if "\x00" in value:
+                errors[path] = ["Must not contain NUL characters."]
+        elif kind is int or kind is float:
+            if not META_INT_MIN <= value <= META_INT_MAX:
+                errors[path] = [too_big]
+        elif kind is dict:
+            for key, item in value.items():
+                if isinstance(key, str) and "\x00" in key:
+                    errors[path] = ["Keys must not contain NUL characters."]
+                else:
+                    stack.append((f"{path}.{key}", item))
+        elif kind is list:
+            stack.extend((f"{path}[{n}]", item) for n, item in enumerate(value))
+    return dict(sorted(errors.items()))
+
+
 def _finish(clean: CleanTrace, default_source: str) -> CleanTrace:
     """The canonical form, its hash and the fields derived for filtering."""
     steps = clean.steps
     meta = clean.meta
+    if meta:
+        meta_errors = _meta_errors(meta)
+        if meta_errors:
+            raise TraceInvalid(meta_errors)
     try:
         canonical = orjson.dumps(clean.document(), option=orjson.OPT_SORT_KEYS)
     except (TypeError, orjson.JSONEncodeError) as exc:
         raise TraceInvalid({"meta": [f"Must be plain JSON: {exc}."]}) from None
-    if b"\\u0000" in canonical:
-        # Only meta can still hold a NUL here; PostgreSQL cannot store it.
-        raise TraceInvalid({"meta": ["Must not contain NUL characters."]})
     clean.canonical = canonical
     clean.content_hash = hashlib.sha256(canonical).hexdigest()
     clean.source = _derive_source(meta, default_source)

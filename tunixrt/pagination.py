@@ -47,8 +47,9 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
         created_at = dt.datetime.fromisoformat(stamp)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
-        created_at.astimezone(dt.UTC)  # out of range in UTC (year 9999 at -05:00): OverflowError
-        return created_at, int(pk)
+        # In UTC: out of range there (year 9999 at -05:00) is an OverflowError, and PostgreSQL
+        # refuses the offsets beyond ±15:59 that Python accepts in a crafted cursor.
+        return created_at.astimezone(dt.UTC), int(pk)
     except (ValueError, OverflowError, UnicodeDecodeError, binascii.Error):
         raise InvalidPage("cursor", "Invalid cursor.") from None
 
@@ -61,7 +62,7 @@ def parse_limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
     except ValueError:
         raise InvalidPage("limit", "A whole number is required.") from None
     if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidPage("limit", f"Ensure this value is between 1 and {MAX_LIMIT}.")
+        raise InvalidPage("limit", f"Ensure this value is between 1 and {MAX_LIMIT:,}.")
     return limit
 
 

@@ -151,6 +151,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "tunixrt.inputguard.NulInputMiddleware",
     # Last, as django-axes asks: it turns a login refused during a lockout into the lockout page.
     "axes.middleware.AxesMiddleware",
 ]

@@ -6,7 +6,6 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from django.db.models import QuerySet
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -28,6 +27,7 @@ from runs.evaluation import (
     launch_evaluation,
     leaderboard,
 )
+from runs.filters import EvaluationFilter
 from runs.models import (
     Direction,
     EvalItem,
@@ -156,6 +156,8 @@ class EvalSetViewSet(
 
                 lines = io.BytesIO(b"\n".join(orjson.dumps(item) for item in data["items"]))
                 eval_set = import_evalset(lines, name, source="api", user=request.user)
+            elif request.content_type.startswith("multipart/"):
+                raise ValidationError({"file": ["No file was sent."]})
             else:
                 raise ValidationError({"items": ["Send items (a list), a JSONL file, or a dataset key."]})
         except EvalSetInvalid as exc:
@@ -182,17 +184,11 @@ class EvalSetViewSet(
 
 
 class EvaluationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[Evaluation]):
-    queryset = Evaluation.objects.all()
+    queryset = Evaluation.objects.select_related("eval_set")
     serializer_class = EvaluationSerializer
+    filterset_class = EvaluationFilter
     pagination_class = KeysetPagination
     role_actions = {"cancel": Action.CHANGE}
-
-    def get_queryset(self) -> QuerySet[Evaluation]:
-        qs = Evaluation.objects.select_related("eval_set")
-        run = self.request.query_params.get("run")
-        if run and run.isdigit():
-            qs = qs.filter(run_id=int(run))
-        return qs
 
     @extend_schema(
         parameters=[OpenApiParameter("wrong_only", bool, description="only the wrong answers")],
@@ -313,8 +309,8 @@ def leaderboard_view(request: Request) -> Response:
     if eval_set is None:
         raise ValidationError({"eval_set": [f"No eval set {name!r}." if name else "This parameter is required."]})
     raw = request.query_params.get("limit", "100")
-    if not raw.isdigit() or not 1 <= int(raw) <= 1000:
-        raise ValidationError({"limit": ["Ensure this value is between 1 and 1000."]})
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= 1000:
+        raise ValidationError({"limit": ["Ensure this value is between 1 and 1,000."]})
     rows = leaderboard_rows(eval_set, request.query_params, int(raw))
     return Response({"eval_set": eval_set.name, "rows": rows})
 
@@ -337,7 +333,7 @@ def compare_view(request: Request) -> Response:
     runs = {}
     for key in ("a", "b"):
         raw = request.query_params.get(key, "")
-        run = Run.objects.filter(pk=int(raw)).first() if raw.isdigit() and len(raw) < 18 else None
+        run = Run.objects.filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() and len(raw) < 18 else None
         if run is None:
             errors[key] = ["An existing run id is required."]
         runs[key] = run
@@ -359,8 +355,17 @@ def compare_view(request: Request) -> Response:
     )
 
 
+class NameRelatedField(serializers.SlugRelatedField[Any]):
+    """A related object by name; a NUL is refused here, PostgreSQL would fail on it in the lookup."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str) and "\x00" in data:
+            raise serializers.ValidationError("Null characters are not allowed.")
+        return super().to_internal_value(data)
+
+
 class BaselineSerializer(serializers.ModelSerializer[RegressionBaseline]):
-    eval_set = serializers.SlugRelatedField(slug_field="name", queryset=EvalSet.objects.all())
+    eval_set = NameRelatedField(slug_field="name", queryset=EvalSet.objects.all())
     metric = serializers.ChoiceField(choices=METRICS, default="accuracy")
     direction = serializers.ChoiceField(choices=Direction.choices, default=Direction.HIGHER)
     tolerance_pct = serializers.FloatField(default=0.0, min_value=0.0, max_value=100.0)
@@ -417,7 +422,7 @@ class BaselineViewSet(
         baseline = self.get_object()
         body = request.data if isinstance(request.data, Mapping) else {}
         raw = str(request.query_params.get("run") or body.get("run") or "")
-        run = Run.objects.filter(pk=int(raw)).first() if raw.isdigit() and len(raw) < 18 else None
+        run = Run.objects.filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() and len(raw) < 18 else None
         if run is None:
             raise ValidationError({"run": ["An existing run id is required."]})
         try:

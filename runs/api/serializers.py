@@ -48,7 +48,7 @@ class RunListSerializer(serializers.ModelSerializer[Run]):
 
 class RunDetailSerializer(serializers.ModelSerializer[Run]):
     dataset = serializers.CharField(source="dataset.key", read_only=True)
-    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
+    created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)  # null until the run has started
     config = serializers.SerializerMethodField()
     awaiting_broker = serializers.BooleanField(

@@ -42,7 +42,7 @@ def _int_param(request: Request, name: str, default: int, low: int, high: int) -
     except ValueError:
         raise ValidationError({name: ["A whole number is required."]}) from None
     if not low <= value <= high:
-        raise ValidationError({name: [f"Ensure this value is between {low} and {high}."]})
+        raise ValidationError({name: [f"Ensure this value is between {low:,} and {high:,}."]})
     return value
 
 

@@ -75,7 +75,6 @@ def test_a_run_file_downloads_with_its_exact_bytes(api, page, run, rel):
         "//etc/passwd",
         "%2Fetc%2Fpasswd",
         "~/secret.txt",
-        "final/config.json%00",
         "final",
         "final/",
         "checkpoints",

@@ -80,7 +80,7 @@ def test_uploading_a_bad_file_shows_each_bad_line_and_stores_nothing(page):
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ({"name": "quiz"}, "file: Choose a JSONL file or a dataset."),
+        ({"name": "quiz"}, "file: No file was sent: choose a JSONL file or a dataset."),
         ({"name": "Bad Name", "file": b"x"}, "name: Use 1–100 lowercase letters"),
         ({"name": "quiz", "dataset": "nope@v1"}, "dataset: No dataset"),
         ({"name": "quiz", "file": b""}, "line 0: The file holds no items."),

@@ -124,7 +124,7 @@ def test_the_launch_form_offers_ready_datasets_and_base_models(page, dataset, se
         assert f'<option value="{value}"' in text
     for field in ("learning_rate", "max_steps", "batch_size", "lora_rank", "timeout_seconds", "dry_run"):
         assert f'name="{field}"' in text
-    assert "(1e-07–1)" in text  # the range is shown
+    assert "(0.0000001–1)" in text  # the range is shown
 
 
 def test_the_launch_form_without_datasets_says_to_build_one(page, db):
@@ -169,7 +169,7 @@ def test_an_invalid_launch_shows_the_errors_by_their_fields(page, dataset):
     errors = response.context["form"].errors
     assert set(errors) == {"max_steps", "learning_rate"}
     text = html(response)
-    assert "Ensure this value is between 1 and 1e+06." in text
+    assert "Ensure this value is between 1 and 1,000,000." in text
     assert 'value="fast"' in text  # what was typed is kept
     assert Run.objects.count() == 0
 

@@ -116,8 +116,8 @@ class DatasetViewSet(
             OpenApiParameter("format", str, enum=ExportFormat.values, default=ExportFormat.TRACE),
             OpenApiParameter("split", str, enum=[*Split.values, "all"], default="all"),
         ],
-        responses={(200, "application/x-ndjson"): OpenApiTypes.STR},
-        summary="Export as JSONL (streamed)",
+        responses={(200, "application/x-ndjson"): OpenApiTypes.STR, 409: dict},
+        summary="Export as JSONL (streamed; 409 while the dataset builds or after its build failed)",
     )
     @action(detail=True, methods=["get"])
     def export(self, request: Request, key: str | None = None) -> Any:

@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from traces.choices import DatasetStrategy, ScoreCriteria
 from traces.models import Dataset, Trace, TraceScore
-from traces.validation import CleanTrace, TraceInvalid, validate_trace
+from traces.validation import STEPS_MAX, CleanTrace, TraceInvalid, validate_trace
 
 
 class StepSerializer(serializers.Serializer[Any]):
@@ -22,7 +22,8 @@ class TraceInputSerializer(serializers.Serializer[Any]):
 
     trace_version = serializers.CharField(max_length=64)
     prompt = serializers.CharField(max_length=50_000)
-    steps = StepSerializer(many=True)
+    # A ListField, not many=True: drf-spectacular states its length bounds as minItems/maxItems.
+    steps = serializers.ListField(child=StepSerializer(), min_length=1, max_length=STEPS_MAX)
     final_answer = serializers.CharField(max_length=50_000)
     meta = serializers.DictField(required=False)
 
@@ -130,8 +131,9 @@ class DatasetListSerializer(serializers.ModelSerializer[Dataset]):
 class DatasetDetailSerializer(serializers.ModelSerializer[Dataset]):
     key = serializers.CharField(read_only=True)
     spec = serializers.SerializerMethodField()
+    # null once the user who built it is deleted
     created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True
+        slug_field="username", read_only=True, allow_null=True
     )
     awaiting_broker = serializers.BooleanField(read_only=True)
 

@@ -43,7 +43,7 @@ def require_body_within(request: Request, limit: int, what: str) -> None:
     except ValueError:
         declared = 0
     if declared > limit or len(request._request.body) > limit:
-        raise PayloadTooLarge(f"{what} is larger than {limit} bytes.")
+        raise PayloadTooLarge(f"{what} is larger than {limit:,} bytes.")
 
 
 def created_payload(result: IngestResult) -> dict[str, Any]:
@@ -144,7 +144,7 @@ class TraceViewSet(
         if not isinstance(items, list):
             raise ValidationError({"traces": ['Expected a JSON array of traces, or {"traces": [...]}.']})
         if not 1 <= len(items) <= limit:
-            raise ValidationError({"traces": [f"Send between 1 and {limit} traces (got {len(items)})."]})
+            raise ValidationError({"traces": [f"Send between 1 and {limit:,} traces (got {len(items)})."]})
         max_bytes = settings.TRACE_MAX_BYTES
         cleans: list[CleanTrace] = []
         errors: list[dict[str, Any]] = []
@@ -155,7 +155,7 @@ class TraceViewSet(
                 errors.append({"index": index, "errors": exc.errors})
                 continue
             if len(clean.canonical) > max_bytes:
-                too_big = {"non_field_errors": [f"Trace is larger than {max_bytes} bytes."]}
+                too_big = {"non_field_errors": [f"Trace is larger than {max_bytes:,} bytes."]}
                 errors.append({"index": index, "errors": too_big})
             cleans.append(clean)
         if errors:
@@ -193,7 +193,8 @@ class TraceViewSet(
         for name in ("base", "other"):
             raw = request.query_params.get(name, "")
             # isdigit() alone accepts "²" (which int() rejects) and other non-ASCII digits.
-            if not (raw.isascii() and raw.isdigit()):
+            # and int() refuses more than 4,300 digits; no id has more than 19.
+            if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
                 errors[name] = ["A trace id (a whole number) is required."]
             else:
                 ids[name] = int(raw)

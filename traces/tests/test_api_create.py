@@ -88,7 +88,7 @@ INVALID_DOCUMENTS = [
     pytest.param(replaced(trace_version="1\x00"), "trace_version", id="nul-in-trace_version"),
     pytest.param(with_step(content="x\x00y"), "steps[0].content", id="nul-in-step-content"),
     pytest.param(with_step(type="t\x00"), "steps[0].type", id="nul-in-step-type"),
-    pytest.param(replaced(meta={"note": "a\x00b"}), "meta", id="nul-in-meta-value"),
+    pytest.param(replaced(meta={"note": "a\x00b"}), "meta.note", id="nul-in-meta-value"),
     pytest.param(replaced(meta={"a\x00": 1}), "meta", id="nul-in-meta-key"),
 ]
 

@@ -58,7 +58,7 @@ def test_live_preview_shows_bad_values_instead_of_a_count(page, fruit):
     assert response.status_code == 200
     html = response.content.decode()
     assert "min_steps: Enter a whole number." in html
-    assert "limit: Ensure this value is between 1 and 1000000." in html
+    assert "limit: Ensure this value is between 1 and 1,000,000." in html
     assert "match" not in re.sub(r"<[^>]+>", "", html)
 
 

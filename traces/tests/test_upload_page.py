@@ -233,7 +233,7 @@ def test_a_file_over_the_upload_limit_is_refused(page, settings):
     response = upload(page, "big.jsonl", jsonl(*(trace_document(n) for n in range(20))))
 
     assert response.status_code == 400
-    assert "larger than 1024 bytes" in response.content.decode()
+    assert "larger than 1,024 bytes" in response.content.decode()
     assert Trace.objects.count() == 0
 
 

@@ -119,3 +119,27 @@ def test_values_past_those_bounds_are_400s_naming_the_parameter(api, url, field)
     response = api.get(url)
     assert response.status_code == 400
     assert field in response.json()
+
+
+def test_created_by_is_nullable_where_the_creator_can_be_deleted(schema):
+    for component in ("DatasetDetail", "RunDetail"):
+        created_by = schema["components"]["schemas"][component]["properties"]["created_by"]
+        assert created_by.get("nullable") is True, component
+
+
+def test_the_409_of_exporting_a_dataset_that_is_still_building_is_documented(api, schema):
+    from traces.choices import DatasetStatus
+    from traces.models import Dataset
+
+    Dataset.objects.create(name="growing", version=1, status=DatasetStatus.BUILDING)
+
+    response = api.get("/api/datasets/growing@v1/export")
+
+    assert response.status_code == 409
+    assert "409" in schema["paths"]["/api/datasets/{key}/export"]["get"]["responses"]
+
+
+def test_the_capture_schema_states_the_steps_bounds_the_validator_enforces(api, schema):
+    steps = schema["components"]["schemas"]["TraceInputRequest"]["properties"]["steps"]
+    assert (steps.get("minItems"), steps.get("maxItems")) == (1, 1000)
+    assert api.post("/api/traces", {"steps": []}, format="json").json()["steps"] == ["Must contain at least 1 step."]
