@@ -193,11 +193,11 @@ class TraceViewSet(
         for name in ("base", "other"):
             raw = request.query_params.get(name, "")
             # isdigit() alone accepts "²" (which int() rejects) and other non-ASCII digits.
-            # and int() refuses more than 4,300 digits; no id has more than 19.
-            if not (raw.isascii() and raw.isdigit() and len(raw) <= 19):
+            if not (raw.isascii() and raw.isdigit()):
                 errors[name] = ["A trace id (a whole number) is required."]
             else:
-                ids[name] = int(raw)
+                # A whole number too large for any id names no trace (and int() refuses > 4,300 digits).
+                ids[name] = int(raw) if len(raw) <= 19 else 0
         if errors:
             raise ValidationError(errors)
         base = get_object_or_404(Trace, pk=ids["base"])

@@ -204,7 +204,7 @@ def test_compare_with_missing_or_bad_ids_is_a_400_naming_them(api, params, bad):
     assert set(response.json()) == bad
 
 
-@pytest.mark.parametrize("missing", ["424242", "99999999999999999999"])
+@pytest.mark.parametrize("missing", ["424242", "99999999999999999999", "9" * 5000])
 def test_compare_with_an_unknown_id_is_a_404(api, missing):
     trace = make_trace()
 
