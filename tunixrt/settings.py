@@ -323,6 +323,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's, except that a worker busy with a task survives losing Redis (see tunixrt.broker).
+    CELERY_BROKER_TRANSPORT = "tunixrt.broker:Transport"
 CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
 # Fail fast when the broker is down at launch, so the user hears about it at once:
 # a publish does not retry, and opening its connection gives up after the connection
