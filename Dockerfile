@@ -7,4 +7,6 @@ RUN pip install --no-cache-dir -r requirements.txt \
 COPY . .
 RUN DEBUG=true SECRET_KEY=build python manage.py collectstatic --noinput -v0
 EXPOSE 8000
-CMD ["gunicorn", "tunixrt.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4"]
+# No gunicorn request-line limit: its 400 is plain text; Django answers an over-long URL
+# itself (URL_MAX_LENGTH), as JSON under /api/.
+CMD ["gunicorn", "tunixrt.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4", "--limit-request-line", "0"]
