@@ -20,7 +20,7 @@ from kombu.transport import redis
 logger = logging.getLogger(__name__)
 
 
-class Channel(redis.Channel):  # type: ignore[misc]
+class Channel(redis.Channel):
     def close(self) -> None:
         if self.connection is not None and self.connection.client is None:
             # Collected after a connection loss: Redis cannot be reached to restore anything.
@@ -49,5 +49,5 @@ class Channel(redis.Channel):  # type: ignore[misc]
         return True
 
 
-class Transport(redis.Transport):  # type: ignore[misc]
+class Transport(redis.Transport):
     Channel = Channel

@@ -39,7 +39,7 @@ def served(call: Any, path: str, **kwargs: Any) -> Any:
 
 @pytest.fixture
 def token(user: Any) -> str:
-    return Token.objects.create(user=user).key
+    return str(Token.objects.create(user=user).key)
 
 
 @pytest.fixture
@@ -60,25 +60,30 @@ def session_client(user: Any) -> Client:
 @pytest.fixture
 def proxy() -> Iterator[TcpProxy]:
     """Django's connections (and a fresh pool of 4) go through a TCP proxy to PostgreSQL."""
+    postgresql: Any = connection  # the PostgreSQL wrapper, with its pool
     settings_dict = connection.settings_dict
     saved = {key: settings_dict[key] for key in ("HOST", "PORT", "OPTIONS")}
     proxy = TcpProxy(settings_dict["HOST"] or "127.0.0.1", int(settings_dict["PORT"] or 5432))
     pool = {**settings_dict["OPTIONS"]["pool"], "min_size": 4, "timeout": 2.0}
     connection.close()
-    connection.close_pool()
+    postgresql.close_pool()
     settings_dict.update(HOST="127.0.0.1", PORT=str(proxy.port), OPTIONS={**saved["OPTIONS"], "pool": pool})
     try:
         yield proxy
     finally:
         connection.close()
-        connection.close_pool()
+        postgresql.close_pool()
         settings_dict.update(saved)
         proxy.close()
 
 
+def pool() -> Any:
+    return connection.pool  # type: ignore[attr-defined]  # PostgreSQL's wrapper has one
+
+
 def fill_pool() -> None:
     connection.ensure_connection()
-    connection.pool.wait(timeout=10)  # min_size connections opened, all through the proxy
+    pool().wait(timeout=10)  # min_size connections opened, all through the proxy
 
 
 @postgresql_only
@@ -86,7 +91,7 @@ def test_every_request_succeeds_after_all_pooled_connections_die(proxy, token_cl
     assert served(token_client.get, "/api/traces").status_code == 200
     fill_pool()
     connection.close()  # back to the pool, as at the end of a request
-    assert connection.pool.get_stats()["pool_size"] >= 4
+    assert pool().get_stats()["pool_size"] >= 4
 
     proxy.cut()  # PostgreSQL restarted: every pooled connection is dead, new ones work
 
