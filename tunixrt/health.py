@@ -150,12 +150,23 @@ def check_rediai() -> dict[str, Any]:
     return {**result, "cached": False}
 
 
-def health_report() -> dict[str, Any]:
+def health_report(database_error: BaseException | None = None) -> dict[str, Any]:
+    """Every check; `database_error` is an outage this request already met (no need to wait for it again)."""
+    if database_error is None:
+        database = check_database()
+    else:
+        database = {"status": "down", "error": f"{type(database_error).__name__}: {database_error}"}
+    if database["status"] == "ok":
+        workers, search_index = check_workers(), check_search_index()
+    else:
+        # Both are read from the database: asking again would only wait out the
+        # connection timeout twice more to report the same outage.
+        workers = search_index = {"status": "unknown", "error": "The database is unavailable."}
     checks = {
-        "database": check_database(),
+        "database": database,
         "broker": check_broker(),
-        "workers": check_workers(),
-        "search_index": check_search_index(),
+        "workers": workers,
+        "search_index": search_index,
         "tunix": training_versions(),
         "rediai": check_rediai(),
     }
@@ -167,3 +178,11 @@ def health_report() -> dict[str, Any]:
     else:
         overall = "ok"
     return {"status": overall, "checks": checks}
+
+
+def status_summary(report: dict[str, Any]) -> dict[str, Any]:
+    """The report reduced to statuses, for a caller who could not be authenticated (no versions, hosts, errors)."""
+    return {
+        "status": report["status"],
+        "checks": {name: {"status": check["status"]} for name, check in report["checks"].items()},
+    }

@@ -140,6 +140,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "tunixrt.metrics.RequestMetricsMiddleware",  # first: it times everything below
+    # Next, so it sees every answer: JSON errors under /api/, 503 while the database is down.
+    "tunixrt.middleware.ErrorResponseMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -157,6 +159,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "tunixrt.urls"
+# Longer URLs (path and query string) answer 414, as JSON under /api/. gunicorn's own
+# request-line limit is lifted (bin/serve, Dockerfile) because it answers in plain text.
+URL_MAX_LENGTH = _int("URL_MAX_LENGTH", 8192, 1024, 1024 * 1024)
 WSGI_APPLICATION = "tunixrt.wsgi.application"
 ASGI_APPLICATION = "tunixrt.asgi.application"
 
@@ -221,11 +226,20 @@ elif _db["ENGINE"] in {"django.db.backends.postgresql", "django.db.backends.post
     if _bool("DB_PREPARED_STATEMENTS", True):
         _db.setdefault("OPTIONS", {})["prepare_threshold"] = 1_000_000
     if DB_POOL_MAX_SIZE:
+        from tunixrt.dbpool import check_connection
+
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": DB_POOL_MIN_SIZE,
             "max_size": DB_POOL_MAX_SIZE,
             "timeout": DB_POOL_TIMEOUT,
+            # Each connection is checked (an empty query) before Django gets it: after a
+            # PostgreSQL restart every pooled connection is dead, and unchecked each one
+            # failed a request (11 of 30 requests answered 500 after a restart).
+            "check": check_connection,
         }
+    else:
+        # Unpooled: a connection per request, checked anyway if CONN_MAX_AGE keeps it.
+        _db["CONN_HEALTH_CHECKS"] = True
 else:
     raise ImproperlyConfigured(
         f"DATABASE_URL must point at PostgreSQL or SQLite, got engine {_db['ENGINE']!r}."
@@ -347,10 +361,24 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     }
 else:
     CELERY_BROKER_TRANSPORT_OPTIONS = {"socket_connect_timeout": 2, "socket_timeout": 5}
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's, except that a worker busy with a task survives losing Redis (see tunixrt.broker).
+    CELERY_BROKER_TRANSPORT = "tunixrt.broker:Transport"
 CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
-# Fail fast when the broker is down at launch, so the user hears about it at once.
+# Fail fast when the broker is down at launch, so the user hears about it at once:
+# a publish does not retry, and opening its connection gives up after the connection
+# timeout above (kombu bounds the attempts by time, not by the retry count below).
 CELERY_TASK_PUBLISH_RETRY = False
-CELERY_BROKER_CONNECTION_MAX_RETRIES = 1
+# The worker and beat, on the other hand, outlive any broker outage: they retry for
+# ever, backing off from 2 s to 30 s between attempts, and resume consuming (the
+# retry count caps only their reconnects, never a publish from the web process).
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A run trains for hours in a child the task supervises: a broker blip must not
+# cancel it. Its message stays unacknowledged and the guarded claim turns away a
+# redelivery, so keeping it running is safe.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True

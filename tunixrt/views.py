@@ -8,7 +8,7 @@ from typing import Any
 from axes.helpers import get_cool_off
 from django.contrib.auth import REDIRECT_FIELD_NAME
 from django.contrib.auth.forms import AuthenticationForm
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 from django.views.decorators.cache import never_cache
@@ -21,7 +21,7 @@ from rest_framework.views import APIView
 
 from runs.models import Evaluation, RegisteredModel, Run
 from traces.models import Dataset, Trace, TraceScore
-from tunixrt.health import health_report
+from tunixrt.health import health_report, status_summary
 from tunixrt.models import ApiToken
 from tunixrt.throttling import TokenIssueThrottle
 
@@ -64,11 +64,27 @@ def health_cards(request: HttpRequest) -> TemplateResponse:
 
 
 class HealthView(APIView):
-    """Database, broker, workers, Tunix/JAX versions and RediAI."""
+    """Database, broker, workers, Tunix/JAX versions and RediAI.
+
+    While the database is down nobody can be authenticated (tokens and sessions
+    live there), yet this is the endpoint that must say so: a caller whose
+    credentials could not be checked for that reason gets the report reduced to
+    statuses, with the 503. Callers who sent no credentials still get a 403.
+    """
+
+    database_error: BaseException | None = None  # met while authenticating the caller
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().initial(request, *args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            self.database_error = exc
 
     @extend_schema(responses={200: dict, 503: dict}, summary="Service health")
     def get(self, request: Request) -> Response:
-        report = health_report()
+        report = health_report(database_error=self.database_error)
+        if self.database_error is not None:
+            report = status_summary(report)
         return Response(report, status=503 if report["status"] == "down" else 200)
 
 
