@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.test import Client, override_settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from tunixrt import views
+from tunixrt.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
@@ -21,7 +21,7 @@ DEBUG_ON_AND_OFF = pytest.mark.parametrize("debug", [True, False], ids=["debug",
 @pytest.fixture
 def token_client(user: Any) -> APIClient:
     client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.objects.issue(user)}")
     return client
 
 

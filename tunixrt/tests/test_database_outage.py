@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from django.db import close_old_connections, connection
 from django.test import Client, override_settings
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tunixrt.models import ApiToken
 from tunixrt.tests.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -39,7 +39,7 @@ def served(call: Any, path: str, **kwargs: Any) -> Any:
 
 @pytest.fixture
 def token(user: Any) -> str:
-    return str(Token.objects.create(user=user).key)
+    return ApiToken.objects.issue(user)
 
 
 @pytest.fixture
