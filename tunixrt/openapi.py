@@ -9,7 +9,10 @@ here to every operation that can produce them, unless the view documented its ow
   a role that may not do it;
 * 404 — an unknown or malformed id, key or name in the path;
 * 400 — a bad query parameter or body, naming each bad field;
-* 413 — a capture body over its configured size limit.
+* 413 — a capture body over its configured size limit;
+* 414 — a URL longer than URL_MAX_LENGTH;
+* 429 — over a rate limit (`Retry-After` says when to try again);
+* 503 — the database is unreachable (`Retry-After`); it answers by itself when it is back.
 
 `FilterBounds` also carries the filters' own limits (`min_value`, `max_value`,
 `max_length`) into their query parameters, which drf-spectacular leaves out.
@@ -70,6 +73,9 @@ def add_error_responses(result: dict[str, Any], generator: Any, request: Any, pu
             limit = BODY_LIMITS.get((path, method))
             if limit:
                 added["413"] = _response(f"The body is larger than {limit}.", "Error")
+            added["414"] = _response("The URL is longer than URL_MAX_LENGTH.", "Error")
+            added["429"] = _response("Too many requests: wait the Retry-After header's seconds.", "Error")
+            added["503"] = _response("The database is unreachable; try again after Retry-After.", "Error")
             for code, response in added.items():
                 responses.setdefault(code, response)
     return result
