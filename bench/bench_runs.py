@@ -95,8 +95,8 @@ class Worker:
 
 
 def launch(**overrides: Any) -> Any:
-    from runs.config import validate_launch
     from runs.launching import launch_run
+    from runs.validation import validate_launch
 
     return launch_run(validate_launch({"dataset": DATASET, **overrides}))
 

@@ -1,6 +1,6 @@
 """Evaluating runs: launch, the worker job, scorecards, leaderboard, run-vs-run comparison, regressions.
 
-Generation happens in a child process (`runs.training.evaluate`) like
+Generation happens in a child process (`runs.training.generate`) like
 training; this module claims the row, feeds the child the items, extracts and
 judges every answer, and stores every prediction.
 """
@@ -19,10 +19,10 @@ from django.db.models import Count, Q, QuerySet
 
 from runs.childproc import ChildProcess, child_command
 from runs.choices import RunMode, RunStatus
-from runs.config import resolve_base_model
 from runs.judging import JUDGE_NAME, JUDGE_VERSION, extract_answer, judge
 from runs.launching import run_directory
 from runs.models import Direction, EvalItem, EvalSet, Evaluation, Prediction, RegressionBaseline, Run
+from runs.validation import resolve_base_model
 from traces.models import dataset_key_q
 from tunixrt import jobs
 
@@ -157,7 +157,7 @@ class EvaluationSupervisor(ChildProcess):
         self.answered = 0
 
     def supervise(self, job: Path) -> str:
-        return self._conclude(self.run_child(child_command("runs.training.evaluate", job)))
+        return self._conclude(self.run_child(child_command("runs.training.generate", job)))
 
     def flush(self) -> None:
         if self.pending:

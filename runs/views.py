@@ -14,7 +14,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from runs.api.evaluation import BaselineSerializer
 from runs.charts import line_chart
-from runs.config import LaunchInvalid, validate_launch
 from runs.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
 from runs.evaluation import (
     EvaluationConflict,
@@ -40,6 +39,7 @@ from runs.models import (
     RunLog,
 )
 from runs.registry import archive_path, promote
+from runs.validation import LaunchInvalid, validate_launch
 from traces.models import Dataset
 from tunixrt.jobs import Job, JobNotActive
 from tunixrt.middleware import HtmxHttpRequest

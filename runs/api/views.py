@@ -22,10 +22,10 @@ from runs.api.serializers import (
     RunLogPageSerializer,
     RunLogSerializer,
 )
-from runs.config import LaunchInvalid, validate_launch
 from runs.filters import RunFilter
 from runs.launching import artifact_path, delete_run, launch_run, list_artifacts, retry_run
 from runs.models import Run, RunLog
+from runs.validation import LaunchInvalid, validate_launch
 from tunixrt.jobs import JobNotActive
 from tunixrt.pagination import KeysetPagination
 from tunixrt.roles import Action

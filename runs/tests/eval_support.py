@@ -226,7 +226,7 @@ def final_losses(run: Run) -> list[float]:
 
 
 FAKE_GENERATOR = '''#!{python}
-"""Stands in for `python -m runs.training.evaluate JOB.json`: answers from a table, no model."""
+"""Stands in for `python -m runs.training.generate JOB.json`: answers from a table, no model."""
 import json, signal, sys, time
 from pathlib import Path
 

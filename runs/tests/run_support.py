@@ -17,9 +17,9 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from runs.choices import LogStream, RunStatus
-from runs.config import validate_launch
 from runs.execution import Supervisor
 from runs.models import Run, RunLog, RunMetric
+from runs.validation import validate_launch
 from traces.datasets import build_dataset, validate_build_spec
 from traces.models import Dataset
 from traces.tests.factories import TraceFactory

@@ -1,6 +1,6 @@
 """The worker's side of an evaluation, with a stand-in generator child (the real one: test_evaluation_e2e.py).
 
-The stand-in prints the same JSON lines as `runs.training.evaluate` but answers
+The stand-in prints the same JSON lines as `runs.training.generate` but answers
 from a table, so what the worker does with them (extract, judge, store, score,
 cancel, fail) is tested exactly and in a second.
 """
