@@ -152,8 +152,8 @@ def query(samples: int) -> dict[str, Any]:
 
 def throughput() -> dict[str, Any]:
     django_setup()
-    from runs.evalsets import import_evalset
-    from runs.evaluation import execute_evaluation, launch_evaluation
+    from runs.evaluation.evalsets import import_evalset
+    from runs.evaluation.running import execute_evaluation, launch_evaluation
     from runs.models import EvalSet, Run
     from runs.validation import validate_launch
 

@@ -24,8 +24,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from runs.choices import RunStatus
-from runs.evalsets import import_evalset
-from runs.evaluation import complete
+from runs.evaluation.evalsets import import_evalset
+from runs.evaluation.running import complete
 from runs.execution import execute_run
 from runs.models import EvalItem, EvalSet, Evaluation, Prediction, Run, RunMetric
 from runs.tests.run_support import finished_run, log_text, make_run

@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from runs.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
+from runs.evaluation.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
 from runs.models import EvalItem, EvalSet
 from runs.tests.eval_support import (
     EVAL_V1,

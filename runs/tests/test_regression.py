@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runs.evaluation import EvaluationConflict, check_regression, create_baseline
+from runs.evaluation.running import EvaluationConflict
 from runs.models import Direction, RegressionBaseline
+from runs.regression.gates import check_regression, create_baseline
 from runs.tests.eval_support import completed_run, hand_evaluation, make_eval_set, use_eval_folders
 
 pytestmark = pytest.mark.django_db
