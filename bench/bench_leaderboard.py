@@ -56,7 +56,7 @@ def setup() -> dict[str, Any]:
     from django.utils import timezone
 
     from runs.models import EvalItem, EvalSet, Evaluation, Run
-    from traces.datasets import build_dataset, validate_build_spec
+    from traces.datasets.building import build_dataset, validate_build_spec
     from traces.importing import import_trace_files
 
     call_command("migrate", verbosity=0)

@@ -30,7 +30,7 @@ from runs.training import folders
 from runs.training.job import JobSpec
 from runs.validation import resolve_base_model
 from traces.choices import Split
-from traces.exporting import iter_dataset_lines
+from traces.datasets.exporting import iter_dataset_lines
 from tunixrt import jobs
 
 logger = logging.getLogger(__name__)

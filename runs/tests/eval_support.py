@@ -29,7 +29,7 @@ from runs.evaluation.running import complete
 from runs.execution import execute_run
 from runs.models import EvalItem, EvalSet, Evaluation, Prediction, Run, RunMetric
 from runs.tests.run_support import finished_run, log_text, make_run
-from traces.datasets import build_dataset, validate_build_spec
+from traces.datasets.building import build_dataset, validate_build_spec
 from traces.models import Dataset
 from traces.tests.factories import TraceFactory
 from tunixrt.tests.task_support import intercept_task

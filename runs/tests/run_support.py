@@ -20,7 +20,7 @@ from runs.choices import LogStream, RunStatus
 from runs.execution import Supervisor
 from runs.models import Run, RunLog, RunMetric
 from runs.validation import validate_launch
-from traces.datasets import build_dataset, validate_build_spec
+from traces.datasets.building import build_dataset, validate_build_spec
 from traces.models import Dataset
 from traces.tests.factories import TraceFactory
 

@@ -21,7 +21,7 @@ from runs.tests.eval_support import (
     use_eval_folders,
 )
 from runs.tests.run_support import build_arithmetic_dataset
-from traces.datasets import build_dataset, validate_build_spec
+from traces.datasets.building import build_dataset, validate_build_spec
 from traces.models import DatasetMember
 
 pytestmark = pytest.mark.django_db
