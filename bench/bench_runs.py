@@ -75,7 +75,7 @@ class Worker:
             stdout=self.log,
             stderr=self.log,
         )
-        from runs.models import WorkerHeartbeat
+        from tunixrt.models import WorkerHeartbeat
 
         deadline = time.monotonic() + 60
         while not WorkerHeartbeat.objects.filter(pid__gt=0).exists():
