@@ -191,6 +191,32 @@ def test_the_api_names_bad_fields(maintainer_api, evaluated, change, field):
     assert not RegressionBaseline.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": "Not A Slug"}, "name"),
+        ({"name": "n" * 101}, "name"),
+        ({"run": "999999"}, "run"),
+        ({"run": "9" * 30}, "run"),
+        ({"eval_set": "missing"}, "eval_set"),
+        ({"tolerance_pct": "101"}, "tolerance_pct"),
+        ({"metric": "f1"}, "metric"),
+        ({"direction": "sideways"}, "direction"),
+        ({"tolerance_pct": "-1"}, "tolerance_pct"),
+        ({"tolerance_pct": "nan"}, "tolerance_pct"),
+    ],
+)
+def test_the_page_names_the_same_bad_fields_as_the_api(maintainer_page, maintainer_api, evaluated, change, field):
+    data = {"name": "gate", "run": evaluated(3).pk, "eval_set": "quiz", **change}
+    page = maintainer_page.post("/regression/", data)
+    assert page.status_code == 400
+    assert f"<li>{field}: " in page.content.decode()
+    api = maintainer_api.post("/api/regression/baselines", data, format="json")
+    assert api.status_code == 400
+    assert list(api.json()) == [field]
+    assert not RegressionBaseline.objects.exists()
+
+
 def test_the_api_refuses_a_duplicate_name_and_an_unevaluated_run(maintainer_api, evaluated, dataset):
     reference = evaluated(3)
     data = {"name": "gate", "run": reference.pk, "eval_set": "quiz"}
