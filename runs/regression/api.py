@@ -19,9 +19,9 @@ from runs.regression.gates import METRICS, BaselineInvalid, check_regression, cr
 from tunixrt.roles import Action
 
 
+# The fields document the request (the schema) and shape the answer; `validate_baseline`, which the
+# regression page shares, checks the request.
 class BaselineSerializer(serializers.ModelSerializer[RegressionBaseline]):
-    """A baseline. The fields document the request; `validate_baseline` checks it (shared with the page)."""
-
     eval_set = serializers.SlugRelatedField(slug_field="name", queryset=EvalSet.objects.all())
     metric = serializers.ChoiceField(choices=METRICS, default="accuracy")
     direction = serializers.ChoiceField(choices=Direction.choices, default=Direction.HIGHER)
