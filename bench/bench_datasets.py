@@ -34,7 +34,7 @@ def django_setup() -> None:
 
 
 def build(strategy: str, limit: int) -> dict[str, Any]:
-    from traces.datasets import build_dataset, validate_build_spec
+    from traces.datasets.building import build_dataset, validate_build_spec
 
     spec = validate_build_spec(
         {
@@ -67,7 +67,7 @@ def export_child(key: str, fmt: str) -> None:
     started = time.perf_counter()
     count = 0
     size = 0
-    from traces.exporting import iter_dataset_lines
+    from traces.datasets.exporting import iter_dataset_lines
 
     with open(os.devnull, "wb") as sink:
         for line in iter_dataset_lines(dataset, fmt, "all"):

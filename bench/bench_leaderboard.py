@@ -56,7 +56,7 @@ def setup() -> dict[str, Any]:
     from django.utils import timezone
 
     from runs.models import EvalItem, EvalSet, Evaluation, Run
-    from traces.datasets import build_dataset, validate_build_spec
+    from traces.datasets.building import build_dataset, validate_build_spec
     from traces.importing import import_trace_files
 
     call_command("migrate", verbosity=0)
@@ -152,10 +152,10 @@ def query(samples: int) -> dict[str, Any]:
 
 def throughput() -> dict[str, Any]:
     django_setup()
-    from runs.config import validate_launch
-    from runs.evalsets import import_evalset
-    from runs.evaluation import execute_evaluation, launch_evaluation
+    from runs.evaluation.evalsets import import_evalset
+    from runs.evaluation.running import execute_evaluation, launch_evaluation
     from runs.models import EvalSet, Run
+    from runs.validation import validate_launch
 
     data = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "tunix-rt" / "eval_v2.jsonl"
     eval_set = EvalSet.objects.filter(name="eval-v2").first()

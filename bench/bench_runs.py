@@ -75,7 +75,7 @@ class Worker:
             stdout=self.log,
             stderr=self.log,
         )
-        from runs.models import WorkerHeartbeat
+        from tunixrt.models import WorkerHeartbeat
 
         deadline = time.monotonic() + 60
         while not WorkerHeartbeat.objects.filter(pid__gt=0).exists():
@@ -95,8 +95,8 @@ class Worker:
 
 
 def launch(**overrides: Any) -> Any:
-    from runs.config import validate_launch
     from runs.launching import launch_run
+    from runs.validation import validate_launch
 
     return launch_run(validate_launch({"dataset": DATASET, **overrides}))
 

@@ -3,13 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from runs.models import Run, RunLog, RunMetric, WorkerHeartbeat
-
-
-@admin.register(WorkerHeartbeat)
-class WorkerHeartbeatAdmin(admin.ModelAdmin[WorkerHeartbeat]):
-    list_display = ("hostname", "pid", "concurrency", "started_at", "last_seen")
-    readonly_fields = ("hostname", "pid", "concurrency", "started_at", "last_seen")
+from runs.models import Run, RunLog, RunMetric
 
 
 @admin.register(Run)

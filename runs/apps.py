@@ -2,9 +2,6 @@ from django.apps import AppConfig
 
 
 class RunsConfig(AppConfig):
-    """Fine-tuning runs and the Celery workers that execute them."""
+    """Fine-tuning runs, their evaluations, regression gates and the model registry."""
 
     name = "runs"
-
-    def ready(self) -> None:
-        from runs import signals  # noqa: F401 - connects the worker heartbeat

@@ -1,5 +1,5 @@
 """One supervised child process of a worker: training (`runs.training.child`) or evaluation
-(`runs.training.evaluate`).
+(`runs.training.generate`).
 
 `ChildProcess` starts the child in its own process group, reads its stdout and
 stderr line by line without blocking, calls `tick()` between reads for

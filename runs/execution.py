@@ -25,12 +25,12 @@ from django.utils import timezone
 from runs import childproc
 from runs.childproc import BoundedTail, ChildProcess
 from runs.choices import LogStream, RunMode, RunStatus
-from runs.config import resolve_base_model
 from runs.models import CHILD_KILLED, Run, RunLog, RunMetric
 from runs.training import folders
 from runs.training.job import JobSpec
+from runs.validation import resolve_base_model
 from traces.choices import Split
-from traces.exporting import iter_dataset_lines
+from traces.datasets.exporting import iter_dataset_lines
 from tunixrt import jobs
 
 logger = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""The launch form; runs.config.validate_launch does the checking."""
+"""The launch form; runs.validation.validate_launch does the checking."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any, cast
 from django import forms
 
 from runs.choices import ChatTemplate, RunMethod
-from runs.config import LaunchInvalid, as_written, base_model_choices, default_value, validate_launch
 from runs.hyperparameters import BOUNDS
+from runs.validation import LaunchInvalid, as_written, base_model_choices, default_value, validate_launch
 from traces.choices import DatasetStatus
 from traces.models import Dataset
 

@@ -2,7 +2,7 @@
 
 Each field of `Hyperparameters` carries its type, default, allowed range and
 help text. Everything else derives from it: the Run model's columns
-(`model_field`), launch validation (`BOUNDS`, used by runs.config), the API's
+(`model_field`), launch validation (`BOUNDS`, used by runs.validation), the API's
 launch serializer, the launch form, and the job file the training child reads
 (`runs.training.job.JobSpec` extends this class). Adding a hyperparameter is one
 line here, a generated migration, and the code that uses it.

@@ -1,10 +1,10 @@
-"""Celery tasks for runs and evaluations: thin wrappers around runs.execution and runs.evaluation."""
+"""Celery tasks for runs and evaluations: thin wrappers around runs.execution and runs.evaluation.running."""
 
 from typing import Any
 
 from celery import shared_task
 
-from runs.evaluation import execute_evaluation
+from runs.evaluation.running import execute_evaluation
 from runs.execution import execute_run
 
 

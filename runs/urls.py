@@ -1,6 +1,9 @@
 from django.urls import path
 
 from runs import views
+from runs.evaluation import views as evaluation
+from runs.registry import views as registry
+from runs.regression import views as regression
 
 urlpatterns = [
     path("", views.run_list, name="run-list"),
@@ -17,15 +20,15 @@ urlpatterns = [
 
 # Mounted at the project root: evaluation, leaderboard, regression gates, model registry.
 evaluation_urlpatterns = [
-    path("evaluations/", views.evaluation_home, name="evaluation-home"),
-    path("evaluations/compare/", views.evaluation_compare, name="evaluation-compare"),
-    path("evaluations/sets/<str:name>/", views.evalset_detail, name="evalset-detail"),
-    path("evaluations/<int:pk>/", views.evaluation_detail, name="evaluation-detail"),
-    path("evaluations/<int:pk>/cancel/", views.evaluation_cancel, name="evaluation-cancel"),
-    path("runs/<int:pk>/evaluate/", views.run_evaluate, name="run-evaluate"),
-    path("runs/<int:pk>/promote/", views.run_promote, name="run-promote"),
-    path("leaderboard/", views.leaderboard_page, name="leaderboard"),
-    path("regression/", views.regression_page, name="regression"),
-    path("models/", views.model_registry, name="model-registry"),
-    path("models/<str:name>/v<int:version>/download/", views.model_download, name="model-download"),
+    path("evaluations/", evaluation.evaluation_home, name="evaluation-home"),
+    path("evaluations/compare/", evaluation.evaluation_compare, name="evaluation-compare"),
+    path("evaluations/sets/<str:name>/", evaluation.evalset_detail, name="evalset-detail"),
+    path("evaluations/<int:pk>/", evaluation.evaluation_detail, name="evaluation-detail"),
+    path("evaluations/<int:pk>/cancel/", evaluation.evaluation_cancel, name="evaluation-cancel"),
+    path("runs/<int:pk>/evaluate/", evaluation.run_evaluate, name="run-evaluate"),
+    path("runs/<int:pk>/promote/", registry.run_promote, name="run-promote"),
+    path("leaderboard/", evaluation.leaderboard_page, name="leaderboard"),
+    path("regression/", regression.regression_page, name="regression"),
+    path("models/", registry.model_registry, name="model-registry"),
+    path("models/<str:name>/v<int:version>/download/", registry.model_download, name="model-download"),
 ]

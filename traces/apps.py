@@ -9,6 +9,6 @@ class TracesConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
-        from traces.datasets import register_sqlite_md5
+        from traces.datasets.building import register_sqlite_md5
 
         connection_created.connect(register_sqlite_md5, dispatch_uid="traces-sqlite-md5")

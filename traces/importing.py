@@ -62,19 +62,6 @@ class ImportReport:
     def rate(self) -> float:
         return self.read / self.elapsed if self.elapsed > 0 else 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "read": self.read,
-            "created": self.created,
-            "duplicates": self.duplicates,
-            "bad": self.bad,
-            "bad_lines": [{"file": b.file, "line": b.line, "reason": b.reason} for b in self.bad_lines],
-            "aborted": self.aborted,
-            "elapsed_seconds": round(self.elapsed, 3),
-            "search_index": self.search.value,
-            "search_deferred": self.deferred,
-        }
-
 
 def describe_error(exc: TraceInvalid) -> str:
     return "; ".join(f"{key}: {' '.join(msgs)}" for key, msgs in exc.errors.items())

@@ -82,10 +82,6 @@ class TraceQuerySet(models.QuerySet["Trace"]):
             )
         )
 
-    def without_payload(self) -> TraceQuerySet:
-        """Skip the large columns for list views."""
-        return self.defer("steps", "meta")
-
 
 class TraceInUse(Exception):
     """The trace belongs to datasets (their keys in `keys`) and cannot be deleted."""
@@ -346,15 +342,6 @@ class TraceScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.criteria}={self.score:.1f} for trace {self.trace_id}"
-
-
-def scores_by_trace(traces: Iterable[Trace]) -> dict[int, list[TraceScore]]:
-    """All scores of several traces in one query, keyed by trace id."""
-    out: dict[int, list[TraceScore]] = {}
-    ids = [t.pk for t in traces]
-    for score in TraceScore.objects.filter(trace_id__in=ids).order_by("criteria"):
-        out.setdefault(score.trace_id, []).append(score)
-    return out
 
 
 def dataset_key_q(value: str, prefix: str = "") -> Q:

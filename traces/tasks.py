@@ -4,7 +4,7 @@ from typing import Any
 
 from celery import shared_task
 
-from traces.datasets import run_queued_build
+from traces.datasets.building import run_queued_build
 from traces.searchindex import index_backlog
 
 

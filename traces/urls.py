@@ -1,6 +1,7 @@
 from django.urls import path
 
 from traces import views
+from traces.datasets import views as datasets
 
 urlpatterns = [
     path("", views.trace_list, name="trace-list"),
@@ -14,10 +15,10 @@ urlpatterns = [
 
 # Mounted under /datasets/ by the project urls.
 dataset_urlpatterns = [
-    path("", views.dataset_list, name="dataset-list"),
-    path("new/", views.dataset_build, name="dataset-build"),
-    path("preview/", views.dataset_preview, name="dataset-preview"),
-    path("<str:key>/", views.dataset_detail, name="dataset-detail"),
-    path("<str:key>/export/", views.dataset_export, name="dataset-export"),
-    path("<str:key>/delete/", views.dataset_delete, name="dataset-delete"),
+    path("", datasets.dataset_list, name="dataset-list"),
+    path("new/", datasets.dataset_build, name="dataset-build"),
+    path("preview/", datasets.dataset_preview, name="dataset-preview"),
+    path("<str:key>/", datasets.dataset_detail, name="dataset-detail"),
+    path("<str:key>/export/", datasets.dataset_export, name="dataset-export"),
+    path("<str:key>/delete/", datasets.dataset_delete, name="dataset-delete"),
 ]

@@ -1,4 +1,4 @@
-"""The admin: API tokens (look and revoke) and users with their role (viewer, member, maintainer groups)."""
+"""The admin: API tokens (look and revoke), users with their role (viewer, member, maintainer groups), workers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from django.contrib.auth.admin import UserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from tunixrt.models import ApiToken
+from tunixrt.models import ApiToken, WorkerHeartbeat
 from tunixrt.roles import highest_role, role_of
 
 User = get_user_model()
@@ -50,3 +50,9 @@ class RoleUserAdmin(UserAdmin):  # type: ignore[type-arg]
 
 admin.site.unregister(User)
 admin.site.register(User, RoleUserAdmin)
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(admin.ModelAdmin[WorkerHeartbeat]):
+    list_display = ("hostname", "pid", "concurrency", "started_at", "last_seen")
+    readonly_fields = ("hostname", "pid", "concurrency", "started_at", "last_seen")

@@ -8,4 +8,7 @@ class TunixrtConfig(AppConfig):
     verbose_name = "tunix-rt"
 
     def ready(self) -> None:
-        from tunixrt import openapi  # noqa: F401 - registers the schema extension
+        from tunixrt import (
+            openapi,  # noqa: F401 - registers the schema extension
+            workers,  # noqa: F401 - connects the worker heartbeat
+        )

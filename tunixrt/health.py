@@ -71,7 +71,7 @@ def check_broker() -> dict[str, Any]:
 
 
 def check_workers() -> dict[str, Any]:
-    from runs.models import WorkerHeartbeat
+    from tunixrt.models import WorkerHeartbeat
 
     def probe() -> dict[str, Any]:
         cutoff = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)

@@ -226,7 +226,7 @@ def collect_search_backlog() -> Iterator[Metric]:
 
 
 def collect_workers() -> Iterator[Metric]:
-    from runs.models import WorkerHeartbeat
+    from tunixrt.models import WorkerHeartbeat
 
     cutoff = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
     yield GaugeMetricFamily(

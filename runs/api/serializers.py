@@ -1,4 +1,4 @@
-"""Run serializers. Launch validation is runs.config.validate_launch."""
+"""Run serializers. Launch validation is runs.validation.validate_launch."""
 
 from __future__ import annotations
 

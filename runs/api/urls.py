@@ -1,15 +1,10 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from runs.api.evaluation import (
-    BaselineViewSet,
-    EvalSetViewSet,
-    EvaluationViewSet,
-    RegisteredModelViewSet,
-    compare_view,
-    leaderboard_view,
-)
 from runs.api.views import RunViewSet
+from runs.evaluation.api import EvalSetViewSet, EvaluationViewSet, compare_view, leaderboard_view
+from runs.registry.api import RegisteredModelViewSet
+from runs.regression.api import BaselineViewSet
 
 router = SimpleRouter(trailing_slash=False)
 router.register("runs", RunViewSet, basename="api-run")

@@ -14,7 +14,6 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from runs.api.evaluation import EvaluateRequest, EvaluationSerializer, evaluate_run
 from runs.api.serializers import (
     RunDetailSerializer,
     RunLaunchSerializer,
@@ -22,10 +21,11 @@ from runs.api.serializers import (
     RunLogPageSerializer,
     RunLogSerializer,
 )
-from runs.config import LaunchInvalid, validate_launch
+from runs.evaluation.api import EvaluateRequest, EvaluationSerializer, evaluate_run
 from runs.filters import RunFilter
 from runs.launching import artifact_path, delete_run, launch_run, list_artifacts, retry_run
 from runs.models import Run, RunLog
+from runs.validation import LaunchInvalid, validate_launch
 from tunixrt.jobs import JobNotActive
 from tunixrt.pagination import KeysetPagination
 from tunixrt.roles import Action

@@ -24,12 +24,12 @@ from django.conf import settings
 from django.utils import timezone
 
 from runs.choices import RunStatus
-from runs.evalsets import import_evalset
-from runs.evaluation import complete
+from runs.evaluation.evalsets import import_evalset
+from runs.evaluation.running import complete
 from runs.execution import execute_run
 from runs.models import EvalItem, EvalSet, Evaluation, Prediction, Run, RunMetric
 from runs.tests.run_support import finished_run, log_text, make_run
-from traces.datasets import build_dataset, validate_build_spec
+from traces.datasets.building import build_dataset, validate_build_spec
 from traces.models import Dataset
 from traces.tests.factories import TraceFactory
 from tunixrt.tests.task_support import intercept_task
@@ -226,7 +226,7 @@ def final_losses(run: Run) -> list[float]:
 
 
 FAKE_GENERATOR = '''#!{python}
-"""Stands in for `python -m runs.training.evaluate JOB.json`: answers from a table, no model."""
+"""Stands in for `python -m runs.training.generate JOB.json`: answers from a table, no model."""
 import json, signal, sys, time
 from pathlib import Path
 

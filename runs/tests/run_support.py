@@ -17,10 +17,10 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from runs.choices import LogStream, RunStatus
-from runs.config import validate_launch
 from runs.execution import Supervisor
 from runs.models import Run, RunLog, RunMetric
-from traces.datasets import build_dataset, validate_build_spec
+from runs.validation import validate_launch
+from traces.datasets.building import build_dataset, validate_build_spec
 from traces.models import Dataset
 from traces.tests.factories import TraceFactory
 

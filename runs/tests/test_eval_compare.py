@@ -6,7 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from runs.evaluation import EvaluationConflict, compare_runs
+from runs.evaluation.leaderboard import compare_runs
+from runs.evaluation.running import EvaluationConflict
 from runs.tests.eval_support import completed_run, hand_evaluation, make_eval_set, use_eval_folders
 
 pytestmark = pytest.mark.django_db

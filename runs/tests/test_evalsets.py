@@ -8,7 +8,7 @@ import json
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from runs.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
+from runs.evaluation.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
 from runs.models import EvalItem, EvalSet
 from runs.tests.eval_support import (
     EVAL_V1,
@@ -21,7 +21,7 @@ from runs.tests.eval_support import (
     use_eval_folders,
 )
 from runs.tests.run_support import build_arithmetic_dataset
-from traces.datasets import build_dataset, validate_build_spec
+from traces.datasets.building import build_dataset, validate_build_spec
 from traces.models import DatasetMember
 
 pytestmark = pytest.mark.django_db

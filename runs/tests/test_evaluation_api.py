@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from runs.choices import RunStatus
-from runs.evaluation import launch_evaluation
-from runs.judging import JUDGE_NAME, JUDGE_VERSION
+from runs.evaluation.judging import JUDGE_NAME, JUDGE_VERSION
+from runs.evaluation.running import launch_evaluation
 from runs.models import Evaluation
 from runs.tests.eval_support import (
     completed_run,

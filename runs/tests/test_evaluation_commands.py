@@ -11,8 +11,9 @@ from django.core.management import call_command, execute_from_command_line
 from django.core.management.base import CommandError
 
 from runs.choices import RunStatus
-from runs.evaluation import create_baseline, execute_evaluation
+from runs.evaluation.running import execute_evaluation
 from runs.models import EvalItem, EvalSet, Evaluation, ModelVersion
+from runs.regression.gates import create_baseline
 from runs.tests.eval_support import (
     EVAL_V1,
     EVAL_V2,

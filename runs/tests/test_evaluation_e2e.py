@@ -15,10 +15,10 @@ import pytest
 from django.core.management import call_command
 
 from runs.choices import RunStatus
-from runs.evaluation import execute_evaluation, launch_evaluation
-from runs.judging import JUDGE_NAME, JUDGE_VERSION
+from runs.evaluation.judging import JUDGE_NAME, JUDGE_VERSION
+from runs.evaluation.running import execute_evaluation, launch_evaluation
 from runs.models import Evaluation, Prediction
-from runs.registry import ARCHIVE, promote
+from runs.registry.promotion import ARCHIVE, promote
 from runs.tests.eval_support import (
     EVAL_TOKENS,
     SUMS,

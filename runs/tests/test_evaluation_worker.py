@@ -1,6 +1,6 @@
 """The worker's side of an evaluation, with a stand-in generator child (the real one: test_evaluation_e2e.py).
 
-The stand-in prints the same JSON lines as `runs.training.evaluate` but answers
+The stand-in prints the same JSON lines as `runs.training.generate` but answers
 from a table, so what the worker does with them (extract, judge, store, score,
 cancel, fail) is tested exactly and in a second.
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from runs.choices import RunStatus
-from runs.evaluation import execute_evaluation, launch_evaluation
-from runs.judging import judge
+from runs.evaluation.judging import judge
+from runs.evaluation.running import execute_evaluation, launch_evaluation
 from runs.models import Evaluation, Prediction
 from runs.tests.eval_support import (
     completed_run,
@@ -130,7 +130,7 @@ def test_cancelling_a_running_evaluation_stops_its_generator(settings, tmp_path,
         Evaluation.objects.get(pk=launched.pk).cancel()  # as the API would, after the first answer
         return judge(answer, expected)
 
-    monkeypatch.setattr("runs.evaluation.judge", judge_then_cancel)
+    monkeypatch.setattr("runs.evaluation.running.judge", judge_then_cancel)
     started = time.monotonic()
     assert execute_evaluation(launched.pk) == RunStatus.CANCELLED
     assert time.monotonic() - started < 6, "the child was stopped, not waited for (4 items × 2 s)"
@@ -168,7 +168,7 @@ def test_an_unexpected_error_fails_the_evaluation_instead_of_leaving_it_running(
     def broken_judge(answer: str, expected: str):
         raise ZeroDivisionError("judge bug")
 
-    monkeypatch.setattr("runs.evaluation.judge", broken_judge)
+    monkeypatch.setattr("runs.evaluation.running.judge", broken_judge)
     assert execute_evaluation(launched.pk) == RunStatus.FAILED
     launched.refresh_from_db()
     assert launched.status == RunStatus.FAILED

@@ -9,7 +9,7 @@ import pytest
 from django.utils import timezone
 
 from runs.choices import RunStatus
-from runs.evaluation import execute_evaluation, launch_evaluation
+from runs.evaluation.running import execute_evaluation, launch_evaluation
 from runs.models import EvalItem, Evaluation, Prediction, Run
 from runs.tests.eval_support import (
     completed_run,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runs.judging import JUDGE_NAME, JUDGE_VERSION, Judgement, extract_answer, judge, normalize
+from runs.evaluation.judging import JUDGE_NAME, JUDGE_VERSION, Judgement, extract_answer, judge, normalize
 
 
 @pytest.mark.parametrize(

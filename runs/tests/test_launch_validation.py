@@ -1,4 +1,4 @@
-"""Every launch field is checked once (runs.config) and refused by name from the API, the form and the command."""
+"""Every launch field is checked once (runs.validation) and refused by name from the API, the form and the command."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from runs.choices import RunMethod, RunMode, RunStatus
-from runs.config import validate_launch
 from runs.models import Run
+from runs.validation import validate_launch
 from traces.choices import DatasetStatus, Split
 from traces.models import Dataset, DatasetMember
 from traces.tests.factories import make_trace

@@ -8,7 +8,7 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from runs.evaluation import leaderboard
+from runs.evaluation.leaderboard import leaderboard
 from runs.tests.eval_support import completed_run, hand_evaluation, make_eval_set, use_eval_folders
 from runs.tests.run_support import build_arithmetic_dataset
 

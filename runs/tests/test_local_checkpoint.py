@@ -8,9 +8,9 @@ import pytest
 from django.db import connection
 
 from runs.choices import RunStatus
-from runs.config import base_model_choices, resolve_base_model
 from runs.execution import execute_run
 from runs.tests.run_support import RANDOM_INIT_LOSS, log_text, make_run, output
+from runs.validation import base_model_choices, resolve_base_model
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

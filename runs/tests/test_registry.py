@@ -11,10 +11,10 @@ import pytest
 from django.conf import settings
 
 from runs.choices import RunStatus
-from runs.evaluation import EvaluationConflict
+from runs.evaluation.running import EvaluationConflict
 from runs.launching import delete_run
 from runs.models import ModelVersion, RegisteredModel
-from runs.registry import ARCHIVE, directory_checksum, promote
+from runs.registry.promotion import ARCHIVE, directory_checksum, promote
 from runs.tests.eval_support import completed_run, hand_evaluation, make_eval_set, use_eval_folders
 from runs.tests.run_support import finished_run, make_run
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runs.evaluation import EvaluationConflict, check_regression, create_baseline
+from runs.evaluation.running import EvaluationConflict
 from runs.models import Direction, RegressionBaseline
+from runs.regression.gates import check_regression, create_baseline
 from runs.tests.eval_support import completed_run, hand_evaluation, make_eval_set, use_eval_folders
 
 pytestmark = pytest.mark.django_db
@@ -187,6 +188,32 @@ def test_the_api_names_bad_fields(maintainer_api, evaluated, change, field):
     response = maintainer_api.post("/api/regression/baselines", data, format="json")
     assert response.status_code == 400
     assert field in response.json()
+    assert not RegressionBaseline.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"name": "Not A Slug"}, "name"),
+        ({"name": "n" * 101}, "name"),
+        ({"run": "999999"}, "run"),
+        ({"run": "9" * 30}, "run"),
+        ({"eval_set": "missing"}, "eval_set"),
+        ({"tolerance_pct": "101"}, "tolerance_pct"),
+        ({"metric": "f1"}, "metric"),
+        ({"direction": "sideways"}, "direction"),
+        ({"tolerance_pct": "-1"}, "tolerance_pct"),
+        ({"tolerance_pct": "nan"}, "tolerance_pct"),
+    ],
+)
+def test_the_page_names_the_same_bad_fields_as_the_api(maintainer_page, maintainer_api, evaluated, change, field):
+    data = {"name": "gate", "run": evaluated(3).pk, "eval_set": "quiz", **change}
+    page = maintainer_page.post("/regression/", data)
+    assert page.status_code == 400
+    assert f"<li>{field}: " in page.content.decode()
+    api = maintainer_api.post("/api/regression/baselines", data, format="json")
+    assert api.status_code == 400
+    assert list(api.json()) == [field]
     assert not RegressionBaseline.objects.exists()
 
 

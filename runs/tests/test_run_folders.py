@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runs.choices import RunStatus
-from runs.evaluation import execute_evaluation, launch_evaluation
+from runs.evaluation.running import execute_evaluation, launch_evaluation
 from runs.execution import execute_run
 from runs.models import Run
 from runs.tests.eval_support import fake_generator, item, make_eval_set, record_evaluation_tasks

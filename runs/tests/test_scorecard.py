@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runs.choices import RunStatus
-from runs.evaluation import complete, compute_scorecard
+from runs.evaluation.running import complete, compute_scorecard
 from runs.models import Evaluation
 from runs.tests.eval_support import completed_run, hand_evaluation, item, make_eval_set, use_eval_folders
 

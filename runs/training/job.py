@@ -26,13 +26,6 @@ class Preset:
     rope_theta: int = 10_000
     norm_eps: float = 1e-6
 
-    def param_count(self) -> int:
-        """Exact parameter count of Tunix's Qwen3 with tied embeddings."""
-        d, h, kv, hd, f = self.embed_dim, self.num_heads, self.num_kv_heads, self.head_dim, self.hidden_dim
-        attention = d * h * hd + 2 * d * kv * hd + h * hd * d + 2 * hd
-        per_layer = attention + 3 * d * f + 2 * d
-        return self.vocab_size * d + self.num_layers * per_layer + d
-
 
 PRESETS: dict[str, Preset] = {
     "tiny": Preset("tiny", "tiny — 0.33M params, trains on CPU in seconds", 2, 128, 256, 4, 32, 2),

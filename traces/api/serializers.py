@@ -6,8 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
-from traces.choices import DatasetStrategy, ScoreCriteria
-from traces.models import Dataset, Trace, TraceScore
+from traces.choices import ScoreCriteria
+from traces.models import Trace, TraceScore
 from traces.validation import STEPS_MAX, CleanTrace, TraceInvalid, validate_trace
 
 
@@ -93,60 +93,3 @@ class TraceDetailSerializer(serializers.ModelSerializer[Trace]):
 class TraceCompareSerializer(serializers.Serializer[Any]):
     base = TraceDetailSerializer()
     other = TraceDetailSerializer()
-
-
-class DatasetBuildSerializer(serializers.Serializer[Any]):
-    """A dataset build request. `validate_build_spec` enforces it; fields document it."""
-
-    name = serializers.SlugField(max_length=100)
-    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-    trace_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
-    strategy = serializers.ChoiceField(choices=DatasetStrategy.choices, default=DatasetStrategy.LATEST)
-    seed = serializers.IntegerField(required=False, min_value=0, help_text="required for random")
-    limit = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
-    validation_fraction = serializers.FloatField(required=False, min_value=0, max_value=0.5)
-    validation_seed = serializers.IntegerField(required=False, min_value=0)
-    q = serializers.CharField(required=False)
-    source = serializers.CharField(required=False)  # type: ignore[assignment]
-    tag = serializers.CharField(required=False)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
-    min_steps = serializers.IntegerField(required=False)
-    max_steps = serializers.IntegerField(required=False)
-
-
-class DatasetListSerializer(serializers.ModelSerializer[Dataset]):
-    key = serializers.CharField(read_only=True)
-    count = serializers.SerializerMethodField()
-
-    class Meta:
-        model = Dataset
-        fields = ["key", "name", "version", "description", "status", "count", "created_at"]
-
-    def get_count(self, obj: Dataset) -> int | None:
-        count = obj.stats.get("count")
-        return int(count) if count is not None else None
-
-
-class DatasetDetailSerializer(serializers.ModelSerializer[Dataset]):
-    key = serializers.CharField(read_only=True)
-    spec = serializers.SerializerMethodField()
-    # null once the user who built it is deleted
-    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
-        slug_field="username", read_only=True, allow_null=True
-    )
-    awaiting_broker = serializers.BooleanField(read_only=True)
-
-    class Meta:
-        model = Dataset
-        fields = [
-            "key", "name", "version", "description", "status", "error", "spec", "stats",
-            "created_by", "created_at", "built_at", "attempt", "queued_at", "awaiting_broker",
-        ]
-
-    def get_spec(self, obj: Dataset) -> dict[str, Any]:
-        spec = dict(obj.spec)
-        ids = spec.get("trace_ids")
-        if isinstance(ids, list) and len(ids) > 100:
-            spec["trace_ids"] = [*ids[:100], f"… {len(ids) - 100} more"]
-        return spec

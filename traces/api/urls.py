@@ -1,7 +1,7 @@
 from rest_framework.routers import SimpleRouter
 
-from traces.api.datasets import DatasetViewSet
 from traces.api.views import TraceViewSet
+from traces.datasets.api import DatasetViewSet
 
 # "api-" prefixes: the page views own "trace-list", "dataset-detail", ...
 router = SimpleRouter(trailing_slash=False)

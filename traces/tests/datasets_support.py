@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable
 from typing import Any, cast
 
-from traces.datasets import build_dataset, validate_build_spec
+from traces.datasets.building import build_dataset, validate_build_spec
 from traces.models import Dataset, DatasetMember, Trace
 from traces.tests.factories import TraceFactory
 

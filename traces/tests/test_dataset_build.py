@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from traces.choices import DatasetStatus, Split
-from traces.datasets import BuildInvalid, NoTracesMatch
+from traces.datasets.building import BuildInvalid, NoTracesMatch
 from traces.models import Dataset, DatasetMember, DatasetName, Trace
 from traces.tests.datasets_support import (
     build,

@@ -13,7 +13,7 @@ from django.db import OperationalError
 from django.utils import timezone
 
 from traces.choices import DatasetStatus, Split
-from traces.datasets import run_queued_build, validate_build_spec
+from traces.datasets.building import run_queued_build, validate_build_spec
 from traces.models import Dataset, DatasetMember
 from traces.tasks import build_dataset_task
 from traces.tests.datasets_support import make_trace, md5_order, member_ids

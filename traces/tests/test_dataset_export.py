@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 
 from traces import exporting
 from traces.choices import DatasetStatus, Split
-from traces.exporting import iter_dataset_lines
+from traces.datasets.exporting import iter_dataset_lines
 from traces.models import Dataset, DatasetMember, Trace
 from traces.tests.datasets_support import build, make_trace, member_ids
 

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from traces.choices import DatasetStatus
-from traces.datasets import SAMPLE_SIZE
+from traces.datasets.building import SAMPLE_SIZE
 from traces.models import Dataset
 from traces.tests.datasets_support import build, make_trace, member_ids
 

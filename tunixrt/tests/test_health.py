@@ -13,8 +13,8 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from runs.models import WorkerHeartbeat
 from tunixrt import health
+from tunixrt.models import WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db
 

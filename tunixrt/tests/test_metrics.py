@@ -17,7 +17,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from runs.choices import RunStatus
-from runs.models import Evaluation, Run, RunMetric, WorkerHeartbeat
+from runs.models import Evaluation, Run, RunMetric
 from runs.tests.eval_support import make_eval_set
 from runs.tests.run_support import build_arithmetic_dataset, make_run
 from traces.choices import DatasetStatus
@@ -25,6 +25,7 @@ from traces.models import Dataset
 from traces.tests.factories import TraceFactory
 from tunixrt import metrics
 from tunixrt.health import training_versions
+from tunixrt.models import WorkerHeartbeat
 from tunixrt.roles import Role, grant
 
 pytestmark = pytest.mark.django_db

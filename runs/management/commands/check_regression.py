@@ -6,8 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.evaluation import EvaluationConflict, check_regression
+from runs.evaluation.running import EvaluationConflict
 from runs.models import RegressionBaseline, Run
+from runs.regression.gates import check_regression
 
 
 class Command(BaseCommand):

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.choices import RunStatus
-from runs.evaluation import EvaluationConflict, launch_evaluation
+from runs.evaluation.running import EvaluationConflict, launch_evaluation
 from runs.models import EvalSet, Run
 from tunixrt.roles import Action, command_user
 

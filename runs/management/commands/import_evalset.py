@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.text import slugify
 
-from runs.evalsets import EvalSetInvalid, import_evalset
+from runs.evaluation.evalsets import EvalSetInvalid, import_evalset
 from tunixrt.roles import Action, command_user
 
 

@@ -8,9 +8,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.choices import RunStatus
-from runs.config import LaunchInvalid, validate_launch
 from runs.launching import launch_run
 from runs.models import RunLog
+from runs.validation import LaunchInvalid, validate_launch
 from tunixrt.roles import Action, command_user
 
 

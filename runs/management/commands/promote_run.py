@@ -6,9 +6,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from runs.evaluation import EvaluationConflict
+from runs.evaluation.running import EvaluationConflict
 from runs.models import Run
-from runs.registry import promote
+from runs.registry.promotion import promote
 from tunixrt.roles import Action, command_user
 
 

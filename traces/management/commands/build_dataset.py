@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from traces.datasets import FILTER_FIELDS, BuildInvalid, build_dataset, validate_build_spec
+from traces.datasets.building import FILTER_FIELDS, BuildInvalid, build_dataset, validate_build_spec
 from tunixrt.roles import Action, command_user
 
 

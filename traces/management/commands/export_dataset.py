@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from traces.choices import DatasetStatus, ExportFormat
-from traces.exporting import export_dataset
+from traces.datasets.exporting import export_dataset
 from traces.models import Dataset
 
 

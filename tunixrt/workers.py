@@ -17,7 +17,7 @@ _stop = threading.Event()
 
 
 def _beat_forever(hostname: str, concurrency: int) -> None:
-    from runs.models import WorkerHeartbeat
+    from tunixrt.models import WorkerHeartbeat
 
     started_at = timezone.now()
     first = True

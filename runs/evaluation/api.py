@@ -1,4 +1,4 @@
-"""The evaluation API: eval sets, evaluations, leaderboard, run comparison, regressions, model registry."""
+"""The evaluation API: eval sets, evaluations, leaderboard, run comparison."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-from django.http import FileResponse, Http404
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, serializers, status, viewsets
@@ -17,29 +15,17 @@ from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from runs.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
-from runs.evaluation import (
-    METRICS,
-    EvaluationConflict,
-    check_regression,
-    compare_runs,
-    create_baseline,
-    launch_evaluation,
-    leaderboard,
-)
+from runs.evaluation.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
+from runs.evaluation.leaderboard import compare_runs, leaderboard
+from runs.evaluation.running import EvaluationConflict, launch_evaluation
 from runs.filters import EvaluationFilter
 from runs.models import (
-    Direction,
     EvalItem,
     EvalSet,
     Evaluation,
-    ModelVersion,
     Prediction,
-    RegisteredModel,
-    RegressionBaseline,
     Run,
 )
-from runs.registry import archive_path, promote
 from traces.models import Dataset
 from tunixrt.api import OrjsonParser
 from tunixrt.jobs import JobNotActive
@@ -353,147 +339,3 @@ def compare_view(request: Request) -> Response:
             "items": result["items"],
         }
     )
-
-
-class NameRelatedField(serializers.SlugRelatedField[Any]):
-    """A related object by name; a NUL is refused here, PostgreSQL would fail on it in the lookup."""
-
-    def to_internal_value(self, data: Any) -> Any:
-        if isinstance(data, str) and "\x00" in data:
-            raise serializers.ValidationError("Null characters are not allowed.")
-        return super().to_internal_value(data)
-
-
-class BaselineSerializer(serializers.ModelSerializer[RegressionBaseline]):
-    eval_set = NameRelatedField(slug_field="name", queryset=EvalSet.objects.all())
-    metric = serializers.ChoiceField(choices=METRICS, default="accuracy")
-    direction = serializers.ChoiceField(choices=Direction.choices, default=Direction.HIGHER)
-    tolerance_pct = serializers.FloatField(default=0.0, min_value=0.0, max_value=100.0)
-
-    class Meta:
-        model = RegressionBaseline
-        fields = ["name", "run", "eval_set", "metric", "direction", "tolerance_pct", "value", "created_at"]
-        read_only_fields = ["value", "created_at"]
-
-
-class BaselineViewSet(
-    mixins.ListModelMixin,
-    mixins.RetrieveModelMixin,
-    mixins.CreateModelMixin,
-    mixins.DestroyModelMixin,
-    viewsets.GenericViewSet[RegressionBaseline],
-):
-    """Regression baselines: the value of a reference run's latest evaluation, with a direction and tolerance."""
-
-    queryset = RegressionBaseline.objects.select_related("eval_set")
-    serializer_class = BaselineSerializer
-    lookup_field = "name"
-    lookup_value_regex = "[^/]+"
-    pagination_class = None
-    # Checking a run against a gate is a read (CI runs it with a viewer's token).
-    role_actions = {"create": Action.BASELINES, "destroy": Action.BASELINES, "check": Action.VIEW}
-
-    @extend_schema(responses={201: BaselineSerializer, 409: dict}, summary="Create a baseline from a run's evaluation")
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        serializer = BaselineSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
-        try:
-            baseline = create_baseline(
-                data["name"],
-                data["run"],
-                data["eval_set"],
-                metric=data["metric"],
-                direction=data["direction"],
-                tolerance_pct=data["tolerance_pct"],
-            )
-        except EvaluationConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        return Response(BaselineSerializer(baseline).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(
-        parameters=[OpenApiParameter("run", int, required=True)],
-        request=None,
-        responses={200: OpenApiTypes.OBJECT, 409: dict},
-        summary="Check a run against the baseline (passed: false on a regression)",
-    )
-    @action(detail=True, methods=["get", "post"])
-    def check(self, request: Request, name: str | None = None) -> Response:
-        baseline = self.get_object()
-        body = request.data if isinstance(request.data, Mapping) else {}
-        raw = str(request.query_params.get("run") or body.get("run") or "")
-        run = Run.objects.filter(pk=int(raw)).first() if raw.isascii() and raw.isdigit() and len(raw) < 18 else None
-        if run is None:
-            raise ValidationError({"run": ["An existing run id is required."]})
-        try:
-            return Response(check_regression(baseline, run))
-        except EvaluationConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-
-
-class ModelVersionSerializer(serializers.ModelSerializer[ModelVersion]):
-    model = serializers.CharField(source="model.name", read_only=True)
-
-    class Meta:
-        model = ModelVersion
-        fields = ["model", "version", "run", "checksum", "size_bytes", "metrics", "provenance", "created_at"]
-
-
-class RegisteredModelSerializer(serializers.ModelSerializer[RegisteredModel]):
-    versions = ModelVersionSerializer(many=True, read_only=True)
-
-    class Meta:
-        model = RegisteredModel
-        fields = ["name", "description", "created_at", "versions"]
-
-
-class PromoteRequest(serializers.Serializer[Any]):
-    run = serializers.IntegerField(min_value=1)
-    name = serializers.RegexField(
-        r"^[a-z0-9_-]+$",
-        max_length=100,
-        error_messages={"invalid": "Use 1–100 lowercase letters, digits, - or _."},
-    )
-    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
-
-
-class RegisteredModelViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet[RegisteredModel]
-):
-    """The model registry: promote runs to named, versioned models; download a version as .tar.gz."""
-
-    queryset = RegisteredModel.objects.prefetch_related("versions")
-    serializer_class = RegisteredModelSerializer
-    lookup_field = "name"
-    lookup_value_regex = "[^/]+"
-    pagination_class = None
-    role_actions = {"create": Action.PROMOTE}
-
-    @extend_schema(request=PromoteRequest, responses={201: ModelVersionSerializer, 409: dict}, summary="Promote a run")
-    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        params = PromoteRequest(data=request.data)
-        params.is_valid(raise_exception=True)
-        run = Run.objects.filter(pk=params.validated_data["run"]).select_related("dataset").first()
-        if run is None:
-            raise ValidationError({"run": ["No such run."]})
-        try:
-            version = promote(
-                run,
-                params.validated_data["name"],
-                description=params.validated_data.get("description", ""),
-                user=request.user,
-            )
-        except EvaluationConflict as exc:
-            return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-        except ValueError as exc:  # the registry's own name rule, should it ever be stricter than the field's
-            raise ValidationError({"name": [str(exc).removeprefix("name: ")]}) from None
-        return Response(ModelVersionSerializer(version).data, status=status.HTTP_201_CREATED)
-
-    @extend_schema(responses={(200, "application/gzip"): OpenApiTypes.BINARY}, summary="Download a version")
-    @action(detail=True, methods=["get"], url_path=r"versions/(?P<version>\d+)/download")
-    def download(self, request: Request, name: str | None = None, version: str = "") -> FileResponse:
-        entry = get_object_or_404(ModelVersion, model__name=name, version=int(version))
-        path = archive_path(entry)
-        if path is None:
-            raise Http404
-        return FileResponse(path.open("rb"), as_attachment=True, filename=f"{name}-v{version}.tar.gz")

@@ -1,4 +1,4 @@
-"""Generate answers for an eval set in its own process: `python -m runs.training.evaluate JOB.json`.
+"""Generate answers for an eval set in its own process: `python -m runs.training.generate JOB.json`.
 
 Loads a trained model (the run's `final/` folder, Hugging Face Qwen3 layout)
 or the run's untrained base, renders every prompt with the run's chat
@@ -73,4 +73,4 @@ def _clip(text: str, tok: Any, limit: int) -> str:
 
 
 if __name__ == "__main__":
-    run_main("runs.training.evaluate", main)
+    run_main("runs.training.generate", main)

@@ -5,31 +5,78 @@ from __future__ import annotations
 from typing import Any
 
 from django.db.models import Q, QuerySet
-from django.http import Http404, StreamingHttpResponse
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from rest_framework import mixins, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from traces.api.serializers import DatasetBuildSerializer, DatasetDetailSerializer, DatasetListSerializer
-from traces.choices import DatasetStatus, ExportFormat, Split
-from traces.datasets import BuildInvalid, build_dataset, validate_build_spec
-from traces.exporting import iter_dataset_lines
+from traces.choices import DatasetStatus, DatasetStrategy, ExportFormat, Split
+from traces.datasets.building import BuildInvalid, build_dataset, validate_build_spec
+from traces.datasets.exporting import export_response
 from traces.models import Dataset, DatasetInUse
 from tunixrt.pagination import KeysetPagination
 from tunixrt.roles import Action
 
 
-def export_response(dataset: Dataset, fmt: str, split: str) -> StreamingHttpResponse:
-    """A streamed JSONL download (validates format and split first: ValueError if bad)."""
-    lines = iter_dataset_lines(dataset, fmt, split)
-    response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
-    filename = f"{dataset.name}-v{dataset.version}.{fmt}.{split}.jsonl"
-    response["Content-Disposition"] = f'attachment; filename="{filename}"'
-    return response
+class DatasetBuildSerializer(serializers.Serializer[Any]):
+    """A dataset build request. `validate_build_spec` enforces it; fields document it."""
+
+    name = serializers.SlugField(max_length=100)
+    description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    trace_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    strategy = serializers.ChoiceField(choices=DatasetStrategy.choices, default=DatasetStrategy.LATEST)
+    seed = serializers.IntegerField(required=False, min_value=0, help_text="required for random")
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
+    validation_fraction = serializers.FloatField(required=False, min_value=0, max_value=0.5)
+    validation_seed = serializers.IntegerField(required=False, min_value=0)
+    q = serializers.CharField(required=False)
+    source = serializers.CharField(required=False)  # type: ignore[assignment]
+    tag = serializers.CharField(required=False)
+    created_after = serializers.DateTimeField(required=False)
+    created_before = serializers.DateTimeField(required=False)
+    min_steps = serializers.IntegerField(required=False)
+    max_steps = serializers.IntegerField(required=False)
+
+
+class DatasetListSerializer(serializers.ModelSerializer[Dataset]):
+    key = serializers.CharField(read_only=True)
+    count = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Dataset
+        fields = ["key", "name", "version", "description", "status", "count", "created_at"]
+
+    def get_count(self, obj: Dataset) -> int | None:
+        count = obj.stats.get("count")
+        return int(count) if count is not None else None
+
+
+class DatasetDetailSerializer(serializers.ModelSerializer[Dataset]):
+    key = serializers.CharField(read_only=True)
+    spec = serializers.SerializerMethodField()
+    # null once the user who built it is deleted
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+    awaiting_broker = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = [
+            "key", "name", "version", "description", "status", "error", "spec", "stats",
+            "created_by", "created_at", "built_at", "attempt", "queued_at", "awaiting_broker",
+        ]
+
+    def get_spec(self, obj: Dataset) -> dict[str, Any]:
+        spec = dict(obj.spec)
+        ids = spec.get("trace_ids")
+        if isinstance(ids, list) and len(ids) > 100:
+            spec["trace_ids"] = [*ids[:100], f"… {len(ids) - 100} more"]
+        return spec
 
 
 class DatasetViewSet(

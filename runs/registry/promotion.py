@@ -14,7 +14,7 @@ from django.db.models import Max
 from django.utils.text import slugify
 
 from runs.choices import RunMode, RunStatus
-from runs.evaluation import EvaluationConflict, final_model_dir
+from runs.evaluation.running import EvaluationConflict, final_model_dir
 from runs.models import Evaluation, ModelVersion, RegisteredModel, Run
 
 ARCHIVE = "model.tar.gz"

@@ -1,6 +1,6 @@
-"""Evaluating runs: launch, the worker job, scorecards, leaderboard, run-vs-run comparison, regressions.
+"""Evaluating runs: launch, the worker job, scorecards.
 
-Generation happens in a child process (`runs.training.evaluate`) like
+Generation happens in a child process (`runs.training.generate`) like
 training; this module claims the row, feeds the child the items, extracts and
 judges every answer, and stores every prediction.
 """
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +18,10 @@ from django.db.models import Count, Q, QuerySet
 
 from runs.childproc import ChildProcess, child_command
 from runs.choices import RunMode, RunStatus
-from runs.config import resolve_base_model
-from runs.judging import JUDGE_NAME, JUDGE_VERSION, extract_answer, judge
+from runs.evaluation.judging import JUDGE_NAME, JUDGE_VERSION, extract_answer, judge
 from runs.launching import run_directory
-from runs.models import Direction, EvalItem, EvalSet, Evaluation, Prediction, RegressionBaseline, Run
-from traces.models import dataset_key_q
+from runs.models import EvalItem, EvalSet, Evaluation, Prediction, Run
+from runs.validation import resolve_base_model
 from tunixrt import jobs
 
 logger = logging.getLogger(__name__)
@@ -157,7 +155,7 @@ class EvaluationSupervisor(ChildProcess):
         self.answered = 0
 
     def supervise(self, job: Path) -> str:
-        return self._conclude(self.run_child(child_command("runs.training.evaluate", job)))
+        return self._conclude(self.run_child(child_command("runs.training.generate", job)))
 
     def flush(self) -> None:
         if self.pending:
@@ -261,123 +259,3 @@ def complete(evaluation: Evaluation) -> None:
             is_latest=True,
             error="",
         )
-
-
-def leaderboard(
-    eval_set: EvalSet, *, dataset: str = "", base_model: str = "", baseline: bool = False
-) -> QuerySet[Evaluation]:
-    """One row per run: its latest completed evaluation on `eval_set`, best first."""
-    qs = (
-        Evaluation.objects.filter(eval_set=eval_set, is_latest=True, baseline=baseline)
-        .select_related("run", "run__dataset")
-        # Rows only need these: never drag scorecards, run summaries or output tails along.
-        .only(
-            "id", "run_id", "eval_set_id", "accuracy", "correct", "total", "finished_at", "created_at",
-            "run__id", "run__base_model", "run__method", "run__dataset__name", "run__dataset__version",
-        )
-    )
-    if dataset:
-        qs = qs.filter(dataset_key_q(dataset, "run__dataset__"))
-    if base_model:
-        qs = qs.filter(run__base_model=base_model)
-    return qs.order_by("-accuracy", "-finished_at", "-id")
-
-
-def latest_evaluation(run: Run, eval_set: EvalSet, *, baseline: bool = False) -> Evaluation | None:
-    return Evaluation.objects.filter(run=run, eval_set=eval_set, baseline=baseline, is_latest=True).first()
-
-
-def compare_runs(eval_set: EvalSet, run_a: Run, run_b: Run) -> dict[str, Any]:
-    """Item by item: improved (A wrong, B right), regressed (A right, B wrong), unchanged."""
-    a = latest_evaluation(run_a, eval_set)
-    b = latest_evaluation(run_b, eval_set)
-    if a is None or b is None:
-        missing = [str(r.pk) for r, e in ((run_a, a), (run_b, b)) if e is None]
-        raise EvaluationConflict(f"No completed evaluation on {eval_set.name} for run {', '.join(missing)}.")
-    by_item: dict[int, dict[str, Any]] = defaultdict(dict)
-    for side, evaluation in (("a", a), ("b", b)):
-        for item_id, answer, correct in Prediction.objects.filter(evaluation=evaluation).values_list(
-            "item_id", "extracted_answer", "correct"
-        ):
-            by_item[item_id][side] = (answer, correct)
-    items = {i.pk: i for i in EvalItem.objects.filter(eval_set=eval_set)}
-    rows = []
-    counts = {"improved": 0, "regressed": 0, "unchanged": 0}
-    for item_pk, sides in sorted(by_item.items(), key=lambda kv: items[kv[0]].position):
-        a_ans, a_ok = sides.get("a", ("", False))
-        b_ans, b_ok = sides.get("b", ("", False))
-        change = "improved" if b_ok and not a_ok else "regressed" if a_ok and not b_ok else "unchanged"
-        counts[change] += 1
-        item = items[item_pk]
-        rows.append(
-            {
-                "item_id": item.item_id,
-                "prompt": item.prompt,
-                "expected_answer": item.expected_answer,
-                "a_answer": a_ans,
-                "a_correct": a_ok,
-                "b_answer": b_ans,
-                "b_correct": b_ok,
-                "change": change,
-            }
-        )
-    return {"a": a, "b": b, "counts": counts, "items": rows}
-
-
-METRICS = ("accuracy", "error_rate")
-
-
-def metric_value(evaluation: Evaluation, metric: str) -> float:
-    accuracy = evaluation.accuracy or 0.0
-    return accuracy if metric == "accuracy" else 1.0 - accuracy
-
-
-def check_regression(baseline: RegressionBaseline, run: Run) -> dict[str, Any]:
-    """Compare a run's latest evaluation with the baseline; tolerance is a percentage of the baseline."""
-    evaluation = latest_evaluation(run, baseline.eval_set)
-    if evaluation is None:
-        raise EvaluationConflict(f"Run {run.pk} has no completed evaluation on {baseline.eval_set.name}.")
-    current = metric_value(evaluation, baseline.metric)
-    margin = abs(baseline.value) * baseline.tolerance_pct / 100.0
-    if baseline.direction == Direction.HIGHER:
-        threshold = baseline.value - margin
-        passed = current >= threshold - 1e-12
-    else:
-        threshold = baseline.value + margin
-        passed = current <= threshold + 1e-12
-    return {
-        "baseline": baseline.name,
-        "metric": baseline.metric,
-        "direction": baseline.direction,
-        "tolerance_pct": baseline.tolerance_pct,
-        "baseline_value": baseline.value,
-        "current_value": current,
-        "delta": round(current - baseline.value, 6),
-        "threshold": threshold,
-        "passed": passed,
-        "run": run.pk,
-        "evaluation": evaluation.pk,
-    }
-
-
-def create_baseline(
-    name: str,
-    run: Run,
-    eval_set: EvalSet,
-    *,
-    metric: str = "accuracy",
-    direction: str = "higher",
-    tolerance_pct: float = 0.0,
-) -> RegressionBaseline:
-    evaluation = latest_evaluation(run, eval_set)
-    if evaluation is None:
-        raise EvaluationConflict(f"Run {run.pk} has no completed evaluation on {eval_set.name}.")
-    return RegressionBaseline.objects.create(
-        name=name,
-        run=run,
-        eval_set=eval_set,
-        metric=metric,
-        direction=direction,
-        tolerance_pct=tolerance_pct,
-        value=metric_value(evaluation, metric),
-    )

@@ -1,0 +1,40 @@
+"""The dataset build form. Validation is the shared `validate_build_spec`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+
+from traces.choices import DatasetStrategy
+from traces.datasets.building import BuildInvalid, validate_build_spec
+
+
+class DatasetBuildForm(forms.Form):
+    """The build page. `validate_build_spec` does the checking (shared with API and command)."""
+
+    name = forms.CharField(
+        max_length=100, help_text="lowercase letters, digits, - and _; an existing name gets a new version"
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+    q = forms.CharField(required=False, label="Search")
+    source = forms.CharField(required=False)
+    tag = forms.CharField(required=False)
+    min_steps = forms.CharField(required=False, label="Steps ≥")
+    max_steps = forms.CharField(required=False, label="Steps ≤")
+    created_after = forms.CharField(required=False)
+    created_before = forms.CharField(required=False)
+    strategy = forms.ChoiceField(choices=DatasetStrategy.choices, initial=DatasetStrategy.LATEST)
+    seed = forms.CharField(required=False, help_text="required for random")
+    limit = forms.CharField(required=False, initial="1000", help_text="1–1,000,000")
+    validation_fraction = forms.CharField(required=False, initial="0.1", label="Validation fraction")
+    validation_seed = forms.CharField(required=False, initial="0", label="Validation seed")
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        try:
+            self.spec = validate_build_spec({k: v for k, v in data.items() if v not in (None, "")})
+        except BuildInvalid as exc:
+            for key, messages in exc.errors.items():
+                self.add_error(key if key in self.fields else None, messages)
+        return data
