@@ -7,29 +7,13 @@ from typing import Any
 
 import pytest
 from django.middleware.clickjacking import XFrameOptionsMiddleware
-from django.test import Client, override_settings
-from rest_framework.test import APIClient
+from django.test import override_settings
 
 from tunixrt import views
-from tunixrt.models import ApiToken
 
 pytestmark = pytest.mark.django_db
 
 DEBUG_ON_AND_OFF = pytest.mark.parametrize("debug", [True, False], ids=["debug", "production"])
-
-
-@pytest.fixture
-def token_client(user: Any) -> APIClient:
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {ApiToken.objects.issue(user)}")
-    return client
-
-
-@pytest.fixture
-def session_client(user: Any) -> Client:
-    client = Client(enforce_csrf_checks=True, raise_request_exception=False)
-    client.force_login(user)
-    return client
 
 
 def boom(*args: Any, **kwargs: Any) -> Any:

@@ -13,10 +13,8 @@ from typing import Any
 
 import pytest
 from django.db import close_old_connections, connection
-from django.test import Client, override_settings
-from rest_framework.test import APIClient
+from django.test import override_settings
 
-from tunixrt.models import ApiToken
 from tunixrt.tests.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -35,26 +33,6 @@ def served(call: Any, path: str, **kwargs: Any) -> Any:
     response = call(path, **kwargs)
     close_old_connections()
     return response
-
-
-@pytest.fixture
-def token(user: Any) -> str:
-    return ApiToken.objects.issue(user)
-
-
-@pytest.fixture
-def token_client(token: str) -> APIClient:
-    client = APIClient(raise_request_exception=False)
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-    return client
-
-
-@pytest.fixture
-def session_client(user: Any) -> Client:
-    """A logged-in browser (a session in the database), CSRF enforced; errors come back as responses."""
-    client = Client(enforce_csrf_checks=True, raise_request_exception=False)
-    client.force_login(user)
-    return client
 
 
 @pytest.fixture
