@@ -284,7 +284,13 @@ class Stack:
         self.token = match.group(1)
         self.manage("import_traces", str(DATA / "dev-reasoning-v2.jsonl"), "--quiet-progress")
         self.manage("build_dataset", "drill", "--limit", "400", "--validation-fraction", "0.1")
-        self.manage("import_evalset", str(DATA / "eval_v2.jsonl"), "--name", "drill-eval")
+        # An evaluation long enough (400 items) that the worker can be killed with part of it answered.
+        items = [json.loads(line) for line in (DATA / "eval_v2.jsonl").read_text().splitlines() if line.strip()]
+        long_set = VAR / "drill-eval.jsonl"
+        long_set.write_text("".join(
+            json.dumps({**item, "id": f"{item['id']}-{copy}"}) + "\n" for copy in range(4) for item in items
+        ))
+        self.manage("import_evalset", str(long_set), "--name", "drill-eval")
 
     def start(self) -> None:
         self.web.start()
