@@ -225,6 +225,7 @@ def request_summary(records: list[Req], fault_start: float, fault_end: float) ->
         "first_error_s": round(min(r.t0 for r in bad) - fault_start, 2) if bad else None,
         "last_error_after_fault_end_s": round(last_bad - fault_end, 2) if last_bad is not None else None,
         "recovery_s": round(first_ok_after - fault_end, 2) if first_ok_after is not None else None,
+        "slowest_request_s": round(max((r.t1 - r.t0 for r in records), default=0.0), 2),
     }
 
 
@@ -539,11 +540,11 @@ class Drill:
         self.mark()
         log("redis: outage with an idle worker")
         start, end = self.redis_outage(notes)
-        self.sleep(self.args.observe)
-        procs = self.worker_report(start)
         probe = self.launch_run(mode="dry_run")
-        watch = Watch("run", probe["id"], "dry run launched after Redis returned", end)
+        watch = Watch("run", probe["id"], "dry run launched as Redis returned", end)
         follow(self.stack, [watch], self.left(90), during=lambda: self.supervise(notes))
+        self.sleep(self.args.observe - (now() - end))  # a worker that dies after reconnecting counts too
+        procs = self.worker_report(start)
         problems = []
         if not procs["worker_alive"]:
             problems.append(f"worker exited {procs['worker_died_after_s']} s after Redis stopped")
@@ -814,7 +815,7 @@ def render(results: list[dict[str, Any]], final: dict[str, Any]) -> str:
             str(r.get("ok_2xx", "-")),
             f"{r['http_5xx']} ({r['http_500']})" if "http_5xx" in r else "-",
             " ".join(f"{s}×{n}" for s, n in other.items()) or "-",
-            str(r.get("lost_writes", "-")),
+            str(r.get("lost_writes") if r.get("lost_writes") is not None else "-"),
             "-" if r.get("recovery_s") is None else f"{r['recovery_s']:.1f}",
             jobs or "-",
             r["verdict"],
