@@ -860,8 +860,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--redis-start", default=DEFAULT_REDIS_START, help="shell command starting Redis ({port})")
     p.add_argument("--allow-shared-services", action="store_true",
                    help="allowed to restart the PostgreSQL on 5432 / Redis on 6379 (others' tests use them)")
-    p.add_argument("--beat", choices=["embedded", "separate"], default="embedded",
-                   help="beat inside the worker (`worker --beat`, as bin/serve) or its own process")
+    p.add_argument("--beat", choices=["embedded", "separate"], default="separate",
+                   help="beat inside the worker (`worker --beat`) or its own process (as bin/serve and compose)")
     p.add_argument("--port", type=int, default=8766, help="gunicorn port on 127.0.0.1")
     p.add_argument("--writers", type=int, default=8)
     p.add_argument("--batch", type=int, default=25, help="traces per batch request")
