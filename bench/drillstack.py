@@ -315,7 +315,7 @@ class Stack:
         while time.monotonic() - t0 < wait_s:
             if not self.worker.running():
                 raise RuntimeError(f"the worker exited at start; see {LOGS / 'worker.log'}")
-            seen = self.db.value("SELECT max(started_at) FROM runs_workerheartbeat")
+            seen = self.db.value("SELECT max(started_at) FROM tunixrt_workerheartbeat")
             if seen is not None and seen >= started:
                 return time.monotonic() - t0
             time.sleep(0.3)
