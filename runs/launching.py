@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import ProtectedError
 
 from runs.models import Run
+from runs.training import folders
 from tunixrt import jobs
 from tunixrt.jobs import JobNotActive
 
@@ -67,8 +68,9 @@ def list_artifacts(run: Run) -> list[dict[str, Any]]:
     if directory is None or not directory.is_dir():
         return []
     files: list[dict[str, Any]] = []
+    owner_file = directory / folders.OWNER_FILE  # bookkeeping, not an artifact
     for path in sorted(directory.rglob("*")):
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink() and path != owner_file:
             rel = path.relative_to(directory).as_posix()
             files.append({"path": rel, "size": path.stat().st_size})
     files.sort(key=lambda f: (not str(f["path"]).startswith("final/"), str(f["path"])))

@@ -147,3 +147,10 @@ def test_downloads_need_a_login(client, run):
     response = client.get(f"/runs/{run.pk}/artifacts/final/config.json")
     assert response.status_code == 302
     assert "/accounts/login/" in response["Location"]
+
+
+def test_the_folders_owner_file_is_bookkeeping_not_an_artifact(api, run):
+    (output(run) / "owner.json").write_text('{"run_id": 1, "token": "x"}')
+    listed = [f["path"] for f in list_artifacts(run)]
+    assert "owner.json" not in listed
+    assert "final/model.safetensors" in listed
