@@ -11,6 +11,7 @@ from rest_framework import authentication, exceptions
 from rest_framework.request import Request
 
 from tunixrt.models import ApiToken, token_digest
+from tunixrt.roles import remember_role, role_rank_sql
 from tunixrt.throttling import throttle_anonymous
 
 
@@ -55,9 +56,10 @@ class TokenAuthentication(authentication.TokenAuthentication):
             expression = Value(None, output_field=field)
             for convert in [*connection.ops.get_db_converters(expression), *field.get_db_converters(connection)]:
                 values[i] = convert(values[i], expression, connection)
-        user: Any = user_model.from_db(db, query.attnames, values[:-2])
+        user: Any = user_model.from_db(db, query.attnames, values[:-3])
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
+        remember_role(user, values[-3])
         token = token_model(user=user, digest=digest, prefix=values[-2], created=values[-1])
         token._state.adding = False
         token._state.db = db
@@ -80,7 +82,7 @@ class TokenAuthentication(authentication.TokenAuthentication):
 @dataclass(frozen=True)
 class _TokenQuery:
     sql: str
-    attnames: list[str]  # the user's fields, in the order the query returns them (then the token's prefix, created)
+    attnames: list[str]  # the user's fields, in the order the query returns them (then role rank, prefix, created)
     converted: tuple[tuple[int, Field[Any, Any]], ...]  # (position, field) of the values the backend converts
 
 
@@ -90,16 +92,19 @@ def _token_query(token_model: type[Model], user_model: type[Model], db: str) -> 
     connection = connections[db]
     fields = user_model._meta.concrete_fields
     columns = ", ".join(f'u."{f.column}"' for f in fields)
+    role = role_rank_sql(f'u."{user_model._meta.pk.column}"', user_model)
     sql = (
-        f'SELECT {columns}, t."prefix", t."created" FROM "{user_model._meta.db_table}" u'  # noqa: S608 - names
+        f'SELECT {columns}, {role}, t."prefix", t."created" FROM "{user_model._meta.db_table}" u'  # noqa: S608
         f' INNER JOIN "{token_model._meta.db_table}" t ON t."user_id" = u."{user_model._meta.pk.column}"'
         ' WHERE t."digest" = %s'
     )
     prefix_field = cast(Field[Any, Any], token_model._meta.get_field("prefix"))
     created_field = cast(Field[Any, Any], token_model._meta.get_field("created"))
+    selected: list[Field[Any, Any] | None] = [*fields, None, prefix_field, created_field]  # None: the role rank
     converted = tuple(
         (i, field)
-        for i, field in enumerate([*fields, prefix_field, created_field])
-        if connection.ops.get_db_converters(Value(None, output_field=field)) or field.get_db_converters(connection)
+        for i, field in enumerate(selected)
+        if field is not None
+        and (connection.ops.get_db_converters(Value(None, output_field=field)) or field.get_db_converters(connection))
     )
     return _TokenQuery(sql, [f.attname for f in fields], converted)

@@ -98,6 +98,28 @@ def role_of(user: Any) -> Role:
     return cached
 
 
+def role_rank_sql(user_pk_sql: str, user_model: Any) -> str:
+    """A scalar SQL expression: the highest role-group rank of one user (NULL when in none).
+
+    The token lookup selects it with the user, so an API call's role check needs no query of its own.
+    """
+    groups = user_model._meta.get_field("groups")
+    through = groups.remote_field.through
+    user_column = through._meta.get_field(groups.m2m_field_name()).column
+    group_column = through._meta.get_field(groups.m2m_reverse_field_name()).column
+    cases = " ".join(f"WHEN '{name}' THEN {int(role)}" for role, name in ROLE_GROUPS.items())
+    return (
+        f'(SELECT MAX(CASE g."name" {cases} END) FROM "{through._meta.db_table}" m'  # noqa: S608 - names, not input
+        f' INNER JOIN "{Group._meta.db_table}" g ON g."id" = m."{group_column}"'
+        f' WHERE m."{user_column}" = {user_pk_sql})'
+    )
+
+
+def remember_role(user: Any, rank: int | None) -> None:
+    """Keep the role read along with the user (see role_rank_sql), as role_of() would cache it."""
+    setattr(user, _CACHE_ATTR, Role(rank) if rank else Role.VIEWER)
+
+
 def owns(user: Any, obj: Any) -> bool:
     """Whether `obj.created_by` is this user (an object nobody owns belongs to no one)."""
     owner_id = getattr(obj, "created_by_id", None)

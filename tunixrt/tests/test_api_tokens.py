@@ -12,9 +12,11 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from rest_framework.test import APIClient
 
 from tunixrt.models import ApiToken
+from tunixrt.roles import Role, grant
 
 pytestmark = pytest.mark.django_db
 
@@ -180,3 +182,29 @@ def test_plaintext_tokens_are_migrated_to_digests_and_keep_working(django_user_m
     assert key not in database_dump()
     response = api_as(key).get("/api/traces")
     assert response.status_code == 200
+
+
+def _capture(client: APIClient, n: int) -> int:
+    steps = [{"i": 0, "type": "t", "content": "c"}]
+    doc = {"trace_version": "1.0", "prompt": f"p{n}", "steps": steps, "final_answer": "a"}
+    return client.post("/api/traces", doc, format="json").status_code
+
+
+def test_a_token_capture_reads_the_role_with_the_token_in_one_query(user):
+    client = api_as(ApiToken.objects.issue(user))
+    with CaptureQueriesContext(connection) as queries:
+        assert _capture(client, 1) == 201
+    # Only the token lookup reads the groups (on PostgreSQL it runs as a prepared statement,
+    # outside Django's query log): no separate role query.
+    role_queries = [q["sql"] for q in queries.captured_queries if "auth_group" in q["sql"] and "digest" not in q["sql"]]
+    assert role_queries == []
+
+
+def test_the_role_read_with_the_token_is_the_users_current_role(user, viewer):
+    assert _capture(api_as(ApiToken.objects.issue(viewer)), 1) == 403
+    client = api_as(ApiToken.objects.issue(user))
+    assert _capture(client, 2) == 201
+    grant(user, Role.VIEWER)  # takes effect on the next request
+    assert _capture(client, 3) == 403
+    grant(user, Role.MAINTAINER)
+    assert _capture(client, 4) == 201
