@@ -29,6 +29,7 @@ evaluation_urlpatterns = [
     path("runs/<int:pk>/promote/", registry.run_promote, name="run-promote"),
     path("leaderboard/", evaluation.leaderboard_page, name="leaderboard"),
     path("regression/", regression.regression_page, name="regression"),
+    path("models/base/", views.base_model_list, name="base-models"),
     path("models/", registry.model_registry, name="model-registry"),
     path("models/<str:name>/v<int:version>/download/", registry.model_download, name="model-download"),
 ]

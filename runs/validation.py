@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 
+from runs.basemodels import LOCAL_PREFIX, find_base_model, trainable_models
 from runs.choices import ChatTemplate, RunMethod, RunMode
 from runs.hyperparameters import BOUNDS, Bound
 from runs.training.job import PRESETS
@@ -17,7 +18,6 @@ from traces.choices import DatasetStatus, Split
 from traces.models import Dataset
 
 Errors = dict[str, list[str]]
-LOCAL_PREFIX = "local:"
 
 
 CHOICES: dict[str, tuple[list[str], str]] = {
@@ -42,15 +42,8 @@ class LaunchInvalid(ValueError):
 
 
 def local_models() -> list[str]:
-    """Checkpoint folders under MODELS_DIR in the Hugging Face Qwen3 layout (config + safetensors)."""
-    root = Path(settings.MODELS_DIR)
-    if not root.is_dir():
-        return []
-    return sorted(
-        p.name
-        for p in root.iterdir()
-        if p.is_dir() and (p / "config.json").is_file() and any(p.glob("*.safetensors"))
-    )
+    """Folders under MODELS_DIR that the catalog finds usable and the trainer can train."""
+    return [m.name for m in trainable_models()]
 
 
 def base_model_choices() -> list[tuple[str, str]]:
@@ -130,7 +123,13 @@ def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
             values["base_model"] = base
         except KeyError:
             known = ", ".join(name for name, _ in base_model_choices())
-            errors["base_model"] = [f"Unknown base model {base!r}; choose one of: {known}."]
+            entry = find_base_model(base)
+            if entry is not None:
+                errors["base_model"] = [
+                    f"Base model {base!r} cannot be trained: {entry.reason} Choose one of: {known}."
+                ]
+            else:
+                errors["base_model"] = [f"Unknown base model {base!r}; choose one of: {known}."]
 
     for name, (choices, default) in CHOICES.items():
         raw = data.get(name)

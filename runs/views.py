@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from runs.basemodels import catalog
 from runs.charts import line_chart
 from runs.filters import RunFilter
 from runs.forms import RunLaunchForm
@@ -72,6 +73,10 @@ def run_row(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+def base_model_list(request: HtmxHttpRequest) -> TemplateResponse:
+    return TemplateResponse(request, "runs/basemodel_list.html", {"models": catalog()})
+
+
 def run_launch(request: HtmxHttpRequest) -> HttpResponse:
     require(request.user, Action.CREATE)
     if request.method == "POST":

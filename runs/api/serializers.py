@@ -99,3 +99,24 @@ class RunLogPageSerializer(serializers.Serializer[dict[str, Any]]):
     status = serializers.CharField()
     last_seq = serializers.IntegerField(help_text="pass it back as `since_seq` to get only newer lines")
     lines = RunLogSerializer(many=True)
+
+
+class BaseModelSerializer(serializers.Serializer[Any]):
+    """One folder under MODELS_DIR as the base-model catalog sees it (read-only)."""
+
+    name = serializers.CharField()
+    key = serializers.CharField(help_text="the launch value: local:<name>")
+    family = serializers.CharField(help_text="config.json's model_type (empty when unreadable)")
+    family_label = serializers.CharField()
+    parameters = serializers.IntegerField(allow_null=True, help_text="from the safetensors headers")
+    parameters_label = serializers.CharField()
+    dtype = serializers.CharField()
+    size_bytes = serializers.IntegerField()
+    context_length = serializers.IntegerField(allow_null=True, help_text="max_position_embeddings")
+    tokenizer = serializers.CharField(help_text="hf-json, sentencepiece, both or byte")
+    chat_template = serializers.BooleanField()
+    special_tokens = serializers.DictField(child=serializers.CharField(allow_null=True))
+    eos_token_ids = serializers.ListField(child=serializers.IntegerField(), help_text="generation_config.json")
+    usable = serializers.BooleanField()
+    trainable = serializers.BooleanField()
+    reason = serializers.CharField(help_text="why it is not usable, or not trainable yet; empty when trainable")

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from runs.api.views import RunViewSet
+from runs.api.views import RunViewSet, base_model_list
 from runs.evaluation.api import EvalSetViewSet, EvaluationViewSet, compare_view, leaderboard_view
 from runs.registry.api import RegisteredModelViewSet
 from runs.regression.api import BaselineViewSet
@@ -14,6 +14,7 @@ router.register("regression/baselines", BaselineViewSet, basename="api-baseline"
 router.register("models", RegisteredModelViewSet, basename="api-model")
 
 urlpatterns = [
+    path("base-models", base_model_list, name="api-base-models"),
     path("leaderboard", leaderboard_view, name="api-leaderboard"),
     path("evaluations/compare", compare_view, name="api-evaluation-compare"),
     *router.urls,

@@ -1,4 +1,4 @@
-"""The run API: launch, list, detail, cancel, retry, logs, metrics, artifacts, delete."""
+"""The run API: launch, list, detail, cancel, retry, logs, metrics, artifacts, delete; the base-model catalog."""
 
 from __future__ import annotations
 
@@ -9,18 +9,20 @@ from django.http import FileResponse, Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import mixins, status, viewsets
-from rest_framework.decorators import action
+from rest_framework.decorators import action, api_view
 from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from runs.api.serializers import (
+    BaseModelSerializer,
     RunDetailSerializer,
     RunLaunchSerializer,
     RunListSerializer,
     RunLogPageSerializer,
     RunLogSerializer,
 )
+from runs.basemodels import catalog
 from runs.evaluation.api import EvaluateRequest, EvaluationSerializer, evaluate_run
 from runs.filters import RunFilter
 from runs.launching import artifact_path, delete_run, launch_run, list_artifacts, retry_run
@@ -202,3 +204,12 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         if file is None:
             raise Http404
         return FileResponse(file.open("rb"), as_attachment=True, filename=file.name)
+
+
+@extend_schema(
+    responses=BaseModelSerializer(many=True),
+    summary="Base-model folders under MODELS_DIR: family, size, tokenizer, and whether they can be trained",
+)
+@api_view(["GET"])
+def base_model_list(request: Request) -> Response:
+    return Response(BaseModelSerializer([m.as_dict() for m in catalog()], many=True).data)

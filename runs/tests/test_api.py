@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from runs.choices import LogStream, RunStatus
 from runs.models import Run, RunLog, RunMetric
+from runs.tests.checkpoint_support import write_checkpoint
 from runs.tests.run_support import build_arithmetic_dataset, finished_run, make_run, output, write_outputs
 from traces.models import Dataset
 
@@ -299,9 +300,7 @@ def test_retry_creates_a_new_run_with_the_same_config(
 
 def test_retry_is_refused_when_the_base_model_is_gone(api, dataset, settings, user):
     folder = settings.MODELS_DIR / "mine"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    (folder / "model.safetensors").write_bytes(b"")
+    write_checkpoint(folder, "qwen3", tokenizer="byte")
     old = finished_run(dataset, base_model="local:mine", created_by=user)
     shutil.rmtree(folder)
     response = api.post(f"/api/runs/{old.pk}/retry")

@@ -10,6 +10,7 @@ from django.core.management.base import CommandError
 
 from runs.choices import RunMethod, RunMode, RunStatus
 from runs.models import Run
+from runs.tests.checkpoint_support import write_checkpoint
 from runs.validation import validate_launch
 from traces.choices import DatasetStatus, Split
 from traces.models import Dataset, DatasetMember
@@ -184,10 +185,12 @@ def test_a_base_model_that_is_not_text_is_refused(api, ready):
 
 
 def test_a_local_folder_without_weights_is_not_a_base_model(api, ready, settings):
-    (settings.MODELS_DIR / "empty").mkdir()
-    (settings.MODELS_DIR / "empty" / "config.json").write_text("{}")
-    assert list(api_errors(api, {"dataset": ready, "base_model": "local:empty"})) == ["base_model"]
-    (settings.MODELS_DIR / "empty" / "model.safetensors").write_bytes(b"")
+    write_checkpoint(settings.MODELS_DIR / "empty", "qwen3", tokenizer="byte")
+    (settings.MODELS_DIR / "empty" / "model.safetensors").unlink()
+    errors = api_errors(api, {"dataset": ready, "base_model": "local:empty"})
+    assert list(errors) == ["base_model"]
+    assert "No *.safetensors weights." in errors["base_model"][0]
+    write_checkpoint(settings.MODELS_DIR / "empty", "qwen3", tokenizer="byte")
     assert validate_launch({"dataset": ready, "base_model": "local:empty"})["base_model"] == "local:empty"
 
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from runs.choices import RunStatus
 from runs.models import Run, RunLog
+from runs.tests.checkpoint_support import write_checkpoint
 from runs.tests.run_support import finished_run, make_run, output
 
 pytestmark = pytest.mark.django_db
@@ -112,9 +113,7 @@ def test_history_loads_more_by_cursor(page, dataset):
 
 def test_the_launch_form_offers_ready_datasets_and_base_models(page, dataset, settings):
     folder = settings.MODELS_DIR / "mine"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    (folder / "model.safetensors").write_bytes(b"")
+    write_checkpoint(folder, "qwen3", tokenizer="byte")
     response = page.get("/runs/new/", {"dataset": dataset.key})
     assert response.status_code == 200
     text = html(response)
@@ -364,4 +363,3 @@ def test_summary_numbers_are_shown_rounded(value, shown):
     from runs.templatetags.runs_format import number
 
     assert str(number(value)) == str(shown)
-

@@ -11,6 +11,7 @@ from django.utils import timezone
 from runs.choices import RunStatus
 from runs.execution import execute_run
 from runs.models import CHILD_KILLED, Run, RunLog, RunMetric
+from runs.tests.checkpoint_support import write_checkpoint
 from runs.tests.run_support import LONG, StepTrigger, kill_child, kill_child_once_saved, log_text, make_run, output
 from tunixrt import jobs
 
@@ -79,9 +80,7 @@ def test_a_child_that_crashes_reports_its_last_output(dataset, settings, tmp_pat
 
 def test_a_run_whose_base_model_vanished_fails_before_starting_a_child(dataset, settings):
     folder = settings.MODELS_DIR / "gone"
-    folder.mkdir()
-    (folder / "config.json").write_text("{}")
-    (folder / "model.safetensors").write_bytes(b"")
+    write_checkpoint(folder, "qwen3", tokenizer="byte")
     run = make_run(dataset, base_model="local:gone")
     (folder / "model.safetensors").unlink()
 
