@@ -196,10 +196,16 @@ def run_cancel(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     return redirect("run-detail", pk=pk)
 
 
-@require_POST
+@require_http_methods(["GET", "POST"])
 def run_retry(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Queue a copy of the run. While it is still active that makes two at once: ask first.
+
+    GET (and a POST without `confirm`, for an active run) answers the confirmation page.
+    """
     run = get_object_or_404(Run.objects.select_related("dataset"), pk=pk)
     require(request.user, Action.CHANGE, run)
+    if request.method == "GET" or (run.is_active and request.POST.get("confirm") != "yes"):
+        return TemplateResponse(request, "runs/run_confirm_retry.html", {"run": run})
     try:
         validate_launch({"dataset": run.dataset.key, **run.config()})
         new = retry_run(run, request.user)

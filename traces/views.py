@@ -160,7 +160,11 @@ def trace_compare(request: HtmxHttpRequest) -> TemplateResponse:
     picked = data.getlist("id")
     if len(picked) == 2 and "base" not in data:
         data["base"], data["other"] = picked
-    form = CompareForm(data if ("base" in data or "other" in data) else None)
+    # "Compare…" on a trace opens with only its id: a form to finish, not one that already failed.
+    if "base" in data and "other" in data:
+        form = CompareForm(data)
+    else:
+        form = CompareForm(initial={k: data[k] for k in ("base", "other") if k in data})
     context: dict[str, Any] = {"form": form}
     if form.is_valid():
         pair = []

@@ -463,7 +463,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["tunixrt.api.OrjsonParser"],
     "DEFAULT_RENDERER_CLASSES": [
         "tunixrt.api.OrjsonRenderer",
-        "rest_framework.renderers.BrowsableAPIRenderer",
+        "tunixrt.api.BrowsableAPIPolicyRenderer",
     ],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

@@ -9,6 +9,7 @@ from traces.urls import dataset_urlpatterns
 from tunixrt import metrics, views
 
 api_patterns: list[URLPattern | URLResolver] = [
+    path("", views.ApiRoot.as_view(), name="api-root"),
     path("health", views.HealthView.as_view(), name="api-health"),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     # A page for people: without a session it sends them to the login, like every page (the

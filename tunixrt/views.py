@@ -17,6 +17,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
 from runs.models import Evaluation, RegisteredModel, Run
@@ -89,6 +90,36 @@ class HealthView(APIView):
 
 
 @extend_schema(exclude=True)
+class ApiRoot(APIView):
+    """`/api/`: the endpoints, by name, as links (what DRF's DefaultRouter root answers).
+
+    It also names the first crumb of the browsable API's breadcrumbs.
+    """
+
+    view_name = "API root"
+    endpoints = {
+        "traces": "api-trace-list",
+        "datasets": "api-dataset-list",
+        "runs": "api-run-list",
+        "eval-sets": "api-evalset-list",
+        "evaluations": "api-evaluation-list",
+        "evaluations/compare": "api-evaluation-compare",
+        "leaderboard": "api-leaderboard",
+        "regression/baselines": "api-baseline-list",
+        "models": "api-model-list",
+        "health": "api-health",
+        "schema": "api-schema",
+        "docs": "api-docs",
+    }
+
+    def get_view_name(self) -> str:
+        return self.view_name
+
+    @extend_schema(exclude=True)
+    def get(self, request: Request) -> Response:
+        return Response({name: reverse(url_name, request=request) for name, url_name in self.endpoints.items()})
+
+
 class ApiNotFound(APIView):
     """Any /api/ URL that names no endpoint: a JSON 404 like every other API error (never an HTML page).
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from django.db.models import QuerySet
 
+from runs.choices import RunStatus
 from runs.evaluation.running import EvaluationConflict
 from runs.models import EvalItem, EvalSet, Evaluation, Prediction, Run
 from traces.models import dataset_key_q
@@ -21,7 +22,7 @@ def leaderboard(
         .select_related("run", "run__dataset")
         # Rows only need these: never drag scorecards, run summaries or output tails along.
         .only(
-            "id", "run_id", "eval_set_id", "accuracy", "correct", "total", "finished_at", "created_at",
+            "id", "run_id", "eval_set_id", "baseline", "accuracy", "correct", "total", "finished_at", "created_at",
             "run__id", "run__base_model", "run__method", "run__dataset__name", "run__dataset__version",
         )
     )
@@ -30,6 +31,23 @@ def leaderboard(
     if base_model:
         qs = qs.filter(run__base_model=base_model)
     return qs.order_by("-accuracy", "-finished_at", "-id")
+
+
+def newest_results_set(eval_sets: list[EvalSet]) -> EvalSet | None:
+    """The set of the newest completed evaluation (what the leaderboard opens on), else the first.
+
+    Newest by id: the primary key's index answers it at any table size (finished_at has none).
+    """
+    newest = (
+        Evaluation.objects.filter(status=RunStatus.COMPLETED)
+        .order_by("-id")
+        .values_list("eval_set_id", flat=True)
+        .first()
+    )
+    by_id = {s.pk: s for s in eval_sets}
+    if newest in by_id:
+        return by_id[newest]
+    return eval_sets[0] if eval_sets else None
 
 
 def latest_evaluation(run: Run, eval_set: EvalSet, *, baseline: bool = False) -> Evaluation | None:

@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
 from runs.evaluation.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
-from runs.evaluation.leaderboard import compare_runs, leaderboard
+from runs.evaluation.leaderboard import compare_runs, leaderboard, newest_results_set
 from runs.evaluation.running import EvaluationConflict, launch_evaluation
 from runs.models import EvalSet, Evaluation, Prediction, Run
 from runs.views import notify_queued, stop_when_done
@@ -122,9 +122,7 @@ def run_evaluate(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 
 def leaderboard_page(request: HtmxHttpRequest) -> TemplateResponse:
     eval_sets = list(EvalSet.objects.order_by("name"))
-    eval_set = EvalSet.objects.filter(name=request.GET.get("eval_set", "")).first() or (
-        eval_sets[0] if eval_sets else None
-    )
+    eval_set = EvalSet.objects.filter(name=request.GET.get("eval_set", "")).first() or newest_results_set(eval_sets)
     rows: list[Evaluation] = []
     if eval_set is not None:
         rows = list(leaderboard(

@@ -57,6 +57,8 @@ def regression_page(request: HtmxHttpRequest) -> HttpResponse:
         "eval_sets": EvalSet.objects.order_by("name"),
         "errors": errors,
         "check": check,
+        # The check form shows what was checked, so the next check starts from it.
+        "checked": {"baseline": request.GET.get("baseline", ""), "run": run_id},
         "form": request.POST if request.method == "POST" else {},
     }
     return TemplateResponse(request, "runs/regression.html", context, status=400 if errors else 200)

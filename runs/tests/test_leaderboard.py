@@ -158,13 +158,34 @@ def test_the_page_shows_the_board_and_its_filters(page, board):
     assert positions == sorted(positions)
 
 
-def test_the_page_without_a_choice_shows_the_first_eval_set(page, board):
+def test_the_page_without_a_choice_opens_on_the_set_with_the_newest_results(page, board):
+    make_eval_set("a-first")  # first by name, but nothing evaluated on it
     response = page.get("/leaderboard/")
     assert response.status_code == 200
-    assert f"run #{board['b'].pk}<" in response.content.decode()
-    make_eval_set("a-first")
+    html = response.content.decode()
+    assert f"run #{board['b'].pk}<" in html
+    assert '<option value="quiz" selected>' in html
+
+    hand_evaluation(board["c"], make_eval_set("z-last"), _verdicts(4))
     html = page.get("/leaderboard/").content.decode()
-    assert "No completed evaluation on a-first yet." in html
+    assert '<option value="z-last" selected>' in html
+    assert f"run #{board['c'].pk}<" in html and f"run #{board['b'].pk}<" not in html
+
+
+def test_the_page_without_results_anywhere_opens_on_the_first_set(page, db):
+    make_eval_set("b-set")
+    make_eval_set("a-set")
+    html = page.get("/leaderboard/").content.decode()
+    assert "No completed evaluation on a-set yet." in html
+
+
+def test_base_model_rows_are_marked_as_untrained(page, board):
+    base = page.get("/leaderboard/", {"eval_set": "quiz", "baseline": "1"}).content.decode()
+    assert base.count('class="baseline-row"') == 1
+    assert "base model, untrained</span> of" in base
+    assert "none (untrained)" in base
+    trained = page.get("/leaderboard/", {"eval_set": "quiz"}).content.decode()
+    assert "baseline-row" not in trained and "untrained</span>" not in trained
 
 
 def test_the_page_with_no_eval_sets_says_so(page, db):

@@ -288,3 +288,14 @@ def test_the_page_shows_form_errors(maintainer_page, evaluated, dataset, quiz):
     assert response.status_code == 400
     assert "no completed evaluation on quiz" in response.content.decode()
     assert not RegressionBaseline.objects.exists()
+
+
+def test_the_page_keeps_the_checked_run_and_baseline_selected(maintainer_page, evaluated, quiz):
+    for name in ("first-gate", "second-gate"):
+        create_baseline(name, evaluated(3), quiz, metric="accuracy", direction=Direction.HIGHER, tolerance_pct=0)
+    run = evaluated(2)
+    html = maintainer_page.get("/regression/", {"baseline": "second-gate", "run": run.pk}).content.decode()
+    assert "REGRESSION" in html
+    assert '<option value="second-gate" selected>' in html
+    assert '<option value="first-gate" >' in html
+    assert f'<input name="run" type="number" min="1" required value="{run.pk}">' in html

@@ -22,6 +22,21 @@
     box.firstChild.textContent = text;
   }
 
+  // In DEBUG, django-htmx's script replaces the whole document with any 400/403/404/500 answer (to show
+  // Django's error pages). A response that the htmx-config's responseHandling swaps as a normal answer
+  // (the app's 400s: a form's inline errors) is the app's own, so it must not reach that handler: stop it
+  // in the capture phase, before it gets to the element and to the bubbling listener on document. htmx
+  // itself goes on (it only stops on preventDefault) and swaps the fragment into its target.
+  function swapsAsAnswer(status) {
+    const rules = (window.htmx && htmx.config.responseHandling) || [];
+    for (const rule of rules) {
+      if (new RegExp(rule.code).test(String(status))) return rule.swap && !rule.error;
+    }
+    return false;
+  }
+  document.addEventListener("htmx:beforeOnLoad", function (event) {
+    if (event.detail.xhr.status >= 400 && swapsAsAnswer(event.detail.xhr.status)) event.stopPropagation();
+  }, true);
   document.addEventListener("htmx:responseError", function (event) {
     const xhr = event.detail.xhr;
     const status = xhr.status + (xhr.statusText ? " " + xhr.statusText : "");
@@ -54,4 +69,19 @@
     if (following) toBottom(following);
     following = null;
   });
+})();
+
+// "Compare N selected": N is what is ticked now, counted as boxes change (rows loaded later included).
+(function () {
+  function recount() {
+    document.querySelectorAll("button[data-counts]").forEach(function (button) {
+      const n = document.querySelectorAll(button.dataset.counts + ":checked").length;
+      button.textContent = "Compare " + n + " selected";
+    });
+  }
+  document.addEventListener("DOMContentLoaded", recount);
+  document.addEventListener("change", function (event) {
+    if (event.target.matches && event.target.matches("input[type=checkbox]")) recount();
+  });
+  document.addEventListener("htmx:afterSettle", recount);
 })();

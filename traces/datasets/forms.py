@@ -27,7 +27,11 @@ class DatasetBuildForm(forms.Form):
     strategy = forms.ChoiceField(choices=DatasetStrategy.choices, initial=DatasetStrategy.LATEST)
     seed = forms.CharField(required=False, help_text="required for random")
     limit = forms.CharField(required=False, initial="1000", help_text="1–1,000,000")
-    validation_fraction = forms.CharField(required=False, initial="0.1", label="Validation fraction")
+    # 0, as the API and `build_dataset` default to: a split is asked for, never implied.
+    validation_fraction = forms.CharField(
+        required=False, initial="0", label="Validation fraction",
+        help_text="0–0.5; e.g. 0.1 holds a tenth out, for the run's eval loss",
+    )
     validation_seed = forms.CharField(required=False, initial="0", label="Validation seed")
 
     def clean(self) -> dict[str, Any]:

@@ -136,4 +136,7 @@ def dataset_delete(request: HtmxHttpRequest, key: str) -> HttpResponse:
             return redirect("dataset-detail", key=key)
         messages.success(request, f"Dataset {key} was deleted.")
         return redirect("dataset-list")
-    return TemplateResponse(request, "traces/dataset_confirm_delete.html", {"dataset": dataset})
+    # The runs that trained on it keep it (Dataset.delete refuses): name them before anyone tries.
+    blocking = list(dataset.runs.order_by("id").only("id", "status")[:50])
+    context = {"dataset": dataset, "blocking_runs": blocking, "blocking_count": dataset.runs.count() if blocking else 0}
+    return TemplateResponse(request, "traces/dataset_confirm_delete.html", context)

@@ -316,9 +316,14 @@ def test_compare_needs_exactly_two(browser: Watch) -> None:
     traces = TraceFactory.create_batch(3)
     page = browser.page
     page.goto(browser.url("/traces/"))
-    for t in traces:
+    expect(page.locator(".compare-button")).to_have_text("Compare 0 selected")
+    for n, t in enumerate(traces, 1):
         page.get_by_label(f"select trace {t.pk}").check()
-    page.get_by_role("button", name="Compare 2 selected").click()
+        expect(page.locator(".compare-button")).to_have_text(f"Compare {n} selected")
+    page.get_by_label(f"select trace {traces[0].pk}").uncheck()
+    expect(page.locator(".compare-button")).to_have_text("Compare 2 selected")
+    page.get_by_label(f"select trace {traces[0].pk}").check()
+    page.get_by_role("button", name="Compare 3 selected").click()
     expect(page.locator(".compare")).to_have_count(0)
     expect(page.locator(".errorlist")).to_contain_text("exactly two")
 
@@ -587,3 +592,62 @@ def test_build_a_dataset_from_a_filter_and_download_its_tunix_sft_export(browser
     assert all(r["text"].startswith("<start_of_turn>user\nKeep question ") for r in records)
     assert all(r["text"].endswith("<end_of_turn>") for r in records)
     assert "\n<start_of_turn>model\nReasoning:\n1. " in records[0]["text"]
+
+
+# d) What a new user hit ------------------------------------------------------
+
+
+@pytest.mark.parametrize("debug", [True, False], ids=["debug", "no-debug"])
+def test_form_errors_stay_inline_with_the_form_kept(browser: Watch, settings: Any, tmp_path: Path, debug: bool) -> None:
+    # `make run` writes DEBUG=true: django-htmx's debug script must not swap a form's 400 for the whole page.
+    settings.DEBUG = debug
+    browser.expected_errors.append(re.compile(r"status of 400"))
+    page = browser.page
+    page.goto(browser.url("/traces/upload/"))
+    page.locator("#id_payload").fill('{"prompt": "hi", ')
+    page.get_by_role("button", name="Upload", exact=True).click()
+    expect(page.locator("#paste-result .error-box")).to_contain_text("Malformed JSON")
+    expect(page.get_by_role("heading", name="Upload traces")).to_be_visible()
+    expect(page.locator("#id_payload")).to_have_value('{"prompt": "hi", ')
+
+    refused = tmp_path / "notes.txt"
+    refused.write_text("not traces\n")
+    page.get_by_label("File").set_input_files(refused)
+    page.get_by_label("Source (optional)").fill("kept")
+    page.get_by_role("button", name="Import file").click()
+    expect(page.locator("#file-result .error-box")).to_contain_text("notes.txt")
+    expect(page.locator("#file-result .error-box")).to_contain_text("Choose a .jsonl or .json file.")
+    expect(page.get_by_label("Source (optional)")).to_have_value("kept")
+    assert page.get_by_label("File").evaluate("input => input.files[0].name") == "notes.txt"
+    # The paste form's answer is still there: only the file form's result was replaced.
+    expect(page.locator("#paste-result .error-box")).to_contain_text("Malformed JSON")
+
+
+def test_dataset_preview_counts_before_the_name_is_given(browser: Watch) -> None:
+    for n in range(3):
+        make_trace(prompt=f"Named later {n}?", meta={"source": "later"})
+    make_trace(prompt="Elsewhere?", meta={"source": "elsewhere"})
+    page = browser.page
+    page.goto(browser.url("/datasets/new/"))
+    form = page.locator("#build-form")
+    expect(form.locator("[name=name]")).to_have_value("")
+    form.locator("[name=source]").fill("later")
+    expect(page.locator("#preview .match-count")).to_have_text("3")
+
+
+def test_browsable_api_is_readable_and_within_its_policy(browser: Watch) -> None:
+    make_trace(prompt="Shown in the browsable API?")
+    page = browser.page
+    page.goto(browser.url("/api/traces"))
+    body = page.locator(".response-info pre")
+    expect(body).to_contain_text('"results": [')
+    assert "\n    " in body.inner_text(), "indented by 4, as the browsable API asks"
+    breadcrumbs = page.locator(".breadcrumb")
+    expect(breadcrumbs).not_to_contain_text("Not Found")
+    expect(breadcrumbs.get_by_role("link", name="API root")).to_be_visible()
+    # Bootstrap's script ran (CSP allowed it): the format menu opens.
+    page.locator(".format-selection .dropdown-toggle").click()
+    expect(page.locator(".format-selection .format-option", has_text="json")).to_be_visible()
+    browser.shot("browsable-api")
+    breadcrumbs.get_by_role("link", name="API root").click()
+    expect(page.locator(".response-info pre")).to_contain_text("/api/traces")

@@ -206,3 +206,23 @@ def test_dataset_pages_require_login(url):
     response = Client().get(url)
     assert response.status_code == 302
     assert response["Location"].startswith("/accounts/login/")
+
+
+def test_delete_page_names_the_runs_that_keep_the_dataset(maintainer_page, user):
+    from runs.tests.run_support import build_arithmetic_dataset, make_run
+
+    dataset = build_arithmetic_dataset("used")
+    runs = [make_run(dataset, created_by=user) for _ in range(2)]
+    text = maintainer_page.get(f"/datasets/{dataset.key}/delete/").content.decode()
+    assert "It cannot be deleted:</strong> 2 runs used it" in text
+    for run in runs:
+        assert f'<a href="/runs/{run.pk}/">run #{run.pk}</a>' in text
+    assert "Delete dataset</button>" not in text
+
+
+def test_the_build_page_and_the_api_default_to_no_validation_split(page, api, fruit):
+    text = page.get("/datasets/new/").content.decode()
+    assert re.search(r'name="validation_fraction" value="0"', text)
+    response = api.post("/api/datasets", {"name": "api-default"}, format="json")
+    assert response.status_code in (201, 202), response.content
+    assert Dataset.objects.get(name="api-default").spec["validation_fraction"] == 0

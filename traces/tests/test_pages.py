@@ -289,7 +289,9 @@ def test_compare_page_with_a_huge_id_names_it(page):
     assert "No trace with id 99999999999999999999." in text
 
 
-@pytest.mark.parametrize("params", [{"base": "x", "other": "1"}, {"base": "1"}, {"base": "0", "other": "1"}])
+@pytest.mark.parametrize(
+    "params", [{"base": "x", "other": "1"}, {"base": "1", "other": ""}, {"base": "0", "other": "1"}]
+)
 def test_compare_page_names_bad_input(page, params):
     text = html(page.get("/traces/compare/", params))
 
@@ -322,3 +324,13 @@ def test_delete_asks_for_confirmation_then_deletes(page, user):
 
 def test_deleting_an_unknown_trace_is_a_404(page):
     assert page.post("/traces/424242/delete/").status_code == 404
+
+
+def test_compare_from_a_trace_opens_with_it_filled_in_and_no_error(page):
+    trace = make_trace()
+
+    text = html(page.get("/traces/compare/", {"base": trace.pk}))
+
+    assert f'name="base" min="1" value="{trace.pk}"' in text
+    assert "errorlist" not in text
+    assert "This field is required" not in text

@@ -242,3 +242,15 @@ def test_uploading_without_a_file_is_an_error(page):
 
     assert response.status_code == 400
     assert "errorlist" in response.content.decode()
+
+
+@pytest.mark.parametrize("headers", [{}, HTMX], ids=["page", "htmx"])
+def test_a_refused_file_is_named(page, headers):
+    # The browser cannot be sent the file back (and, without htmx, the form comes back empty).
+    response = page.post(
+        "/traces/upload/file/", {"file": SimpleUploadedFile("notes.txt", b"x\n")}, headers=headers
+    )
+    assert response.status_code == 400
+    text = response.content.decode()
+    assert "<strong>Not imported: notes.txt</strong>" in text
+    assert "Choose a .jsonl or .json file." in text
