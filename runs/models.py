@@ -78,6 +78,7 @@ class Run(Job):
 
     job_label = "run"
     job_task = "runs.execute_run"
+    job_queue = settings.TRAINING_QUEUE
     cancel_statuses = (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELLED)
     resume_note = "Resuming from the last checkpoint"
 
@@ -246,6 +247,7 @@ class Evaluation(Job):
 
     job_label = "evaluation"
     job_task = "runs.execute_evaluation"
+    job_queue = settings.TRAINING_QUEUE
     cancel_statuses = (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELLED)
     resume_note = "Generating the answers still missing"
 

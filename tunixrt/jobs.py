@@ -70,6 +70,9 @@ class Job(models.Model):
 
     job_label: ClassVar[str] = "job"
     job_task: ClassVar[str] = ""
+    # The Celery queue its task goes to: `training` for the kinds that train or sample a model
+    # (a worker of their own, so a long run never delays a build or the search indexing).
+    job_queue: ClassVar[str] = settings.DEFAULT_QUEUE
     running_status: ClassVar[str] = "running"
     # (cancel requested, cancelled) for kinds that can be cancelled.
     cancel_statuses: ClassVar[tuple[str, str] | None] = None
@@ -132,21 +135,35 @@ def job_models() -> list[type[Job]]:
     return [apps.get_model(label) for label in JOB_MODELS]
 
 
-def send(task: str, *args: Any) -> str:
+def send(task: str, *args: Any, queue: str | None = None) -> str:
     """Publish a Celery task by its name (no import of any tasks module); its id.
 
+    Without `queue`, route_task chooses (the job kind's queue, else the default one).
     Fails fast with the broker's own error: a request must not hang while the
     broker is away, and every caller has a way to send it again later.
     """
     from tunixrt.celery import app
 
-    return app.send_task(task, args=args, retry=False).id or ""
+    options: dict[str, Any] = {"queue": queue} if queue else {}
+    return app.send_task(task, args=args, retry=False, **options).id or ""
+
+
+def route_task(name: str, *args: Any, **kwargs: Any) -> dict[str, str] | None:
+    """Celery's router (CELERY_TASK_ROUTES; called with the task's args, kwargs, options): by the task's name.
+
+    So the queue is declared once, on the model, and holds however the task is
+    sent (by `send`, `.delay()`, beat); any other task goes to the default queue.
+    """
+    for model in job_models():
+        if model.job_task == name:
+            return {"queue": model.job_queue}
+    return None
 
 
 def publish(job: Job) -> bool:
     """Send the job's task to the broker now; False (and the row left pending) when it is unreachable."""
     try:
-        task_id = send(job.job_task, job.pk)
+        task_id = send(job.job_task, job.pk, queue=job.job_queue)
     except Exception as exc:  # noqa: BLE001 - any broker failure means the same: try again later
         logger.warning("could not queue %s %s (the reaper will): %r", job.job_label, job.pk, exc)
         why = f"{type(exc).__name__}: {exc}"[:500]

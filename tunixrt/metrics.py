@@ -181,7 +181,7 @@ def queue_depths() -> dict[str, int] | None:
     if url.startswith(("redis://", "rediss://")):
         from kombu.transport.redis import PRIORITY_STEPS, Channel
 
-        # Kombu keeps a queue as one Redis list per priority step: "celery", "celery\x06\x163", ...
+        # Kombu keeps a queue as one Redis list per priority step: "default", "default\x06\x163", ...
         steps = options.get("priority_steps", PRIORITY_STEPS)
         prefix = options.get("global_keyprefix", "")
         keys = {name: [prefix + (f"{name}{Channel.sep}{step}" if step else name) for step in steps] for name in names}

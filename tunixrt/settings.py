@@ -21,6 +21,7 @@ import django_stubs_ext
 import environ
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
+from kombu import Exchange, Queue
 
 # Lets `ModelAdmin[Trace]` and friends (written for the type checker) run.
 django_stubs_ext.monkeypatch()
@@ -384,6 +385,19 @@ CELERY_RESULT_BACKEND = None
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_WORKER_CONCURRENCY = _int("CELERY_WORKER_CONCURRENCY", 2, 1, 64)
+# Two queues, so that a long training run never delays search indexing or a dataset build:
+# runs and evaluations go to `training` (each job model names its queue, `Job.job_queue`, and
+# tunixrt.jobs.route_task routes its task there however it is sent), everything else to `default`.
+DEFAULT_QUEUE = "default"
+TRAINING_QUEUE = "training"
+CELERY_TASK_DEFAULT_QUEUE = DEFAULT_QUEUE
+# A worker started without -Q consumes both. Each queue has its own exchange and routing key: a
+# queue declared without them is bound to the default queue's, and would receive its messages too.
+CELERY_TASK_QUEUES = tuple(Queue(name, Exchange(name), routing_key=name) for name in (DEFAULT_QUEUE, TRAINING_QUEUE))
+CELERY_TASK_ROUTES = ("tunixrt.jobs.route_task",)
+# A worker consuming only `training` runs this many tasks at once unless given -c: each training
+# child uses every core, so one at a time by default (tunixrt.workers).
+TRAINING_WORKER_CONCURRENCY = _int("TRAINING_WORKER_CONCURRENCY", 1, 1, 64)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

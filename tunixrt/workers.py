@@ -1,4 +1,4 @@
-"""Worker heartbeat: a daemon thread in each Celery worker updates its WorkerHeartbeat row."""
+"""Celery worker hooks: the heartbeat thread (its WorkerHeartbeat row) and the training worker's concurrency."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import threading
 from typing import Any
 
-from celery.signals import worker_ready, worker_shutdown
+import click
+from celery.signals import worker_init, worker_ready, worker_shutdown
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.utils import timezone
@@ -30,6 +31,30 @@ def _beat_forever(hostname: str, concurrency: int) -> None:
             logger.exception("worker heartbeat failed")
         _stop.wait(settings.WORKER_HEARTBEAT_SECONDS)
     connection.close()
+
+
+def consumed_queues(worker: Any) -> set[str]:
+    """The queues a worker consumes (all the configured ones unless -Q chose)."""
+    queues = worker.app.amqp.queues
+    return set(queues.consume_from or queues)
+
+
+@worker_init.connect
+def size_training_worker(sender: Any = None, **kwargs: Any) -> None:
+    """A worker consuming only the training queue runs TRAINING_WORKER_CONCURRENCY tasks unless -c said.
+
+    Each training child uses every core, so CELERY_WORKER_CONCURRENCY (sized for
+    builds and indexing) would oversubscribe the machine. Celery's command line
+    fills --concurrency from CELERY_WORKER_CONCURRENCY (the setting, or the
+    variable itself) when -c is not given, so click tells whether it was; the pool
+    is sized after this signal. Outside the command line (tests) nothing changes.
+    """
+    if sender is None or consumed_queues(sender) != {settings.TRAINING_QUEUE}:
+        return
+    context = click.get_current_context(silent=True)
+    if context is None or context.get_parameter_source("concurrency") == click.core.ParameterSource.COMMANDLINE:
+        return
+    sender.concurrency = settings.TRAINING_WORKER_CONCURRENCY
 
 
 @worker_ready.connect

@@ -209,12 +209,14 @@ def test_the_filesystem_broker_queue_depth_counts_its_message_files(token, setti
     settings.CELERY_BROKER_URL = "filesystem://"
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(tmp_path)}
     for n in range(3):
-        (tmp_path / f"{1000 + n}_{uuid.uuid4()}.celery.msg").write_bytes(b"{}")
+        (tmp_path / f"{1000 + n}_{uuid.uuid4()}.default.msg").write_bytes(b"{}")
+    (tmp_path / f"1004_{uuid.uuid4()}.training.msg").write_bytes(b"{}")
     (tmp_path / f"1005_{uuid.uuid4()}.other.msg").write_bytes(b"{}")
 
     samples = scrape()
 
-    assert value(samples, "tunixrt_queue_depth", queue="celery") == 3
+    assert value(samples, "tunixrt_queue_depth", queue="default") == 3
+    assert value(samples, "tunixrt_queue_depth", queue="training") == 1
 
 
 @pytest.mark.skipif(not os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"), reason="needs the Redis broker")
@@ -224,18 +226,24 @@ def test_the_redis_queue_depth_is_the_length_of_the_queue_lists(token, settings)
     settings.CELERY_BROKER_URL = os.environ["CELERY_BROKER_URL"]
     settings.CELERY_BROKER_TRANSPORT_OPTIONS = {}
     client = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    before = value(scrape(), "tunixrt_queue_depth", queue="celery")
-    assert before is not None
+    before: dict[str, float] = {}
+    for queue in ("default", "training"):
+        depth = value(scrape(), "tunixrt_queue_depth", queue=queue)
+        assert depth is not None
+        before[queue] = depth
     marker = f"metrics-test-{uuid.uuid4()}"
-    high_priority = "celery\x06\x163"  # kombu's list for priority 3
+    high_priority = "default\x06\x163"  # kombu's list for priority 3
     try:
-        client.lpush("celery", marker)
+        client.lpush("default", marker)
         client.lpush(high_priority, marker)
+        client.lpush("training", marker)
 
-        assert value(scrape(), "tunixrt_queue_depth", queue="celery") == before + 2
+        samples = scrape()
+        assert value(samples, "tunixrt_queue_depth", queue="default") == before["default"] + 2
+        assert value(samples, "tunixrt_queue_depth", queue="training") == before["training"] + 1
     finally:
-        client.lrem("celery", 0, marker)
-        client.lrem(high_priority, 0, marker)
+        for key in ("default", high_priority, "training"):
+            client.lrem(key, 0, marker)
 
 
 def test_an_unreachable_broker_leaves_the_queue_out_not_the_scrape(token, settings):

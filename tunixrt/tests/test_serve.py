@@ -1,4 +1,4 @@
-"""bin/serve supervises: a worker that dies is started again, the web server keeps answering, one beat only."""
+"""bin/serve supervises: one worker per queue, a worker that dies is started again, the web answers, one beat only."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
         "VENV": str(ROOT / ".venv"),
         "PORT": str(port),
         "WEB_WORKERS": "1",
-        "CELERY_WORKER_CONCURRENCY": "1",
+        "CELERY_WORKER_CONCURRENCY": "2",
     }
     process = subprocess.Popen(
         [str(ROOT / "bin" / "serve")],
@@ -63,6 +63,7 @@ def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
         assert process.stdout is not None
         for line in process.stdout:
             if "tunix-rt is up" in line:
+                assert "worker-default.log" in line and "worker-training.log" in line, line
                 break
         yield process, port
     finally:
@@ -74,18 +75,39 @@ def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
             process.wait()
 
 
+def worker_of(pid: int, queue: str) -> list[int]:
+    return children(pid, f"celery -A tunixrt worker --loglevel=INFO -Q {queue} --hostname {queue}@")
+
+
+def test_serve_starts_one_worker_per_queue_with_its_own_name_log_and_concurrency(serve, tmp_path):
+    process, _ = serve
+    wait_for(lambda: worker_of(process.pid, "default") and worker_of(process.pid, "training"), 10, "both workers")
+    ((default,), (training,)) = worker_of(process.pid, "default"), worker_of(process.pid, "training")
+    assert len(children(process.pid, "celery -A tunixrt worker")) == 2
+    # CELERY_WORKER_CONCURRENCY (2) pool processes for builds and indexing, TRAINING_WORKER_CONCURRENCY (1) for runs.
+    wait_for(lambda: len(children(default, "celery")) == 2 and len(children(training, "celery")) == 1, 60, "the pools")
+    for queue in ("default", "training"):
+        log = tmp_path / "var" / "log" / f"worker-{queue}.log"
+        banner = f".> {queue} "
+        wait_for(lambda: banner in log.read_text(), 60, f"the {queue} worker's banner")  # noqa: B023 - called at once
+        assert f"{queue}@" in log.read_text()
+
+
 def test_a_killed_worker_is_started_again_and_the_web_keeps_answering(serve):
     process, port = serve
-    wait_for(lambda: children(process.pid, "celery -A tunixrt worker"), 10, "the worker")
+    wait_for(lambda: worker_of(process.pid, "default") and worker_of(process.pid, "training"), 10, "both workers")
     wait_for(lambda: children(process.pid, "celery -A tunixrt beat"), 10, "beat")
-    (worker,) = children(process.pid, "celery -A tunixrt worker")
+    (worker,) = worker_of(process.pid, "training")
+    (other,) = worker_of(process.pid, "default")
     (beat,) = children(process.pid, "celery -A tunixrt beat")
 
     os.kill(worker, signal.SIGKILL)
 
-    wait_for(lambda: children(process.pid, "celery -A tunixrt worker") not in ([], [worker]), 20, "a new worker")
+    wait_for(lambda: worker_of(process.pid, "training") not in ([], [worker]), 20, "a new training worker")
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
         assert response.status == 200
     assert process.poll() is None
-    # Beat is its own process: the worker's death neither took it along nor started a second one.
+    # Only the dead worker was replaced; beat is its own process: the worker's death neither took
+    # it along nor started a second one.
+    assert worker_of(process.pid, "default") == [other]
     assert children(process.pid, "celery -A tunixrt beat") == [beat]
