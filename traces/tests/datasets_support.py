@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable
 from typing import Any, cast
+
+from django.db import OperationalError
 
 from traces.datasets.building import build_dataset, validate_build_spec
 from traces.models import Dataset, DatasetMember, Trace
@@ -63,3 +66,17 @@ def walk_trace_api(api: Any, params: dict[str, Any], page_size: int = 7) -> list
         if cursor is None:
             return seen
     raise AssertionError("pagination never ended")
+
+
+def wait_until_done(key: str, seconds: float = 30.0) -> Dataset:
+    """Poll the row (the source of truth) until a worker has finished building it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            dataset = Dataset.objects.by_key(key)
+        except OperationalError:  # SQLite: the worker's write transaction holds the table
+            dataset = None
+        if dataset is not None and not dataset.is_active:
+            return dataset
+        time.sleep(0.1)
+    raise AssertionError(f"{key} was not built within {seconds} s")

@@ -9,19 +9,16 @@ from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
-from django.db import OperationalError
 from django.utils import timezone
 
 from traces.choices import DatasetStatus, Split
 from traces.datasets.building import run_queued_build, validate_build_spec
 from traces.models import Dataset, DatasetMember
 from traces.tasks import build_dataset_task
-from traces.tests.datasets_support import make_trace, md5_order, member_ids
+from traces.tests.datasets_support import make_trace, md5_order, member_ids, wait_until_done
 from tunixrt import jobs
 from tunixrt.celery import app as celery_app
 from tunixrt.tests.task_support import intercept_task
-
-WAIT_SECONDS = 30.0
 
 
 def reset_broker_connections() -> None:
@@ -68,19 +65,6 @@ def pending_row(name: str = "queued", **spec: Any) -> Dataset:
         name=name, version=1, description=built.description, spec=built.as_json(), status=DatasetStatus.PENDING
     )
 
-
-def wait_until_done(key: str) -> Dataset:
-    """Poll the row (the source of truth) until the worker has finished with it."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            dataset = Dataset.objects.by_key(key)
-        except OperationalError:  # SQLite: the worker's write transaction holds the table
-            dataset = None
-        if dataset is not None and not dataset.is_active:
-            return dataset
-        time.sleep(0.1)
-    raise AssertionError(f"{key} was not built within {WAIT_SECONDS} s")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from celery import Celery
+from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
 REDIS_PORT = 6391
@@ -119,7 +120,8 @@ def send(name: str, *args: object, deadline: float = 15) -> None:
     while True:
         try:
             with client.connection_for_write(BROKER_URL) as connection:
-                client.send_task(name, args=args, connection=connection, retry=False)
+                # The project's default queue: a bare client would use Celery's "celery" queue, which no worker reads.
+                client.send_task(name, args=args, connection=connection, retry=False, queue=settings.DEFAULT_QUEUE)
             return
         except BrokerUnavailable:
             if time.monotonic() > give_up:

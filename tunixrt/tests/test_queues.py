@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,12 @@ from typing import Any
 import pytest
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings as django_settings
-from django.db import OperationalError
 
 from runs.tasks import execute_run_task
 from traces.choices import DatasetStatus
 from traces.datasets.building import validate_build_spec
 from traces.models import Dataset
-from traces.tests.datasets_support import make_trace
+from traces.tests.datasets_support import make_trace, wait_until_done
 from tunixrt import jobs, metrics
 from tunixrt.celery import app as celery_app
 
@@ -120,19 +118,6 @@ def consume_default_only() -> Iterator[None]:
         queues._consume_from = saved  # type: ignore[attr-defined]
 
 
-def wait_until_built(key: str, seconds: float = 30) -> Dataset:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            dataset = Dataset.objects.by_key(key)
-        except OperationalError:  # SQLite: the worker's write transaction holds the table
-            dataset = None
-        if dataset is not None and not dataset.is_active:
-            return dataset
-        time.sleep(0.1)
-    raise AssertionError(f"{key} was not built within {seconds} s")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_default_worker_builds_a_dataset_while_a_training_task_waits_for_its_own_worker(
     api: Any, settings: Any, empty_queues: None, consume_default_only: None
@@ -148,7 +133,7 @@ def test_a_default_worker_builds_a_dataset_while_a_training_task_waits_for_its_o
         assert set(worker.app.amqp.queues.consume_from) == {DEFAULT}
         response = api.post("/api/datasets", {"name": "meanwhile", "strategy": "all"}, format="json")
         assert response.status_code == 202, response.content
-        dataset = wait_until_built("meanwhile@v1")
+        dataset = wait_until_done("meanwhile@v1")
 
     assert dataset.status == DatasetStatus.READY, dataset.error
     assert waiting(TRAINING) == {run_task: "runs.execute_run"}
