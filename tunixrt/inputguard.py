@@ -20,6 +20,8 @@ from typing import Any
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse
 from django.template.response import TemplateResponse
 
+from tunixrt.errors import is_api
+
 NUL = "\x00"
 MESSAGE = "Null characters are not allowed."
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
@@ -49,11 +51,10 @@ def nul_parameter(request: HttpRequest, view_kwargs: dict[str, Any]) -> tuple[st
         bad = _first_bad(request.GET.lists())
         if bad is not None:
             return "query", bad
-    is_api = request.path_info.startswith("/api/")
     content_type = request.content_type or ""
     # Pages only: DRF parses API bodies itself and its fields refuse NUL (and CSRF
     # has already read page forms, so reading them here costs nothing more).
-    if not is_api and request.method == "POST" and content_type in FORM_TYPES:
+    if not is_api(request) and request.method == "POST" and content_type in FORM_TYPES:
         bad = _first_bad(request.POST.lists())
         if bad is not None:
             return "form", bad
@@ -80,7 +81,7 @@ class NulInputMiddleware:
         if found is None:
             return None
         where, name = found
-        if request.path_info.startswith("/api/"):
+        if is_api(request):
             return JsonResponse({name: [MESSAGE]}, status=400)
         label = {"path": "path parameter", "query": "query parameter", "form": "form field"}[where]
         context = {"message": f"The {label} {name!r} must not contain NUL characters.", "field": name}

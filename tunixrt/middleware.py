@@ -19,9 +19,14 @@ from django_htmx.http import HttpResponseClientRedirect
 from django_htmx.middleware import HtmxDetails
 from rest_framework.response import Response
 
-from tunixrt.errors import DATABASE_RETRY_AFTER_SECONDS, DATABASE_UNAVAILABLE, INTERNAL_ERROR, is_database_outage
+from tunixrt.errors import (
+    DATABASE_RETRY_AFTER_SECONDS,
+    DATABASE_UNAVAILABLE,
+    INTERNAL_ERROR,
+    is_api,
+    is_database_outage,
+)
 
-API_PREFIX = "/api/"
 _UNCAUGHT = "_tunixrt_uncaught_exception"
 
 
@@ -56,7 +61,7 @@ class ErrorResponseMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponseBase:
-        api = request.path_info.startswith(API_PREFIX)
+        api = is_api(request)
         if len(request.get_full_path()) > settings.URL_MAX_LENGTH:
             detail = f"The URL is longer than {settings.URL_MAX_LENGTH:,} characters."
             if api:
@@ -120,7 +125,7 @@ class PageLoginRequiredMiddleware(LoginRequiredMiddleware):
         view_args: Any,
         view_kwargs: Any,
     ) -> HttpResponseBase | None:
-        if request.path_info.startswith("/api/"):
+        if is_api(request):
             return None
         return super().process_view(request, view_func, view_args, view_kwargs)
 

@@ -22,6 +22,7 @@ from rest_framework.views import APIView
 
 from runs.models import Evaluation, RegisteredModel, Run
 from traces.models import Dataset, Trace, TraceScore
+from tunixrt.errors import is_api
 from tunixrt.health import health_report, status_summary
 from tunixrt.models import ApiToken
 from tunixrt.throttling import TokenIssueThrottle
@@ -175,7 +176,7 @@ def login_locked_out(
         "Too many failed logins for this account or from this address. "
         f"Try again in {minutes} minute{'s' if minutes != 1 else ''}."
     )
-    if request.path_info.startswith("/api/") or request.headers.get("Accept", "").startswith("application/json"):
+    if is_api(request) or request.headers.get("Accept", "").startswith("application/json"):
         locked: HttpResponse = JsonResponse({"detail": message}, status=429)
     else:
         username = (credentials or {}).get("username") or request.POST.get("username", "")
