@@ -139,19 +139,14 @@ def _gauge(name: str, documentation: str, labels: Iterable[str] = ()) -> GaugeMe
 
 
 def collect_jobs() -> Iterator[Metric]:
-    from runs.choices import RunStatus
-    from runs.models import Evaluation, Run
-    from traces.choices import DatasetStatus
-    from traces.models import Dataset
+    from tunixrt.jobs import job_models
 
     family = _gauge("tunixrt_jobs", "Jobs in the database by kind and status.", ["kind", "status"])
-    kinds: tuple[tuple[str, Any, Iterable[str]], ...] = (
-        ("run", Run, RunStatus.values),
-        ("evaluation", Evaluation, RunStatus.values),
-        ("dataset_build", Dataset, DatasetStatus.values),
-    )
-    for kind, model, statuses in kinds:
-        counts = dict(model.objects.order_by().values_list("status").annotate(n=Count("pk")))
+    # Every job kind the lifecycle knows (tunixrt.jobs), labelled "run", "evaluation", "dataset_build".
+    for model in job_models():
+        kind = model.job_label.replace(" ", "_")
+        statuses = [value for value, _ in model._meta.get_field("status").flatchoices]
+        counts = dict(model._default_manager.order_by().values_list("status").annotate(n=Count("pk")))
         # Every known status, zeros included, so that alerts on a series never see it vanish.
         for status in [*statuses, *sorted(set(counts) - set(statuses))]:
             family.add_metric([kind, status], counts.get(status, 0))
