@@ -123,6 +123,9 @@ class Job(models.Model):
             display = self.get_status_display().lower()  # type: ignore[attr-defined]
             raise JobNotActive(f"{self.job_label.capitalize()} {self.pk} is already {display}.")
 
+    def reaper_note(self, text: str) -> None:
+        """What the reaper did to this job, for the job's own log (runs keep one; others only their error)."""
+
     def cancel_requested(self) -> bool:
         """Asked by the worker while it works: has someone asked this job to stop?"""
         if self.cancel_statuses is None:
@@ -265,19 +268,19 @@ def reap_kind(model: type[Job]) -> dict[str, int]:
         if model.cancel_statuses and status == model.cancel_statuses[0]:
             if guard.update(status=model.cancel_statuses[1], finished_at=now, error=reason):
                 counts["cancelled"] += 1
-                job_ended(job, reason)
+                job.reaper_note(reason)
             continue
         if job.can_resume():
             if guard.update(status=PENDING, attempt=job.attempt + 1, heartbeat_at=None, queued_at=None, error=reason):
                 job.attempt += 1
                 attempts = f"attempt {job.attempt} of {settings.RUN_MAX_ATTEMPTS}"
-                job_ended(job, f"{reason} {job.resume_note} ({attempts}).")
+                job.reaper_note(f"{reason} {job.resume_note} ({attempts}).")
                 publish(job)
                 counts["requeued"] += 1
             continue
         why = reason + (" No attempts left." if job.attempt >= settings.RUN_MAX_ATTEMPTS else "")
         if guard.update(status=FAILED, finished_at=now, error=why):
-            job_ended(job, why)
+            job.reaper_note(why)
             counts["failed"] += 1
 
     never_sent = models.Q(queued_at__isnull=True) & models.Q(
@@ -291,13 +294,6 @@ def reap_kind(model: type[Job]) -> dict[str, int]:
         else:
             break  # the broker is still away: the next reap tries again
     return counts
-
-
-def job_ended(job: Job, message: str) -> None:
-    """Tell the job's own log (runs keep one) what the reaper did."""
-    hook = getattr(job, "reaper_note", None)
-    if callable(hook):
-        hook(message)
 
 
 def reap() -> dict[str, dict[str, int]]:
