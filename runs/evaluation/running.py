@@ -14,7 +14,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Q
 
 from runs.childproc import ChildProcess, child_command
 from runs.choices import RunMode, RunStatus
@@ -77,18 +77,22 @@ def launch_evaluation(
     return evaluation
 
 
-def _remaining_items(evaluation: Evaluation) -> QuerySet[EvalItem]:
-    """The items still without a prediction (all of them, unless an earlier attempt was cut short)."""
+def _remaining_items(evaluation: Evaluation) -> list[tuple[int, str, str]]:
+    """(pk, prompt, expected answer) of the items still without a prediction, in order.
+
+    All of them, unless an earlier attempt was cut short.
+    """
     answered = Prediction.objects.filter(evaluation=evaluation).values("item_id")
-    return EvalItem.objects.filter(eval_set=evaluation.eval_set).exclude(pk__in=answered)
+    items = EvalItem.objects.filter(eval_set=evaluation.eval_set).exclude(pk__in=answered)
+    return list(items.order_by("position").values_list("pk", "prompt", "expected_answer"))
 
 
-def _job(evaluation: Evaluation, directory: Path) -> Path:
+def _job(evaluation: Evaluation, directory: Path, items: list[tuple[int, str, str]]) -> Path:
     run = evaluation.run
     directory.mkdir(parents=True, exist_ok=True)
     items_file = directory / "items.jsonl"
     with items_file.open("wb") as f:
-        for pk, prompt in _remaining_items(evaluation).order_by("position").values_list("pk", "prompt"):
+        for pk, prompt, _ in items:
             f.write(json.dumps({"pk": pk, "prompt": prompt}).encode() + b"\n")
     if evaluation.baseline:
         model = resolve_base_model(run.base_model)
@@ -121,12 +125,13 @@ def execute_evaluation(evaluation_id: int, task_id: str = "") -> str:
     if evaluation is None:
         return "not pending"
     base = run_directory(evaluation.run) or Path(settings.RUNS_DIR) / str(evaluation.run_id)
-    expected = dict(_remaining_items(evaluation).values_list("pk", "expected_answer"))
+    items = _remaining_items(evaluation)
+    expected = {pk: answer for pk, _, answer in items}
     if not expected:  # every answer is in: an earlier attempt died while scoring
         complete(evaluation)
         return RunStatus.COMPLETED
     try:
-        job = _job(evaluation, base / "evaluations" / str(evaluation.pk))
+        job = _job(evaluation, base / "evaluations" / str(evaluation.pk), items)
     except Exception as exc:  # noqa: BLE001 - recorded on the row
         jobs.finish(evaluation, RunStatus.FAILED, error=f"Could not prepare the evaluation: {exc}")
         return RunStatus.FAILED
