@@ -154,9 +154,11 @@ class EvaluationSupervisor(ChildProcess):
         self.expected = expected
         self.pending: list[Prediction] = []
         self.done_event: dict[str, Any] = {}
-        earlier = Prediction.objects.filter(evaluation=evaluation)
-        self.done = earlier.count()
-        self.correct = earlier.filter(correct=True).count()
+        earlier = Prediction.objects.filter(evaluation=evaluation).aggregate(
+            n=Count("id"), right=Count("id", filter=Q(correct=True))
+        )
+        self.done: int = earlier["n"]
+        self.correct: int = earlier["right"]
         self.answered = 0
 
     def supervise(self, job: Path) -> str:
