@@ -10,7 +10,6 @@ from django.db import models
 from django.utils import timezone
 
 from runs.choices import (
-    ACTIVE_STATUSES,
     TERMINAL_STATUSES,
     ChatTemplate,
     LogStream,
@@ -91,10 +90,6 @@ class Run(Job):
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.status})"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
 
     @property
     def is_terminal(self) -> bool:
@@ -261,10 +256,6 @@ class Evaluation(Job):
 
     def __str__(self) -> str:
         return f"Evaluation {self.pk} of run {self.run_id} on {self.eval_set_id}"
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
 
     @property
     def is_terminal(self) -> bool:

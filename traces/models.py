@@ -414,10 +414,6 @@ class Dataset(Job):
     def key(self) -> str:
         return f"{self.name}@v{self.version}"
 
-    @property
-    def is_active(self) -> bool:
-        return self.status in (DatasetStatus.PENDING, DatasetStatus.BUILDING)
-
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """Delete the snapshot, unless runs trained on it (their provenance needs it)."""
         run_ids = list(self.runs.order_by("id").values_list("id", flat=True)[:50])

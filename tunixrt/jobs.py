@@ -82,6 +82,16 @@ class Job(models.Model):
     class Meta:
         abstract = True
 
+    @classmethod
+    def working_statuses(cls) -> list[str]:
+        """The statuses of a job a worker holds: running, and (where it exists) cancel requested."""
+        return [cls.running_status] + ([cls.cancel_statuses[0]] if cls.cancel_statuses else [])
+
+    @property
+    def is_active(self) -> bool:
+        """Not ended: waiting for a worker, or held by one."""
+        return self.status == PENDING or self.status in self.working_statuses()
+
     @property
     def awaiting_broker(self) -> bool:
         """Saved and pending, but the broker refused its task (the reaper sends it when the broker is back)."""
@@ -207,11 +217,10 @@ def beat(job: Job, **fields: Any) -> None:
 
 def finish(job: Job, status: str, **fields: Any) -> bool:
     """Write the final state of this attempt, unless the reaper already ended it."""
-    active = [job.running_status] + ([job.cancel_statuses[0]] if job.cancel_statuses else [])
     fields.setdefault("finished_at", timezone.now())
     return bool(
         type(job)
-        ._default_manager.filter(pk=job.pk, status__in=active, attempt=job.attempt)
+        ._default_manager.filter(pk=job.pk, status__in=job.working_statuses(), attempt=job.attempt)
         .update(status=status, heartbeat_at=timezone.now(), **fields)
     )
 
@@ -257,8 +266,7 @@ def reap_kind(model: type[Job]) -> dict[str, int]:
     now = timezone.now()
     manager = model._default_manager
     cutoff = now - timedelta(seconds=settings.RUN_STALE_SECONDS)
-    active = [model.running_status] + ([model.cancel_statuses[0]] if model.cancel_statuses else [])
-    stale = manager.filter(status__in=active).filter(
+    stale = manager.filter(status__in=model.working_statuses()).filter(
         models.Q(heartbeat_at__lt=cutoff) | models.Q(heartbeat_at__isnull=True)
     )
     for job in stale:
