@@ -70,6 +70,16 @@ DONE_OK = {"run": "completed", "evaluation": "completed", "dataset": "ready"}
 T0 = time.monotonic()
 
 
+def outage_casualties(procs: dict[str, Any]) -> list[str]:
+    """What a Redis outage killed, from a worker_report()."""
+    problems = []
+    if not procs["worker_alive"]:
+        problems.append(f"worker exited {procs['worker_died_after_s']} s after Redis stopped")
+    if procs["beat_alive"] is False:
+        problems.append("beat exited")
+    return problems
+
+
 def now() -> float:
     """Seconds since the drill started (every time in the report is on this clock)."""
     return time.monotonic() - T0
@@ -545,11 +555,7 @@ class Drill:
         follow(self.stack, [watch], self.left(90), during=lambda: self.supervise(notes))
         self.sleep(self.args.observe - (now() - end))  # a worker that dies after reconnecting counts too
         procs = self.worker_report(start)
-        problems = []
-        if not procs["worker_alive"]:
-            problems.append(f"worker exited {procs['worker_died_after_s']} s after Redis stopped")
-        if procs["beat_alive"] is False:
-            problems.append("beat exited")
+        problems = outage_casualties(procs)
         if watch.last.get("status") != "completed":
             problems.append(f"probe run {watch.last.get('status')}")
         return {
@@ -599,11 +605,7 @@ class Drill:
         self.sleep(self.args.observe)
         follow(self.stack, watches, self.left(self.args.job_limit), during=lambda: self.supervise(notes))
         procs = self.worker_report(start)
-        problems = []
-        if not procs["worker_alive"]:
-            problems.append(f"worker exited {procs['worker_died_after_s']} s after Redis stopped")
-        if procs["beat_alive"] is False:
-            problems.append("beat exited")
+        problems = outage_casualties(procs)
         for what, answer in outage_answers.items():
             if answer["status"] not in (201, 202) or not answer["awaiting_broker"]:
                 problems.append(f"{what} launched during the outage answered {answer}")
