@@ -1,5 +1,7 @@
 from django.db import models
 
+from runs.training import templates
+
 
 class RunStatus(models.TextChoices):
     PENDING = "pending", "Pending"
@@ -26,8 +28,11 @@ class RunMethod(models.TextChoices):
 
 
 class ChatTemplate(models.TextChoices):
-    GEMMA = "gemma", "Gemma turns (<start_of_turn>…)"
-    PLAIN = "plain", "Plain (prompt, newline, response)"
+    # Labels and strings live in runs/training/templates.py (the one place).
+    GEMMA = "gemma", templates.GEMMA.label
+    CHATML = "chatml", templates.CHATML.label
+    LLAMA3 = "llama3", templates.LLAMA3.label
+    PLAIN = "plain", templates.PLAIN.label
 
 
 class LogStream(models.TextChoices):

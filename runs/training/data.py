@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-TEMPLATES = ("gemma", "plain")
+from runs.training.templates import TEMPLATES, render  # noqa: F401  (re-exported)
 
 
 class Tokenizer(Protocol):
@@ -18,19 +18,6 @@ class Tokenizer(Protocol):
     def bos_id(self) -> int: ...
     def eos_id(self) -> int: ...
     def pad_id(self) -> int: ...
-
-
-def render(template: str, prompt: str, response: str | None = None) -> tuple[str, str]:
-    """(prompt part, completion part) of one example; the loss covers the completion only."""
-    if template == "gemma":
-        head = f"<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n"
-        tail = "" if response is None else f"{response}<end_of_turn>"
-    elif template == "plain":
-        head = f"{prompt}\n"
-        tail = "" if response is None else response
-    else:
-        raise ValueError(f"Unknown chat template {template!r}; use one of {', '.join(TEMPLATES)}.")
-    return head, tail
 
 
 def read_examples(path: Path) -> list[dict[str, Any]]:

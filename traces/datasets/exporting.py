@@ -7,6 +7,7 @@ from typing import IO, Any
 
 from django.http import StreamingHttpResponse
 
+from runs.training import templates
 from traces.choices import ExportFormat, Split
 from traces.exporting import EXPORT_CHUNK
 from traces.formats import dumps_line
@@ -23,10 +24,7 @@ def reasoning_text(steps: list[dict[str, Any]], final_answer: str) -> str:
 
 def gemma_turns(prompt: str, response: str) -> str:
     """The Gemma chat-turn template used for Tunix SFT."""
-    return (
-        f"<start_of_turn>user\n{prompt}<end_of_turn>\n"
-        f"<start_of_turn>model\n{response}<end_of_turn>"
-    )
+    return templates.GEMMA.text(prompt, response)
 
 
 def render_record(fmt: str, trace_id: int, prompt: str, steps: list[dict[str, Any]], answer: str,
