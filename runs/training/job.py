@@ -28,8 +28,8 @@ class Preset:
 
 
 PRESETS: dict[str, Preset] = {
-    "tiny": Preset("tiny", "tiny — 0.33M params, trains on CPU in seconds", 2, 128, 256, 4, 32, 2),
-    "small": Preset("small", "small — 8.8M params, minutes on CPU", 4, 384, 1536, 6, 64, 2),
+    "tiny": Preset("tiny", "tiny — random-initialised smoke test, 0.33M params", 2, 128, 256, 4, 32, 2),
+    "small": Preset("small", "small — random-initialised smoke test, 8.8M params", 4, 384, 1536, 6, 64, 2),
 }
 
 
