@@ -31,7 +31,7 @@ from runs.training.export import export_hf, export_peft_adapter, hf_state_dict
 from runs.training.modeling import config_from_hf
 from runs.training.tokenizers import ByteTokenizer
 
-SIZES = {"num_layers": 2, "embed_dim": 32, "hidden_dim": 48, "head_dim": 8}
+SIZES = {"num_layers": 1, "embed_dim": 32, "hidden_dim": 48, "head_dim": 8}
 VOCAB = 64
 DENSE = ".*q_proj|.*k_proj|.*v_proj|.*o_proj|.*gate_proj|.*up_proj|.*down_proj"
 GEMMA = ".*q_einsum|.*kv_einsum|.*qkv_einsum|.*attn_vec_einsum|.*gate_proj|.*up_proj|.*down_proj"
@@ -46,12 +46,15 @@ def _config(family: str, *, tied: bool = True, kv_heads: int = 2) -> Any:
         return qwen2_model.ModelConfig(**SIZES, **heads, **rope, vocab_size=VOCAB, use_tied_embedding=tied)
     if family == "llama":
         return llama3_model.ModelConfig(**SIZES, **heads, **rope, vocab_size=VOCAB, weight_tying=tied)
-    return gemma3_model.ModelConfig(
-        **SIZES, **heads, num_embed=VOCAB, sliding_window_size=4, param_dtype=jnp.float32
-    )
+    return gemma3_model.ModelConfig(**SIZES, **heads, num_embed=VOCAB, sliding_window_size=4, param_dtype=jnp.float32)
 
 
-MODEL = {"qwen3": qwen3_model.Qwen3, "qwen2": qwen2_model.Qwen2, "llama": llama3_model.Llama3, "gemma3": gemma3_model.Gemma3}
+MODEL = {
+    "qwen3": qwen3_model.Qwen3,
+    "qwen2": qwen2_model.Qwen2,
+    "llama": llama3_model.Llama3,
+    "gemma3": gemma3_model.Gemma3,
+}
 LOADER = {"qwen3": qwen3_params, "qwen2": qwen2_params, "llama": llama3_params, "gemma3": gemma3_params}
 
 
@@ -59,9 +62,13 @@ def _randomise(model: nnx.Module, seed: int, kind: type = nnx.Param) -> None:
     """Every parameter of `kind` gets a random offset: no zeros or ones left for a wrong mapping to hide behind."""
     key = jax.random.key(seed)
     for _, var in nnx.iter_graph(model):
-        if isinstance(var, kind) and (kind is nnx.LoRAParam or not isinstance(var, nnx.LoRAParam)):
+        if (
+            isinstance(var, nnx.Param)
+            and isinstance(var, kind)
+            and (kind is nnx.LoRAParam or not isinstance(var, nnx.LoRAParam))
+        ):
             key, sub = jax.random.split(key)
-            var.value = var.value + 0.2 * jax.random.normal(sub, var.value.shape, var.value.dtype)
+            var[...] = var[...] + 0.2 * jax.random.normal(sub, var.shape, var.dtype)
 
 
 def _build(family: str, **kwargs: Any) -> tuple[nnx.Module, Any]:
@@ -77,7 +84,10 @@ def _lora(model: nnx.Module, family: str, rank: int = 2, alpha: float = 6.0) -> 
     targets = GEMMA if family == "gemma3" else DENSE + "|lm_head"
     provider = qwix.LoraProvider(module_path=targets, rank=rank, alpha=alpha)
     lora_model: nnx.Module = qwix.apply_lora_to_model(
-        model, provider, rngs=nnx.Rngs(3), **model.get_model_input()  # type: ignore[attr-defined]
+        model,
+        provider,
+        rngs=nnx.Rngs(3),
+        **model.get_model_input(),  # type: ignore[attr-defined]
     )
     _randomise(lora_model, 2, nnx.LoRAParam)  # qwix starts B at zero: the adapter would change nothing
     return lora_model
@@ -90,7 +100,7 @@ def _logits(model: nnx.Module) -> np.ndarray:
     b, t = TOKENS.shape
     positions = jnp.broadcast_to(jnp.arange(t), (b, t))
     mask = jnp.tril(jnp.ones((b, t, t), dtype=bool))
-    out, _ = model(TOKENS, positions, None, mask)  # type: ignore[operator]
+    out, _ = model(TOKENS, positions, None, mask)
     return np.asarray(out, dtype=np.float32)
 
 
@@ -224,7 +234,11 @@ def test_lora_export_is_merged_and_the_peft_adapter_matches_it(
     if family == "qwen3":
         modules = sorted([*modules, "lm_head"])
     assert adapter_config["target_modules"] == modules
-    assert (adapter_config["peft_type"], adapter_config["task_type"], adapter_config["bias"]) == ("LORA", "CAUSAL_LM", "none")
+    assert (adapter_config["peft_type"], adapter_config["task_type"], adapter_config["bias"]) == (
+        "LORA",
+        "CAUSAL_LM",
+        "none",
+    )
     assert (adapter_config["r"], adapter_config["lora_alpha"], adapter_config["lora_dropout"]) == (rank, alpha, 0.0)
     assert adapter_config["base_model_name_or_path"] == "org/base"
 

@@ -81,9 +81,7 @@ FAMILIES: dict[str, Family] = {
     "qwen3": Family("tunix.models.qwen3.params", "Qwen3ForCausalLM", "qwen3"),
     "qwen2": Family("tunix.models.qwen2.params", "Qwen2ForCausalLM", "qwen2"),
     "llama": Family("tunix.models.llama3.params", "LlamaForCausalLM", "llama"),
-    "gemma3_text": Family(
-        "tunix.models.gemma3.params_safetensors", "Gemma3ForCausalLM", "gemma3_text", _unfuse_gemma3
-    ),
+    "gemma3_text": Family("tunix.models.gemma3.params_safetensors", "Gemma3ForCausalLM", "gemma3_text", _unfuse_gemma3),
 }
 FAMILIES["gemma3"] = FAMILIES["gemma3_text"]
 
@@ -199,7 +197,9 @@ def _hf_name(tunix_key: str, mapping: dict[str, tuple[str, Any]]) -> tuple[str, 
     return hf_key, transform
 
 
-def _permuted_shape(value: np.ndarray, permute: tuple[int, ...], hf_shape: tuple[int, ...] | None, cfg: Any) -> tuple:
+def _permuted_shape(
+    value: np.ndarray, permute: tuple[int, ...], hf_shape: tuple[int, ...] | None, cfg: Any
+) -> tuple[int, ...]:
     """The shape before Tunix's reshape: from the base checkpoint when known, else the split that
     leaves the model width (embed_dim) as one axis of the Hugging Face matrix."""
     if hf_shape is not None:
@@ -238,7 +238,7 @@ def _path(path: tuple[Any, ...]) -> str:
 def _lora_pairs(model: nnx.Module) -> Iterator[tuple[nnx.Module, str, str, np.ndarray, np.ndarray]]:
     """(module, module path, weight name, lora_a, lora_b) for each qwix-adapted weight."""
     modules = {_path(p): m for p, m in nnx.iter_graph(model) if isinstance(m, nnx.Module)}
-    lora = {_path(p): np.asarray(v.value) for p, v in nnx.iter_graph(model) if isinstance(v, nnx.LoRAParam)}
+    lora = {_path(p): np.asarray(v[...]) for p, v in nnx.iter_graph(model) if isinstance(v, nnx.LoRAParam)}
     for key in sorted(k for k in lora if k.endswith("_lora_a")):
         module_path, _, attr = key.rpartition(".")
         name = attr.removesuffix("_lora_a")
@@ -249,7 +249,7 @@ def _lora_parts(module: nnx.Module, name: str, a: np.ndarray, b: np.ndarray) -> 
     """Einsum subscripts of lora_a, lora_b and the kernel, the rank being their shared last/first axis."""
     lora_str = getattr(module, f"{name}_lora_einsum_str", None)
     if lora_str is None:  # dot_general (nnx.Linear): A is (in, r), B is (r, out)
-        kernel = getattr(module, name).value
+        kernel = getattr(module, name)[...]
         if a.ndim != 2 or b.ndim != 2 or kernel.shape != (a.shape[0], b.shape[1]):
             raise ValueError(f"Unsupported LoRA shapes {a.shape} {b.shape} for kernel {kernel.shape}.")
         return "ir", "ro", "io"
@@ -261,7 +261,7 @@ def _lora_parts(module: nnx.Module, name: str, a: np.ndarray, b: np.ndarray) -> 
 def tunix_params(model: nnx.Module, lora: tuple[int, float] | None = None) -> dict[str, np.ndarray]:
     """The model's parameters by Tunix path, LoRA merged in (W + alpha/rank·A·B)."""
     out = {
-        _path(p): np.asarray(v.value)
+        _path(p): np.asarray(v[...])
         for p, v in nnx.iter_graph(model)
         if isinstance(v, nnx.Param) and not isinstance(v, nnx.LoRAParam)
     }
@@ -354,9 +354,7 @@ def hf_config(cfg: Any, family: str, tokenizer: Any = None) -> dict[str, Any]:
             "rope_local_base_freq": cfg.local_base_frequency,
             "rope_theta": cfg.global_base_frequency,
             "rope_scaling": (
-                None
-                if cfg.global_scale_factor == 1.0
-                else {"rope_type": "linear", "factor": cfg.global_scale_factor}
+                None if cfg.global_scale_factor == 1.0 else {"rope_type": "linear", "factor": cfg.global_scale_factor}
             ),
             "query_pre_attn_scalar": cfg.head_dim if by_head else cfg.embed_dim // cfg.num_heads,
             "final_logit_softcapping": None,
@@ -408,7 +406,7 @@ def write_safetensors(tensors: dict[str, np.ndarray], out_dir: Path, max_shard_b
     if len(shards) == 1:
         safetensors.numpy.save_file(shards[0], str(out_dir / "model.safetensors"), metadata=meta)
         return
-    weight_map = {}
+    weight_map: dict[str, str] = {}
     for i, shard in enumerate(shards, 1):
         name = f"model-{i:05d}-of-{len(shards):05d}.safetensors"
         safetensors.numpy.save_file(shard, str(out_dir / name), metadata=meta)
@@ -468,17 +466,15 @@ def export_peft_adapter(
     tensors: dict[str, np.ndarray] = {}
     targets: set[str] = set()
     for module, module_path, name, a, b in _lora_pairs(lora_model):
-        a_str, b_str, rhs = _lora_parts(module, name, a, b)
+        _, b_str, rhs = _lora_parts(module, name, a, b)
         key = f"{module_path}.{name}"
-        kernel = np.asarray(getattr(module, name).value)
+        kernel = np.asarray(getattr(module, name)[...])
         pieces = [(key, b)]
         if fam.unfuse is not None:
             fused = fam.unfuse({key: kernel}, cfg)
             if list(fused) != [key]:  # one B slice per unfused kernel, along the stacked axis
                 stacked = b_str.index(rhs[0]) if len(fused) > 1 else None
-                pieces = [
-                    (k, np.take(b, i, axis=stacked) if stacked is not None else b) for i, k in enumerate(fused)
-                ]
+                pieces = [(k, np.take(b, i, axis=stacked) if stacked is not None else b) for i, k in enumerate(fused)]
         lora_a = np.ascontiguousarray(a.reshape(-1, rank).T.astype(np.float32))
         for piece_key, piece_b in pieces:
             hf_key, _ = _hf_name(piece_key, mapping)
