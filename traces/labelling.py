@@ -60,10 +60,13 @@ def check_label(label: str) -> str | None:
     return None
 
 
+def split_labels(text: str) -> list[str]:
+    """The labels typed into a page's text box, separated by commas."""
+    return [part for part in text.split(",") if part.strip()]
+
+
 def clean_labels(value: Any, name: str = "labels") -> list[str]:
-    """A list of labels (or, from a page, comma-separated text), stripped and deduplicated."""
-    if isinstance(value, str):
-        value = [part for part in value.split(",") if part.strip()]
+    """A list of labels, stripped and deduplicated."""
     if not isinstance(value, list) or any(not isinstance(v, str) for v in value):
         raise ReviewInvalid({name: ["Must be a list of labels (strings)."]})
     labels = list(dict.fromkeys(v.strip() for v in value))

@@ -28,6 +28,7 @@ from traces.labelling import (
     parse_bulk,
     parse_review,
     review_trace,
+    split_labels,
 )
 from traces.models import Dataset, Trace, TraceInUse
 from tunixrt.middleware import HtmxHttpRequest
@@ -114,7 +115,10 @@ def trace_review(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """The detail page's review form: your rating and comment, labels to add (comma-separated) or one to remove."""
     require(request.user, Action.CREATE)
     trace = get_object_or_404(Trace, pk=pk)
-    data = {k: request.POST[k] for k in REVIEW_FIELDS if k in request.POST}
+    data: dict[str, Any] = {k: request.POST[k] for k in REVIEW_FIELDS if k in request.POST}
+    for name in ("labels", "remove_labels"):
+        if name in data:
+            data[name] = split_labels(data[name])
     errors: dict[str, list[str]] = {}
     try:
         review_trace(trace, request.user, parse_review(data))
@@ -134,7 +138,7 @@ def trace_bulk(request: HtmxHttpRequest) -> HttpResponse:
     require(request.user, Action.CREATE)
     data: dict[str, Any] = {"action": request.POST.get("action", ""), "ids": request.POST.getlist("id")}
     if data["action"] == "label":
-        data["labels"] = request.POST.get("labels", "")
+        data["labels"] = split_labels(request.POST.get("labels", ""))
     elif data["action"] in ("good", "bad", "unrate"):
         data["rating"] = "" if data["action"] == "unrate" else data["action"]
         data["action"] = "rate"
