@@ -204,7 +204,7 @@ class TraceViewSet(
 
     @extend_schema(
         request=ReviewRequestSerializer,
-        responses={200: ReviewStateSerializer, 400: dict, 403: dict, 404: dict},
+        responses={200: ReviewStateSerializer},
         summary="Rate, comment on and label a trace as yourself (omitted fields stay as they were)",
     )
     @action(detail=True, methods=["post"], filter_backends=[])
@@ -220,7 +220,7 @@ class TraceViewSet(
 
     @extend_schema(
         request=BulkRequestSerializer,
-        responses={200: BulkResultSerializer, 400: dict, 403: dict},
+        responses={200: BulkResultSerializer},
         summary="Label, rate or delete up to 1,000 traces at once (delete refuses, with the reason, "
         "traces in a dataset or not yours)",
         filters=False,
