@@ -1,4 +1,4 @@
-"""The trace filters, shared by the list page, the API and (later) dataset builds."""
+"""The trace filters, shared by the list page, the API and dataset builds."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, QuerySet
 from django.db.models.deletion import ProtectedError
 from django.utils import timezone
@@ -257,6 +257,17 @@ def bulk_label(ids: Sequence[int], labels: Sequence[str], user: Any) -> int:
 
 def bulk_rate(ids: Sequence[int], rating: str, user: Any) -> int:
     """Set `user`'s rating of every trace (their comments stay); returns how many traces."""
+    for attempt in range(3):
+        try:
+            return _bulk_rate_once(ids, rating, user)
+        except IntegrityError:
+            # The same user's other request created one of these reviews between our read and insert.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _bulk_rate_once(ids: Sequence[int], rating: str, user: Any) -> int:
     now = timezone.now()
     with transaction.atomic():
         existing = {
