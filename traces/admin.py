@@ -18,7 +18,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from traces.models import Dataset, DatasetMember, Trace, TraceScore
+from traces.models import Dataset, DatasetMember, Trace, TraceLabel, TraceReview, TraceScore
 
 
 class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -50,6 +50,22 @@ class ScoreInline(admin.TabularInline[TraceScore, Trace]):
     can_delete = False
 
 
+class ReviewInline(admin.TabularInline[TraceReview, Trace]):
+    model = TraceReview
+    extra = 0
+    fields = ("user", "rating", "comment", "rated_at", "updated_at")
+    readonly_fields = fields
+    can_delete = False
+
+
+class LabelInline(admin.TabularInline[TraceLabel, Trace]):
+    model = TraceLabel
+    extra = 0
+    fields = ("label", "created_by", "created_at")
+    readonly_fields = fields
+    can_delete = False
+
+
 @admin.register(Trace)
 class TraceAdmin(admin.ModelAdmin[Trace]):
     list_display = ("id", "short_prompt", "source", "step_count", "char_count", "created_at")
@@ -64,7 +80,7 @@ class TraceAdmin(admin.ModelAdmin[Trace]):
         "trace_version", "prompt", "steps", "final_answer", "meta", "source", "tags",
         "step_count", "char_count", "content_hash", "created_at", "created_by",
     )
-    inlines = [ScoreInline]
+    inlines = [ScoreInline, ReviewInline, LabelInline]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Trace]:
         qs = super().get_queryset(request)
@@ -93,6 +109,42 @@ class TraceScoreAdmin(admin.ModelAdmin[TraceScore]):
     paginator = EstimatedCountPaginator
     raw_id_fields = ("trace",)
     readonly_fields = ("trace", "criteria", "score", "details", "updated_at")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(TraceReview)
+class TraceReviewAdmin(admin.ModelAdmin[TraceReview]):
+    """Who rated and commented on what; maintainers fix or remove a review here."""
+
+    list_display = ("id", "trace_id", "user", "rating", "short_comment", "updated_at")
+    list_filter = ("rating",)
+    list_select_related = ("user",)
+    search_fields = ("=trace__id", "user__username")
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    raw_id_fields = ("trace", "user")
+    ordering = ("-updated_at", "-id")
+
+    @admin.display(description="Comment")
+    def short_comment(self, obj: TraceReview) -> str:
+        return obj.comment[:80]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(TraceLabel)
+class TraceLabelAdmin(admin.ModelAdmin[TraceLabel]):
+    list_display = ("id", "label", "trace_id", "created_by", "created_at")
+    list_select_related = ("created_by",)
+    search_fields = ("=label", "=trace__id")
+    search_help_text = "An exact label or trace id."
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    raw_id_fields = ("trace", "created_by")
+    ordering = ("label", "trace")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -5,6 +5,11 @@ class ScoreCriteria(models.TextChoices):
     BASELINE = "baseline", "Baseline (structure)"
 
 
+class Rating(models.TextChoices):
+    GOOD = "good", "Good"
+    BAD = "bad", "Bad"
+
+
 class DatasetStrategy(models.TextChoices):
     LATEST = "latest", "Latest first"
     RANDOM = "random", "Random (seeded)"

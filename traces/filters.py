@@ -1,4 +1,4 @@
-"""The trace filters, shared by the list page, the API and (later) dataset builds."""
+"""The trace filters, shared by the list page, the API and dataset builds."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ class UtcIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 
 class TraceFilter(django_filters.FilterSet):
-    """source, tag, created range, step-count range and full-text `q`."""
+    """source, tag, created range, step-count range, full-text `q`, and the human review: rating and label."""
 
     q = django_filters.CharFilter(method="filter_q", label="Search", max_length=500)
     source = django_filters.CharFilter(field_name="source", max_length=128)
@@ -57,6 +57,12 @@ class TraceFilter(django_filters.FilterSet):
         field_name="step_count", lookup_expr="lte", min_value=0, max_value=1000
     )
 
+    rating = django_filters.ChoiceFilter(
+        method="filter_rating", choices=[("good", "good"), ("bad", "bad"), ("unrated", "unrated")],
+        help_text="the current (newest) rating: good, bad or unrated",
+    )
+    label = django_filters.CharFilter(method="filter_label", max_length=64, help_text="a label people gave")
+
     class Meta:
         model = Trace
         fields: list[str] = []
@@ -66,3 +72,9 @@ class TraceFilter(django_filters.FilterSet):
 
     def filter_tag(self, queryset: TraceQuerySet, name: str, value: str) -> Any:
         return queryset.with_tag(value.strip()) if value.strip() else queryset
+
+    def filter_rating(self, queryset: TraceQuerySet, name: str, value: str) -> Any:
+        return queryset.rated(value)
+
+    def filter_label(self, queryset: TraceQuerySet, name: str, value: str) -> Any:
+        return queryset.with_label(value.strip()) if value.strip() else queryset

@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Max, Q
+from django.db.models import Exists, Max, OuterRef, Q, StringAgg, Subquery, Value
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from traces import pgwrite, searchindex
-from traces.choices import DatasetStatus, ScoreCriteria, Split
+from traces.choices import DatasetStatus, Rating, ScoreCriteria, Split
 from traces.scoring import score_trace
 from traces.validation import SOURCE_MAX, CleanTrace
 from tunixrt.jobs import Job
@@ -83,6 +83,46 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         )
 
 
+    def with_review(self) -> TraceQuerySet:
+        """Annotate `rating` (the newest rating any reviewer gave, or None) and `label_text` (labels, newline-joined).
+
+        Both are correlated subqueries in the one list query, so a page of rows costs no extra queries.
+        """
+        return self.annotate(rating=current_rating_subquery(), label_text=label_text_subquery())
+
+    def rated(self, value: str) -> TraceQuerySet:
+        """Traces whose current rating (the newest one given) is `value`, or that nobody rated (`unrated`)."""
+        qs = self.alias(_current_rating=current_rating_subquery())
+        if value == "unrated":
+            return qs.filter(_current_rating__isnull=True)
+        return qs.filter(_current_rating=value)
+
+    def with_label(self, label: str) -> TraceQuerySet:
+        return self.filter(Exists(TraceLabel.objects.filter(trace=OuterRef("pk"), label=label)))
+
+
+# Labels hold no control characters (traces.labelling), so a newline joins them unambiguously.
+LABEL_JOIN = "\n"
+
+
+def current_rating_subquery() -> Subquery:
+    """The rating of the trace's most recently rated review (None when nobody rated it)."""
+    return Subquery(
+        TraceReview.objects.filter(trace=OuterRef("pk"), rated_at__isnull=False)
+        .order_by("-rated_at", "-id")
+        .values("rating")[:1]
+    )
+
+
+def label_text_subquery() -> Subquery:
+    return Subquery(
+        TraceLabel.objects.filter(trace=OuterRef("pk"))
+        .values("trace")
+        .annotate(text=StringAgg("label", delimiter=Value(LABEL_JOIN)))
+        .values("text")[:1]
+    )
+
+
 class TraceInUse(Exception):
     """The trace belongs to datasets (their keys in `keys`) and cannot be deleted."""
 
@@ -122,6 +162,9 @@ class TraceManager(models.Manager["Trace"]):
 
     def with_tag(self, tag: str) -> TraceQuerySet:
         return self.get_queryset().with_tag(tag)
+
+    def with_review(self) -> TraceQuerySet:
+        return self.get_queryset().with_review()
 
     def ingest(
         self,
@@ -316,6 +359,14 @@ class Trace(models.Model):
             raise TraceInUse(keys)
         return super().delete(*args, **kwargs)
 
+    @property
+    def label_names(self) -> list[str]:
+        """The trace's labels, sorted (from the `with_review` annotation when present)."""
+        if hasattr(self, "label_text"):
+            # Sorted here: SQLite before 3.44 cannot order inside an aggregate.
+            return sorted(self.label_text.split(LABEL_JOIN)) if self.label_text else []
+        return list(self.labels.order_by("label").values_list("label", flat=True))
+
     def ensure_scores(self) -> list[TraceScore]:
         """Stored scores, with the baseline computed and stored first when missing."""
         scores = list(self.scores.order_by("criteria"))
@@ -342,6 +393,54 @@ class TraceScore(models.Model):
 
     def __str__(self) -> str:
         return f"{self.criteria}={self.score:.1f} for trace {self.trace_id}"
+
+
+class TraceReview(models.Model):
+    """One reviewer's verdict on a trace: a rating (good, bad or none) and a comment.
+
+    One row per user and trace; reviewing again updates it. `rated_at` is when
+    the rating was last set (NULL while the user gave none): the trace's
+    current rating is the one with the newest `rated_at`, whoever gave it.
+    """
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="reviews")
+    # A deleted user's verdicts stay, unattributed: the team's history outlives accounts.
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    rating = models.CharField(max_length=8, choices=Rating.choices, blank=True, default="")
+    comment = models.TextField(blank=True, default="")
+    rated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("-updated_at", "-id")
+        constraints = [models.UniqueConstraint(fields=["trace", "user"], name="review_one_per_user")]
+        indexes = [models.Index(fields=["trace", "-rated_at", "-id"], name="review_trace_rated_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.rating or 'unrated'} on trace {self.trace_id} by user {self.user_id}"
+
+
+class TraceLabel(models.Model):
+    """A label a person put on a trace (like a tag, but given after capture), with who and when.
+
+    A label is on a trace once; the first person to add it is recorded.
+    """
+
+    trace = models.ForeignKey(Trace, on_delete=models.CASCADE, related_name="labels")
+    label = models.CharField(max_length=64)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ("label",)
+        constraints = [models.UniqueConstraint(fields=["trace", "label"], name="label_once_per_trace")]
+        indexes = [models.Index(fields=["label", "trace"], name="label_traces_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.label} on trace {self.trace_id}"
 
 
 def dataset_key_q(value: str, prefix: str = "") -> Q:

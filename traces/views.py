@@ -1,4 +1,4 @@
-"""Trace pages: list, detail, upload, compare, score, delete (HTMX partials)."""
+"""Trace pages: list, detail, upload, compare, score, review, bulk actions, delete (HTMX partials)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib import messages
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.defaultfilters import pluralize
 from django.template.response import TemplateResponse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST
@@ -16,6 +17,19 @@ from traces import searchindex
 from traces.filters import TraceFilter
 from traces.forms import CompareForm, TraceFileForm, TracePasteForm
 from traces.importing import import_traces
+from traces.labelling import (
+    REVIEW_FIELDS,
+    ReviewInvalid,
+    bulk_delete,
+    bulk_label,
+    bulk_rate,
+    current_rating,
+    facets,
+    parse_bulk,
+    parse_review,
+    review_trace,
+    split_labels,
+)
 from traces.models import Dataset, Trace, TraceInUse
 from tunixrt.middleware import HtmxHttpRequest
 from tunixrt.pagination import InvalidPage, keyset_page, parse_limit
@@ -37,7 +51,7 @@ LIST_COLUMNS = ("id", "created_at", "prompt", "final_answer", "source", "tags", 
 
 
 def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
-    filterset = TraceFilter(request.GET or None, queryset=Trace.objects.only(*LIST_COLUMNS))
+    filterset = TraceFilter(request.GET or None, queryset=Trace.objects.with_review().only(*LIST_COLUMNS))
     page_error = ""
     rows: list[Trace] = []
     next_cursor = None
@@ -62,6 +76,8 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
         "search_backlog_label": searchindex.describe_backlog(backlog, cap),
     }
     template = "traces/trace_list.html"
+    if not request.htmx or request.htmx.history_restore_request:
+        context["facets"] = facets()  # only the full page shows them
     # htmx asks for the whole page when it restores history it has not cached.
     if request.htmx and not request.htmx.history_restore_request:
         template += "#trace-rows" if request.GET.get("cursor") else "#trace-table"
@@ -72,14 +88,88 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
     return response
 
 
+def review_context(trace: Trace, user: Any) -> dict[str, Any]:
+    reviews = list(trace.reviews.select_related("user").order_by("-updated_at", "-id"))
+    mine = next((r for r in reviews if r.user_id == user.pk), None)
+    return {
+        "trace": trace,
+        "rating": current_rating(trace),
+        "reviews": reviews,
+        "my_review": mine,
+        "labels": list(trace.labels.select_related("created_by").order_by("label")),
+    }
+
+
 def trace_detail(request: HtmxHttpRequest, pk: int) -> TemplateResponse:
     trace = get_object_or_404(Trace, pk=pk)
     context = {
-        "trace": trace,
+        **review_context(trace, request.user),
         "scores": trace.scores.order_by("criteria"),
         "meta_json": json.dumps(trace.meta, indent=2, ensure_ascii=False),
     }
     return TemplateResponse(request, "traces/trace_detail.html", context)
+
+
+@require_POST
+def trace_review(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The detail page's review form: your rating and comment, labels to add (comma-separated) or one to remove."""
+    require(request.user, Action.CREATE)
+    trace = get_object_or_404(Trace, pk=pk)
+    data: dict[str, Any] = {k: request.POST[k] for k in REVIEW_FIELDS if k in request.POST}
+    for name in ("labels", "remove_labels"):
+        if name in data:
+            data[name] = split_labels(data[name])
+    errors: dict[str, list[str]] = {}
+    try:
+        review_trace(trace, request.user, parse_review(data))
+    except ReviewInvalid as exc:
+        errors = exc.errors
+    if request.htmx:
+        context = {**review_context(trace, request.user), "review_errors": errors}
+        return TemplateResponse(request, "traces/trace_detail.html#review", context, status=400 if errors else 200)
+    for field, msgs in errors.items():
+        messages.error(request, f"{field}: {' '.join(msgs)}")
+    return redirect("trace-detail", pk=pk)
+
+
+@require_POST
+def trace_bulk(request: HtmxHttpRequest) -> HttpResponse:
+    """The list page's bulk actions on the ticked traces: label, rate, delete."""
+    require(request.user, Action.CREATE)
+    data: dict[str, Any] = {"action": request.POST.get("action", ""), "ids": request.POST.getlist("id")}
+    if data["action"] == "label":
+        data["labels"] = split_labels(request.POST.get("labels", ""))
+    elif data["action"] in ("good", "bad", "unrate"):
+        data["rating"] = "" if data["action"] == "unrate" else data["action"]
+        data["action"] = "rate"
+    try:
+        bulk = parse_bulk(data)
+    except ReviewInvalid as exc:
+        text = "; ".join(f"{field}: {' '.join(msgs)}" for field, msgs in exc.errors.items())
+        if request.htmx:
+            return TemplateResponse(request, "traces/trace_list.html#bulk-result", {"bulk_error": text}, status=400)
+        messages.error(request, text)
+        return redirect("trace-list")
+    n = len(bulk.ids)
+    if bulk.action == "label":
+        bulk_label(bulk.ids, bulk.labels, request.user)
+        messages.success(request, f"Labelled {n} trace{pluralize(n)} {', '.join(bulk.labels)}.")
+    elif bulk.action == "rate":
+        bulk_rate(bulk.ids, bulk.rating, request.user)
+        messages.success(request, f"Rated {n} trace{pluralize(n)} {bulk.rating or 'unrated'}.")
+    else:
+        result = bulk_delete(bulk.ids, request.user)
+        if result.deleted:
+            deleted = len(result.deleted)
+            messages.success(request, f"Deleted {deleted} trace{pluralize(deleted)}.")
+        for refused in result.refused:
+            messages.error(request, f"Trace {refused['id']} was not deleted: {refused['reason']}")
+    if request.htmx:
+        # The rows, their chips and the messages all change: reload the list as it is (filters kept).
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
+    return redirect("trace-list")
 
 
 @require_POST

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from traces.choices import ScoreCriteria
-from traces.models import Trace, TraceScore
+from traces.choices import Rating, ScoreCriteria
+from traces.labelling import BULK_ACTIONS, COMMENT_MAX, LABEL_MAX, current_rating
+from traces.models import Trace, TraceLabel, TraceReview, TraceScore
 from traces.validation import STEPS_MAX, CleanTrace, TraceInvalid, validate_trace
 
 
@@ -63,7 +65,13 @@ class ScoreRequestSerializer(serializers.Serializer[Any]):
 
 
 class TraceListSerializer(serializers.ModelSerializer[Trace]):
-    """Narrow: no steps and no meta."""
+    """Narrow: no steps and no meta. `rating` and `labels` come from `TraceQuerySet.with_review`."""
+
+    rating = serializers.ChoiceField(
+        choices=Rating.choices, read_only=True, allow_null=True,
+        help_text="the newest rating any reviewer gave; null when unrated",
+    )
+    labels = serializers.ListField(child=serializers.CharField(), source="label_names", read_only=True)
 
     class Meta:
         model = Trace
@@ -78,16 +86,112 @@ class TraceListSerializer(serializers.ModelSerializer[Trace]):
             "step_count",
             "char_count",
             "content_hash",
+            "rating",
+            "labels",
         ]
+
+
+class ReviewSerializer(serializers.ModelSerializer[TraceReview]):
+    user: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = TraceReview
+        fields = ["user", "rating", "comment", "rated_at", "updated_at"]
+
+
+class LabelSerializer(serializers.ModelSerializer[TraceLabel]):
+    created_by: serializers.SlugRelatedField[Any] = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = TraceLabel
+        fields = ["label", "created_by", "created_at"]
 
 
 class TraceDetailSerializer(serializers.ModelSerializer[Trace]):
     steps = StepSerializer(many=True)
     scores = ScoreSerializer(many=True, read_only=True)
+    rating = serializers.SerializerMethodField(help_text="the newest rating any reviewer gave; null when unrated")
+    labels = serializers.ListField(child=serializers.CharField(), source="label_names", read_only=True)
+    reviews = ReviewSerializer(many=True, read_only=True)
+    label_details = LabelSerializer(many=True, read_only=True, source="labels")
 
     class Meta:
         model = Trace
-        fields = [*TraceListSerializer.Meta.fields, "steps", "meta", "scores"]
+        fields = [*TraceListSerializer.Meta.fields, "steps", "meta", "scores", "reviews", "label_details"]
+
+    @extend_schema_field(serializers.ChoiceField(choices=Rating.choices, allow_null=True))
+    def get_rating(self, obj: Trace) -> str | None:
+        if hasattr(obj, "rating"):  # annotated by TraceQuerySet.with_review
+            rating: str | None = obj.rating
+            return rating
+        return current_rating(obj)
+
+
+class ReviewRequestSerializer(serializers.Serializer[Any]):
+    """Your review of a trace. Omitted fields stay as they were. `traces.labelling.parse_review` enforces it."""
+
+    rating = serializers.ChoiceField(
+        choices=Rating.choices, required=False, allow_blank=True, allow_null=True,
+        help_text="good or bad; empty or null clears your rating",
+    )
+    comment = serializers.CharField(required=False, allow_blank=True, max_length=COMMENT_MAX)
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=LABEL_MAX), required=False, max_length=20, help_text="labels to add"
+    )
+    remove_labels = serializers.ListField(
+        child=serializers.CharField(max_length=LABEL_MAX), required=False, max_length=20,
+        help_text="labels to remove (yours; anyone's for a maintainer)",
+    )
+
+
+class ReviewStateSerializer(serializers.Serializer[Any]):
+    """A trace's review state after a change."""
+
+    id = serializers.IntegerField()
+    rating = serializers.ChoiceField(choices=Rating.choices, allow_null=True)
+    labels = LabelSerializer(many=True)
+    reviews = ReviewSerializer(many=True)
+
+
+class BulkRequestSerializer(serializers.Serializer[Any]):
+    """A bulk action on up to 1,000 traces. `traces.labelling.parse_bulk` enforces it."""
+
+    action = serializers.ChoiceField(choices=[(a, a) for a in BULK_ACTIONS])
+    ids = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=1, max_length=1000)
+    labels = serializers.ListField(
+        child=serializers.CharField(max_length=LABEL_MAX), required=False, help_text="for action=label"
+    )
+    rating = serializers.ChoiceField(
+        choices=Rating.choices, required=False, allow_blank=True, help_text="for action=rate; empty clears"
+    )
+
+
+class BulkRefusedSerializer(serializers.Serializer[Any]):
+    id = serializers.IntegerField()
+    reason = serializers.CharField()
+    datasets = serializers.ListField(child=serializers.CharField(), required=False)
+
+
+class BulkResultSerializer(serializers.Serializer[Any]):
+    action = serializers.CharField()
+    ids = serializers.ListField(child=serializers.IntegerField(), help_text="the traces acted on")
+    added = serializers.IntegerField(required=False, help_text="label: labels newly added")
+    deleted = serializers.ListField(child=serializers.IntegerField(), required=False)
+    refused = BulkRefusedSerializer(many=True, required=False)
+
+
+class LabelCountSerializer(serializers.Serializer[Any]):
+    label = serializers.CharField()  # type: ignore[assignment]
+    count = serializers.IntegerField()
+
+
+class FacetsSerializer(serializers.Serializer[Any]):
+    ratings = serializers.DictField(child=serializers.IntegerField(), help_text="traces per current rating")
+    labels = LabelCountSerializer(many=True, help_text="the 50 most used labels")
 
 
 class TraceCompareSerializer(serializers.Serializer[Any]):

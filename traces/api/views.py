@@ -16,6 +16,13 @@ from rest_framework.response import Response
 
 from traces import searchindex
 from traces.api.serializers import (
+    BulkRequestSerializer,
+    BulkResultSerializer,
+    FacetsSerializer,
+    LabelSerializer,
+    ReviewRequestSerializer,
+    ReviewSerializer,
+    ReviewStateSerializer,
     ScoreRequestSerializer,
     ScoreSerializer,
     TraceBatchCreatedSerializer,
@@ -27,13 +34,26 @@ from traces.api.serializers import (
     TraceListSerializer,
 )
 from traces.filters import TraceFilter
-from traces.models import IngestResult, Trace, TraceInUse, TraceScore
+from traces.labelling import (
+    ReviewInvalid,
+    bulk_delete,
+    bulk_label,
+    bulk_rate,
+    current_rating,
+    facets,
+    parse_bulk,
+    parse_review,
+    review_trace,
+)
+from traces.models import IngestResult, Trace, TraceInUse, TraceLabel, TraceReview, TraceScore
 from traces.validation import CleanTrace, TraceInvalid, validate_trace
 from tunixrt.api import PayloadTooLarge
 from tunixrt.pagination import KeysetPagination
 from tunixrt.roles import Action
 
 LIST_FIELDS = TraceListSerializer.Meta.fields
+# Columns to read; rating and labels are annotations (TraceQuerySet.with_review).
+LIST_COLUMNS = [f for f in LIST_FIELDS if f not in ("rating", "labels")]
 
 
 def require_body_within(request: Request, limit: int, what: str) -> None:
@@ -70,14 +90,19 @@ class TraceViewSet(
         "batch": Action.CREATE,
         "score": Action.CREATE,
         "destroy": Action.CHANGE,
+        # Reviewing is a member's work; deleting in bulk checks CHANGE trace by trace (traces.labelling).
+        "review": Action.CREATE,
+        "bulk": Action.CREATE,
     }
 
     def get_queryset(self) -> QuerySet[Trace]:
         if self.action == "list":
-            return Trace.objects.only(*LIST_FIELDS)
+            return Trace.objects.with_review().only(*LIST_COLUMNS)
         if self.action == "retrieve":
-            return Trace.objects.prefetch_related(
-                Prefetch("scores", queryset=TraceScore.objects.order_by("criteria"))
+            return Trace.objects.with_review().prefetch_related(
+                Prefetch("scores", queryset=TraceScore.objects.order_by("criteria")),
+                Prefetch("reviews", queryset=TraceReview.objects.select_related("user").order_by("-updated_at", "-id")),
+                Prefetch("labels", queryset=TraceLabel.objects.select_related("created_by").order_by("label")),
             )
         return Trace.objects.all()
 
@@ -178,6 +203,54 @@ class TraceViewSet(
         return Response(ScoreSerializer(score).data)
 
     @extend_schema(
+        request=ReviewRequestSerializer,
+        responses={200: ReviewStateSerializer},
+        summary="Rate, comment on and label a trace as yourself (omitted fields stay as they were)",
+    )
+    @action(detail=True, methods=["post"], filter_backends=[])
+    def review(self, request: Request, pk: str | None = None) -> Response:
+        trace = self.get_object()
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        try:
+            review_trace(trace, request.user, parse_review(request.data))
+        except ReviewInvalid as exc:
+            raise ValidationError(exc.errors) from None
+        return Response(review_state(trace))
+
+    @extend_schema(
+        request=BulkRequestSerializer,
+        responses={200: BulkResultSerializer},
+        summary="Label, rate or delete up to 1,000 traces at once (delete refuses, with the reason, "
+        "traces in a dataset or not yours)",
+        filters=False,
+    )
+    @action(detail=False, methods=["post"], filter_backends=[], pagination_class=None)
+    def bulk(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        try:
+            bulk = parse_bulk(request.data)
+        except ReviewInvalid as exc:
+            raise ValidationError(exc.errors) from None
+        body: dict[str, Any] = {"action": bulk.action, "ids": bulk.ids}
+        if bulk.action == "label":
+            body["added"] = bulk_label(bulk.ids, bulk.labels, request.user)
+        elif bulk.action == "rate":
+            bulk_rate(bulk.ids, bulk.rating, request.user)
+        else:
+            result = bulk_delete(bulk.ids, request.user)
+            body.update(deleted=result.deleted, refused=result.refused)
+        return Response(body)
+
+    @extend_schema(
+        responses=FacetsSerializer, summary="Traces per current rating, and the most used labels", filters=False
+    )
+    @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
+    def facets(self, request: Request) -> Response:
+        return Response(facets())
+
+    @extend_schema(
         parameters=[
             OpenApiParameter("base", int, required=True),
             OpenApiParameter("other", int, required=True),
@@ -205,3 +278,14 @@ class TraceViewSet(
         for trace in (base, other):
             trace.ensure_scores()
         return Response(TraceCompareSerializer({"base": base, "other": other}).data)
+
+
+def review_state(trace: Trace) -> dict[str, Any]:
+    reviews = trace.reviews.select_related("user").order_by("-updated_at", "-id")
+    labels = trace.labels.select_related("created_by").order_by("label")
+    return {
+        "id": trace.pk,
+        "rating": current_rating(trace),
+        "labels": LabelSerializer(labels, many=True).data,
+        "reviews": ReviewSerializer(reviews, many=True).data,
+    }

@@ -40,6 +40,12 @@ class DatasetBuildSerializer(serializers.Serializer[Any]):
     created_before = serializers.DateTimeField(required=False)
     min_steps = serializers.IntegerField(required=False)
     max_steps = serializers.IntegerField(required=False)
+    rating = serializers.ChoiceField(
+        choices=["good", "bad", "unrated"], required=False, help_text="the traces' current (newest) rating"
+    )
+    label = serializers.CharField(  # type: ignore[assignment]
+        required=False, max_length=64, help_text="traces people gave this label"
+    )
 
 
 class DatasetListSerializer(serializers.ModelSerializer[Dataset]):

@@ -30,7 +30,9 @@ from tunixrt import jobs
 
 logger = logging.getLogger(__name__)
 
-FILTER_FIELDS = ("q", "source", "tag", "created_after", "created_before", "min_steps", "max_steps")
+FILTER_FIELDS = (
+    "q", "source", "tag", "created_after", "created_before", "min_steps", "max_steps", "rating", "label",
+)
 MAX_LIMIT = 1_000_000
 MAX_TRACE_IDS = 1_000_000
 SEED_MAX = 2**31 - 1

@@ -9,8 +9,9 @@ from django.http import StreamingHttpResponse
 
 from runs.training import templates
 from traces.choices import ExportFormat, Split
-from traces.exporting import EXPORT_CHUNK
+from traces.exporting import EXPORT_CHUNK, with_review
 from traces.formats import dumps_line
+from traces.labelling import review_summaries
 from traces.models import Dataset, DatasetMember
 
 
@@ -28,15 +29,19 @@ def gemma_turns(prompt: str, response: str) -> str:
 
 
 def render_record(fmt: str, trace_id: int, prompt: str, steps: list[dict[str, Any]], answer: str,
-                  meta: dict[str, Any]) -> dict[str, Any]:
-    """One export record of a dataset member in `fmt` (see ExportFormat)."""
+                  meta: dict[str, Any], review: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One export record of a dataset member in `fmt` (see ExportFormat).
+
+    `review` (the trace's current rating and labels, traces.labelling.review_summaries) goes into the
+    `trace` format's metadata as `human_review`; a trace nobody reviewed keeps its metadata as captured.
+    """
     if fmt == ExportFormat.TRACE:
         return {
             "id": trace_id,
             "prompts": prompt,
             "trace_steps": [step["content"] for step in steps],
             "final_answer": answer,
-            "metadata": meta,
+            "metadata": with_review(meta, review),
         }
     response = reasoning_text(steps, answer)
     if fmt == ExportFormat.TUNIX_SFT:
@@ -63,10 +68,18 @@ def iter_dataset_lines(dataset: Dataset, fmt: str, split: str = "all") -> Iterat
     if split != "all":
         members = members.filter(split=split)
     rows = members.values_list(
-        "trace_id", "trace__prompt", "trace__steps", "trace__final_answer", "trace__meta"
+        "position", "trace_id", "trace__prompt", "trace__steps", "trace__final_answer", "trace__meta"
     )
-    for trace_id, prompt, steps, answer, meta in rows.iterator(chunk_size=EXPORT_CHUNK):
-        yield dumps_line(render_record(fmt, trace_id, prompt, steps, answer, meta))
+    reviews: dict[int, dict[str, Any]] = {}
+    window_end = -1
+    for position, trace_id, prompt, steps, answer, meta in rows.iterator(chunk_size=EXPORT_CHUNK):
+        if fmt == ExportFormat.TRACE and position >= window_end:
+            # The reviews of the next EXPORT_CHUNK positions, in two queries: per chunk, never per row,
+            # and still one row pulled at a time.
+            window_end = position + EXPORT_CHUNK
+            window = DatasetMember.objects.filter(dataset=dataset, position__gte=position, position__lt=window_end)
+            reviews = review_summaries(window.values("trace_id"))
+        yield dumps_line(render_record(fmt, trace_id, prompt, steps, answer, meta, reviews.get(trace_id)))
 
 
 def export_dataset(dataset: Dataset, fmt: str, out: IO[bytes], split: str = "all") -> int:

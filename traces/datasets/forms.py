@@ -10,6 +10,14 @@ from traces.choices import DatasetStrategy
 from traces.datasets.building import BuildInvalid, validate_build_spec
 
 
+def parse_trace_ids(text: str) -> list[int] | None:
+    """Ids separated by commas or spaces ([] for none), or None when something else is in the text."""
+    parts = text.replace(",", " ").split()
+    if not all(p.isascii() and p.isdigit() and len(p) <= 18 for p in parts):
+        return None
+    return [int(p) for p in parts]
+
+
 class DatasetBuildForm(forms.Form):
     """The build page. `validate_build_spec` does the checking (shared with API and command)."""
 
@@ -24,6 +32,14 @@ class DatasetBuildForm(forms.Form):
     max_steps = forms.CharField(required=False, label="Steps ≤")
     created_after = forms.CharField(required=False)
     created_before = forms.CharField(required=False)
+    rating = forms.ChoiceField(
+        required=False, choices=[("", "any"), ("good", "good"), ("bad", "bad"), ("unrated", "unrated")]
+    )
+    label = forms.CharField(required=False)
+    trace_ids = forms.CharField(
+        required=False, label="Trace ids", widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="instead of the filters: these traces (ids separated by commas or spaces)",
+    )
     strategy = forms.ChoiceField(choices=DatasetStrategy.choices, initial=DatasetStrategy.LATEST)
     seed = forms.CharField(required=False, help_text="required for random")
     limit = forms.CharField(required=False, initial="1000", help_text="1–1,000,000")
@@ -33,6 +49,12 @@ class DatasetBuildForm(forms.Form):
         help_text="0–0.5; e.g. 0.1 holds a tenth out, for the run's eval loss",
     )
     validation_seed = forms.CharField(required=False, initial="0", label="Validation seed")
+
+    def clean_trace_ids(self) -> list[int] | str:
+        ids = parse_trace_ids(self.cleaned_data.get("trace_ids") or "")
+        if ids is None:
+            raise forms.ValidationError("Give trace ids: whole numbers separated by commas or spaces.")
+        return ids or ""
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_http_methods
 from traces.choices import DatasetStatus, ExportFormat, Split
 from traces.datasets.building import BuildInvalid, build_dataset, matching, sample_members, validate_build_spec
 from traces.datasets.exporting import export_response
-from traces.datasets.forms import DatasetBuildForm
+from traces.datasets.forms import DatasetBuildForm, parse_trace_ids
 from traces.models import Dataset, DatasetInUse
 from tunixrt.middleware import HtmxHttpRequest
 from tunixrt.pagination import InvalidPage, keyset_page
@@ -62,14 +62,25 @@ def dataset_build(request: HtmxHttpRequest) -> HttpResponse:
                 return redirect("dataset-detail", key=dataset.key)
         return TemplateResponse(request, "traces/dataset_build.html", {"form": form}, status=400)
     initial = {k: v for k, v in request.GET.items() if k in DatasetBuildForm.base_fields}
+    # "New dataset from selection" on the trace list sends the ticked rows as id=…&id=….
+    picked = request.GET.getlist("id")
+    if picked and "trace_ids" not in initial:
+        initial["trace_ids"] = ", ".join(picked)
     form = DatasetBuildForm(initial=initial)
     context = {"form": form, "preview": _preview(initial)}
     return TemplateResponse(request, "traces/dataset_build.html", context)
 
 
 def _preview(params: dict[str, Any]) -> dict[str, Any]:
-    data = {k: v for k, v in params.items() if k in DatasetBuildForm.base_fields and v not in (None, "")}
+    data: dict[str, Any] = {
+        k: v for k, v in params.items() if k in DatasetBuildForm.base_fields and v not in (None, "")
+    }
     data["name"] = "preview"
+    if isinstance(data.get("trace_ids"), str):
+        ids = parse_trace_ids(data["trace_ids"])
+        if ids is None:
+            return {"errors": {"trace_ids": ["Give trace ids: whole numbers separated by commas or spaces."]}}
+        data["trace_ids"] = ids or None
     try:
         spec = validate_build_spec(data)
     except BuildInvalid as exc:
