@@ -56,8 +56,32 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         "recent_runs": Run.objects.select_related("dataset").order_by("-created_at", "-id")[:5],
         "model_count": RegisteredModel.objects.count(),
         "evaluation_count": Evaluation.objects.filter(status="completed").count(),
+        "latest_results": Evaluation.objects.filter(status="completed")
+        .select_related("run", "eval_set")
+        .order_by("-finished_at", "-id")[:5],
     }
+    context["next_steps"] = first_steps(context)
+    context["all_steps_done"] = all(step["done"] for step in context["next_steps"])
     return TemplateResponse(request, "tunixrt/dashboard.html", context)
+
+
+def first_steps(counts: dict[str, Any]) -> list[dict[str, Any]]:
+    """The loop a new team walks through, each step done or not, and the first one not done marked next."""
+    steps = [
+        {"title": "Import traces", "done": counts["trace_count"] > 0, "url": "trace-upload",
+         "hint": "Upload JSON or JSONL, or send traces to the API or import_traces."},
+        {"title": "Build a dataset", "done": counts["dataset_count"] > 0, "url": "dataset-build",
+         "hint": "Freeze filtered traces into an immutable name@vN with a validation split."},
+        {"title": "Launch a run", "done": counts["run_count"] > 0, "url": "run-launch",
+         "hint": "Fine-tune a base model on it with Tunix (full or LoRA) and watch it live."},
+        {"title": "Evaluate", "done": counts["evaluation_count"] > 0, "url": "evaluation-home",
+         "hint": "Score the trained model on a held-out eval set and compare it on the leaderboard."},
+    ]
+    for step in steps:
+        if not step["done"]:
+            step["next"] = True
+            break
+    return steps
 
 
 def health_cards(request: HttpRequest) -> TemplateResponse:

@@ -22,3 +22,11 @@ def number(value: Any) -> Any:
         return f"{value:.2e}"
     text = f"{value:,.4f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
+
+
+@register.filter
+def percent(value: Any) -> Any:
+    """A fraction (0–1) as a percentage with one decimal: 0.4567 → "45.7 %"; None stays None."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
+        return value
+    return f"{value * 100:.1f} %"
