@@ -46,7 +46,7 @@ def fast_count(model: Any) -> tuple[int, bool]:
 
 def dashboard(request: HttpRequest) -> TemplateResponse:
     trace_count, estimated = fast_count(Trace)
-    context = {
+    context: dict[str, Any] = {
         "trace_count": trace_count,
         "trace_count_estimated": estimated,
         "scored_count": TraceScore.objects.count() if not estimated else None,
@@ -60,8 +60,9 @@ def dashboard(request: HttpRequest) -> TemplateResponse:
         .select_related("run", "eval_set")
         .order_by("-finished_at", "-id")[:5],
     }
-    context["next_steps"] = first_steps(context)
-    context["all_steps_done"] = all(step["done"] for step in context["next_steps"])
+    steps = first_steps(context)
+    context["next_steps"] = steps
+    context["all_steps_done"] = all(step["done"] for step in steps)
     return TemplateResponse(request, "tunixrt/dashboard.html", context)
 
 
