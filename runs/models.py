@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,23 @@ from runs.choices import (
 from runs.hyperparameters import BOUNDS, model_field
 from runs.training import folders
 from tunixrt.jobs import Job
+
+PROGRESS_WINDOW = 30  # steps over which a run's speed (and so its ETA) is measured
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    done: int
+    total: int
+    elapsed_seconds: float | None
+    steps_per_second: float | None
+    tokens_per_second: float | None
+    eta_seconds: float | None
+
+    @property
+    def percent(self) -> float:
+        return round(100 * min(self.done, self.total) / self.total, 1) if self.total else 0.0
+
 
 # What a run was launched with (what retry copies and compare diffs).
 CONFIG_FIELDS = ("base_model", "method", "chat_template", "mode", *BOUNDS)
@@ -138,6 +156,33 @@ class Run(Job):
         if series[-1][0] != last[0]:
             series.append(last)
         return series
+
+    def progress(self) -> Progress:
+        """Where the run is: steps done of max_steps, elapsed, speed and (while running) the time left.
+
+        Speed is measured over the last steps the child reported (their tokens_per_s points,
+        one per step): steps between the first and last write over the time between them,
+        so compilation and loading do not count. One indexed query.
+        """
+        done = int(self.summary.get("steps_done") or 0)
+        total = int(self.max_steps)
+        recent = list(
+            RunMetric.objects.filter(run=self, name="tokens_per_s")
+            .order_by("-step")
+            .values_list("step", "value", "created_at")[:PROGRESS_WINDOW]
+        )
+        steps_per_s = tokens_per_s = None
+        if recent:
+            tokens_per_s = float(recent[0][1])
+            span = (recent[0][2] - recent[-1][2]).total_seconds()
+            if span > 0 and recent[0][0] > recent[-1][0]:
+                steps_per_s = (recent[0][0] - recent[-1][0]) / span
+        if steps_per_s is None and self.summary.get("seconds_per_step"):
+            steps_per_s = 1 / float(self.summary["seconds_per_step"])
+        eta = None
+        if self.is_active and steps_per_s and done < total:
+            eta = (total - done) / steps_per_s
+        return Progress(done, total, self.duration_seconds, steps_per_s, tokens_per_s, eta)
 
     @property
     def duration_seconds(self) -> float | None:

@@ -148,6 +148,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "eval_sets": EvalSet.objects.order_by("name"),
         "versions": run.model_versions.select_related("model"),
         "smaller": _smaller_retry(run) if run.killed_by_system else None,
+        "progress": run.progress(),
     }
 
 

@@ -30,3 +30,21 @@ def percent(value: Any) -> Any:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
         return value
     return f"{value * 100:.1f} %"
+
+
+@register.filter
+def duration(seconds: Any) -> Any:
+    """Seconds as people read a duration: "45 s", "3 min 05 s", "2 h 07 min"; None stays None."""
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds != seconds:
+        return seconds
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
