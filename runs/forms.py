@@ -8,6 +8,7 @@ from django import forms
 
 from runs.choices import ChatTemplate, RunMethod
 from runs.hyperparameters import BOUNDS
+from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX
 from runs.validation import LaunchInvalid, as_written, base_model_choices, default_value, validate_launch
 from traces.choices import DatasetStatus
 from traces.models import Dataset
@@ -53,3 +54,12 @@ class RunLaunchForm(forms.Form):
 
     def hyperparameter_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in BOUNDS]
+
+
+class RunDescribeForm(forms.Form):
+    """A run's name and notes (the run page's inline editor)."""
+
+    name = forms.CharField(max_length=RUN_NAME_MAX, required=False, help_text="what people call this run")
+    notes = forms.CharField(
+        max_length=RUN_NOTES_MAX, required=False, widget=forms.Textarea(attrs={"rows": 3}), help_text="free text"
+    )

@@ -22,6 +22,7 @@ from runs.hyperparameters import BOUNDS, model_field
 from runs.training import folders
 from tunixrt.jobs import Job
 
+RUN_NAME_MAX, RUN_NOTES_MAX = 120, 10_000
 PROGRESS_WINDOW = 30  # steps over which a run's speed (and so its ETA) is measured
 
 
@@ -62,6 +63,9 @@ class Run(Job):
     """
 
     dataset = models.ForeignKey("traces.Dataset", on_delete=models.PROTECT, related_name="runs")
+    # What people call the run and what they noted about it (editable any time, never part of its config).
+    name = models.CharField(max_length=RUN_NAME_MAX, blank=True, default="")
+    notes = models.TextField(max_length=RUN_NOTES_MAX, blank=True, default="")
     base_model = models.CharField(max_length=200)
     method = models.CharField(max_length=8, choices=RunMethod.choices, default=RunMethod.FULL)
     chat_template = models.CharField(max_length=16, choices=ChatTemplate.choices, default=ChatTemplate.GEMMA)
@@ -108,6 +112,22 @@ class Run(Job):
 
     def __str__(self) -> str:
         return f"Run {self.pk} ({self.status})"
+
+    @property
+    def title(self) -> str:
+        """How pages name the run: "#12 · lr sweep 3e-4" or "#12"."""
+        return f"#{self.pk} · {self.name}" if self.name else f"#{self.pk}"
+
+    def describe(self, *, name: str | None = None, notes: str | None = None) -> list[str]:
+        """Set the name and/or notes (stripped); returns the fields that changed (saved)."""
+        changed = []
+        for field, value in (("name", name), ("notes", notes)):
+            if value is not None and getattr(self, field) != value.strip():
+                setattr(self, field, value.strip())
+                changed.append(field)
+        if changed:
+            self.save(update_fields=changed)
+        return changed
 
     @property
     def is_terminal(self) -> bool:

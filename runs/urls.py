@@ -12,6 +12,7 @@ urlpatterns = [
     path("<int:pk>/", views.run_detail, name="run-detail"),
     path("<int:pk>/row/", views.run_row, name="run-row"),
     path("<int:pk>/logs/", views.run_logs, name="run-logs"),
+    path("<int:pk>/describe/", views.run_describe, name="run-describe"),
     path("<int:pk>/cancel/", views.run_cancel, name="run-cancel"),
     path("<int:pk>/retry/", views.run_retry, name="run-retry"),
     path("<int:pk>/delete/", views.run_delete, name="run-delete"),

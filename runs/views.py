@@ -12,17 +12,18 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
+from runs import runtable
 from runs.basemodels import catalog
 from runs.charts import line_chart
 from runs.filters import RunFilter
-from runs.forms import RunLaunchForm
+from runs.forms import RunDescribeForm, RunLaunchForm
 from runs.hyperparameters import BOUNDS
 from runs.launching import artifact_path, delete_run, launch_run, list_artifacts, retry_run
 from runs.models import CONFIG_FIELDS, EvalSet, Evaluation, Run, RunLog
 from runs.validation import LaunchInvalid, validate_launch
 from tunixrt.jobs import Job, JobNotActive
 from tunixrt.middleware import HtmxHttpRequest
-from tunixrt.pagination import InvalidPage, keyset_page
+from tunixrt.pagination import InvalidPage
 from tunixrt.roles import Action, require
 
 STOP_POLLING = 286  # htmx stops an `every Ns` trigger on this status
@@ -44,17 +45,25 @@ def stop_when_done(response: HttpResponse, job: Run | Evaluation) -> HttpRespons
 def run_list(request: HtmxHttpRequest) -> TemplateResponse:
     filterset = RunFilter(request.GET or None, queryset=Run.objects.select_related("dataset"))
     rows: list[Run] = []
+    eval_sets: list[str] = []
     next_cursor = None
     page_error = ""
+    sort = request.GET.get("sort", "") or runtable.DEFAULT_SORT
     try:
-        rows, next_cursor = keyset_page(filterset.qs, request.GET.get("cursor"), 50)
+        rows, next_cursor, eval_sets = runtable.page(filterset.qs, sort, request.GET.get("cursor"))
     except InvalidPage as exc:
         page_error = f"{exc.field}: {exc}"
+    except ValueError as exc:
+        page_error = f"sort: {exc}"
     params = request.GET.copy()
     params.pop("cursor", None)
+    unsorted = params.copy()
+    unsorted.pop("sort", None)
     context = {
         "filter": filterset,
         "rows": rows,
+        "eval_sets": eval_sets,
+        "headers": _sort_headers(sort, eval_sets, unsorted.urlencode()),
         "next_cursor": next_cursor,
         "query": params.urlencode(),
         "page_error": page_error,
@@ -62,13 +71,30 @@ def run_list(request: HtmxHttpRequest) -> TemplateResponse:
     template = "runs/run_list.html"
     if request.htmx:
         template += "#run-rows" if request.GET.get("cursor") else "#run-table"
-    return TemplateResponse(request, template, context)
+    return TemplateResponse(request, template, context, status=400 if page_error else 200)
+
+
+def _sort_headers(sort: str, eval_sets: list[str], query: str) -> list[dict[str, Any]]:
+    """Each sortable column's header: its label, the link that sorts by it, and the current direction."""
+    columns = [(c.key, c.label) for c in runtable.COLUMNS] + [(f"acc:{n}", f"{n} accuracy") for n in eval_sets]
+    headers = []
+    for key, label in columns:
+        current = "asc" if sort == key else "desc" if sort == f"-{key}" else ""
+        # First click: the newest run, the most steps, the longest run, the highest accuracy, the lowest
+        # loss, A to Z; a second click reverses it.
+        first = f"-{key}" if key in ("steps", "duration") or key.startswith("acc:") else key
+        target = (key if current == "desc" else f"-{key}") if current else first
+        link = f"?{query}&sort={target}" if query else f"?sort={target}"
+        headers.append({"label": label, "url": link, "current": current, "key": key})
+    return headers
 
 
 def run_row(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """One history row; polled while the run is active."""
     run = get_object_or_404(Run.objects.select_related("dataset"), pk=pk)
-    response = TemplateResponse(request, "runs/run_list.html#run-row", {"run": run})
+    eval_sets = runtable.eval_columns()
+    runtable.attach_accuracies([run], eval_sets)
+    response = TemplateResponse(request, "runs/run_list.html#run-row", {"run": run, "eval_sets": eval_sets})
     return stop_when_done(response.render(), run)
 
 
@@ -149,6 +175,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "versions": run.model_versions.select_related("model"),
         "smaller": _smaller_retry(run) if run.killed_by_system else None,
         "progress": run.progress(),
+        "describe_form": RunDescribeForm(initial={"name": run.name, "notes": run.notes}),
     }
 
 
@@ -183,6 +210,24 @@ def run_logs(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if not run.is_active and not lines:
         response.status_code = STOP_POLLING
     return response
+
+
+@require_POST
+def run_describe(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Name a run and edit its notes; htmx swaps the card in place, errors inline (400)."""
+    run = get_object_or_404(Run, pk=pk)
+    require(request.user, Action.CHANGE, run)
+    form = RunDescribeForm(request.POST)
+    if form.is_valid():
+        run.describe(name=form.cleaned_data["name"], notes=form.cleaned_data["notes"])
+        messages.info(request, f"Run {pk}: name and notes saved.")
+        if request.htmx:
+            response = HttpResponse(status=204)
+            response["HX-Refresh"] = "true"  # the title shows the name too
+            return response
+        return redirect("run-detail", pk=pk)
+    context = {"run": run, "describe_form": form}
+    return TemplateResponse(request, "runs/run_detail.html#describe", context, status=400)
 
 
 @require_POST

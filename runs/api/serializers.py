@@ -8,7 +8,7 @@ from rest_framework import serializers
 
 from runs.choices import ChatTemplate, RunMethod, RunMode
 from runs.hyperparameters import BOUNDS, serializer_field
-from runs.models import Run, RunLog
+from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX, Run, RunLog
 
 
 class RunLaunchSerializer(serializers.Serializer[Any]):
@@ -33,6 +33,7 @@ class RunListSerializer(serializers.ModelSerializer[Run]):
         model = Run
         fields = [
             "id",
+            "name",
             "dataset",
             "base_model",
             "method",
@@ -44,6 +45,18 @@ class RunListSerializer(serializers.ModelSerializer[Run]):
             "started_at",
             "finished_at",
         ]
+
+
+class RunDescribeSerializer(serializers.Serializer[Run]):
+    """PATCH /api/runs/{id}: what people call a run and note about it (both optional)."""
+
+    name = serializers.CharField(max_length=RUN_NAME_MAX, allow_blank=True, required=False, trim_whitespace=True)
+    notes = serializers.CharField(max_length=RUN_NOTES_MAX, allow_blank=True, required=False, trim_whitespace=True)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if not attrs:
+            raise serializers.ValidationError({"non_field_errors": ["Send name and/or notes."]})
+        return attrs
 
 
 class RunDetailSerializer(serializers.ModelSerializer[Run]):
@@ -59,6 +72,8 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
         model = Run
         fields = [
             "id",
+            "name",
+            "notes",
             "dataset",
             "status",
             "mode",

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 
 from runs.api.serializers import (
     BaseModelSerializer,
+    RunDescribeSerializer,
     RunDetailSerializer,
     RunLaunchSerializer,
     RunListSerializer,
@@ -60,6 +61,7 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         "cancel": Action.CHANGE,
         "retry": Action.CHANGE,
         "destroy": Action.CHANGE,
+        "partial_update": Action.CHANGE,
     }
 
     def get_queryset(self) -> QuerySet[Run]:
@@ -88,6 +90,16 @@ class RunViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gene
         except LaunchInvalid as exc:
             raise ValidationError(exc.errors) from None
         return Response(RunDetailSerializer(run).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        request=RunDescribeSerializer, responses={200: RunDetailSerializer}, summary="Name a run or edit its notes"
+    )
+    def partial_update(self, request: Request, pk: str | None = None) -> Response:
+        run = self.get_object()
+        body = RunDescribeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        run.describe(**body.validated_data)
+        return Response(RunDetailSerializer(run).data)
 
     @extend_schema(request=None, responses={200: RunDetailSerializer, 409: dict}, summary="Cancel a run")
     @action(detail=True, methods=["post"])

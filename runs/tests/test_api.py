@@ -60,6 +60,7 @@ def test_the_list_is_newest_first_and_walks_by_cursor(api, history):
     rows = api.get("/api/runs").json()["results"]
     assert set(rows[0]) == {
         "id",
+        "name",
         "dataset",
         "base_model",
         "method",
