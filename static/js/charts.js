@@ -54,8 +54,13 @@
   }
 
   function axisSize(u, values) {
-    if (!values) return 50;
-    return Math.max(40, 14 + 7 * Math.max.apply(null, values.map(function (v) { return String(v).length; })));
+    if (!values || !values.length) return 50;
+    return Math.max(40, 20 + 8 * Math.max.apply(null, values.map(function (v) { return String(v).length; })));
+  }
+
+  function lastValue(values) {
+    for (let i = values ? values.length - 1 : -1; i >= 0; i--) if (values[i] != null) return values[i];
+    return null;
   }
 
   function options(entry, width) {
@@ -66,7 +71,7 @@
       label: bars ? "run" : (spec.x_label || "step"),
       value: bars
         ? function (u, i) { return i == null ? "–" : spec.labels[i]; }
-        : function (u, v) { return readable(v); },
+        : function (u, v, si, idx) { return idx == null ? "latest" : readable(v); },
     }];
     spec.series.forEach(function (s) {
       series.push({
@@ -79,7 +84,10 @@
         show: !state.hidden[s.label],
         paths: bars ? uPlot.paths.bars({ size: [0.7, 80], align: 0 }) : undefined,
         points: bars ? { show: false } : undefined,
-        value: function (u, v) { return v == null ? "–" : readable(v) + (bars ? "%" : ""); },
+        value: function (u, v, si, idx) {
+          if (idx == null && !bars) v = lastValue(u.data[si]); // not hovering: the latest value, like W&B
+          return v == null ? "–" : readable(v) + (bars ? "%" : "");
+        },
       });
     });
     const n = bars ? spec.labels.length : 0;
