@@ -58,6 +58,13 @@
     return Math.max(40, 20 + 8 * Math.max.apply(null, values.map(function (v) { return String(v).length; })));
   }
 
+  // A log axis leaves the splits it does not label as null: they stay blank.
+  function tickLabels(unit) {
+    return function (u, splits) {
+      return splits.map(function (v) { return v == null ? "" : readable(v) + unit; });
+    };
+  }
+
   function lastValue(values) {
     for (let i = values ? values.length - 1 : -1; i >= 0; i--) if (values[i] != null) return values[i];
     return null;
@@ -104,13 +111,10 @@
             splits: function () { return spec.labels.map(function (_, i) { return i; }); },
             values: function (u, splits) { return splits.map(function (i) { return n <= 20 ? spec.labels[i] || "" : ""; }); },
           }
-          : { values: function (u, splits) { return splits.map(readable); } },
-        {
-          size: axisSize,
-          values: function (u, splits) { return splits.map(function (v) { return readable(v) + (bars ? "%" : ""); }); },
-        },
+          : { values: tickLabels("") },
+        { size: axisSize, values: tickLabels(bars ? "%" : "") },
       ],
-      cursor: bars ? { drag: { x: false, y: false } } : { drag: { x: true, y: false, setScale: true } },
+      cursor: bars ? { y: false, drag: { x: false, y: false } } : { drag: { x: true, y: false, setScale: true } },
       legend: { live: true },
       hooks: {
         setScale: [function (u, key) {
