@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from runs.choices import (
@@ -162,18 +163,26 @@ class Run(Job):
     def metric_series(self, name: str, max_points: int = 500) -> list[tuple[int, float]]:
         """(step, value) points of one metric, thinned in the database to about `max_points`.
 
-        Keeps every k-th step (k = last step / max_points) plus the last point,
-        so a 100,000-step run costs the same to draw as a short one.
+        Keeps every k-th recorded point (k = points / max_points, counted in step
+        order, so a metric logged every 50 steps thins as evenly as one logged every
+        step) plus the last point: a 100,000-step run costs the same to draw as a
+        short one.
         """
         points = RunMetric.objects.filter(run=self, name=name)
-        last = points.order_by("-step").values_list("step", "value").first()
-        if last is None:
+        count = points.count()
+        if count == 0:
             return []
-        stride = max(1, -(-last[0] // max(max_points, 1)))
-        if stride > 1:
-            points = points.annotate(_m=models.F("step") % stride).filter(_m=0)
-        series = list(points.order_by("step", "id").values_list("step", "value"))
-        if series[-1][0] != last[0]:
+        stride = max(1, -(-count // max(max_points, 1)))
+        if stride == 1:
+            return list(points.order_by("step", "id").values_list("step", "value"))
+        # ROW_NUMBER() is 1-based: keep rows 1, 1 + k, 1 + 2k, ... (the first point, then every k-th).
+        numbered = points.annotate(
+            _n=models.Window(RowNumber(), order_by=(models.F("step").asc(), models.F("id").asc()))
+        )
+        kept = numbered.annotate(_m=(models.F("_n") - 1) % stride).filter(_m=0)
+        series = list(kept.order_by("step", "id").values_list("step", "value"))
+        last = points.order_by("-step", "-id").values_list("step", "value").first()
+        if last is not None and series[-1] != last:
             series.append(last)
         return series
 

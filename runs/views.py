@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from runs import runtable
 from runs.basemodels import catalog
-from runs.charts import line_chart
+from runs.charts import metric_panels
 from runs.filters import RunFilter
 from runs.forms import RunDescribeForm, RunLaunchForm
 from runs.hyperparameters import BOUNDS
@@ -116,16 +116,6 @@ def run_launch(request: HtmxHttpRequest) -> HttpResponse:
     return TemplateResponse(request, "runs/run_launch.html", {"form": RunLaunchForm(initial=initial)})
 
 
-def _chart(runs: list[Run], names: tuple[str, ...] = ("train_loss", "eval_loss")) -> Any:
-    series = []
-    for n, run in enumerate(runs):
-        for name in names:
-            label = name.replace("_", " ") if len(runs) == 1 else f"run {run.pk} {name.replace('_', ' ')}"
-            css = f"s{n} {name}"
-            series.append((label, css, run.metric_series(name, 400)))
-    return line_chart(series)
-
-
 def _artifact_groups(run: Run) -> dict[str, Any]:
     """Final model and data files listed one by one; orbax checkpoint files folded per step."""
     files = list_artifacts(run) if run.is_terminal else []
@@ -164,7 +154,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
     return {
         "run": run,
         "config": run.config(),
-        "chart": _chart([run]),
+        "panels": metric_panels([run]),
         "logs": logs,
         "last_seq": logs[-1].seq if logs else -1,
         "poll_logs": run.is_active,
@@ -314,7 +304,7 @@ def run_compare(request: HtmxHttpRequest) -> TemplateResponse:
         "runs": runs,
         "error": error,
         "rows": rows,
-        "chart": _chart(runs) if runs else None,
+        "panels": metric_panels(runs) if runs else [],
         "recent": Run.objects.select_related("dataset").order_by("-created_at", "-id")[:30],
         "picked": ids,
     }

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
+from runs.charts import accuracy_bars, run_label
 from runs.evaluation.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
 from runs.evaluation.leaderboard import compare_runs, leaderboard, newest_results_set
 from runs.evaluation.running import EvaluationConflict, launch_evaluation
@@ -136,7 +137,12 @@ def leaderboard_page(request: HtmxHttpRequest) -> TemplateResponse:
         rows.sort(key=lambda e: e.finished_at or e.created_at, reverse=True)
     elif sort == "run":
         rows.sort(key=lambda e: e.run_id, reverse=True)
-    context = {"eval_sets": eval_sets, "eval_set": eval_set, "rows": rows, "params": request.GET, "sort": sort}
+    chart = accuracy_bars(
+        (f"{run_label(e.run)}{' base model' if e.baseline else ''}", e.accuracy, e.baseline) for e in rows
+    )
+    context = {
+        "eval_sets": eval_sets, "eval_set": eval_set, "rows": rows, "params": request.GET, "sort": sort, "chart": chart,
+    }
     return TemplateResponse(request, "runs/leaderboard.html", context)
 
 

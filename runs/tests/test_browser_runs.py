@@ -101,9 +101,11 @@ def test_launch_a_tiny_run_watch_it_finish_and_download_its_model(
     run = Run.objects.get(pk=run_id)
     assert run.status == RunStatus.COMPLETED, run.error
     expect(page.locator("#status")).not_to_have_attribute("hx-trigger", re.compile("every"))
-    expect(page.locator("#chart svg.chart polyline").first).to_be_attached()
-    assert page.locator("#chart svg.chart polyline").count() == 2  # train and eval loss
-    expect(page.locator(".legend")).to_contain_text("train loss")
+    loss = page.locator('#chart [data-chart="loss"]')
+    expect(loss.locator("svg.chart polyline")).to_have_count(2)  # train and eval loss (the no-JavaScript view)
+    expect(loss.locator("canvas").first).to_be_visible()  # drawn by uPlot
+    expect(loss.locator(".u-legend")).to_contain_text("train loss")
+    expect(page.locator('#chart [data-chart="learning-rate"] canvas').first).to_be_visible()
     expect(page.locator("#log")).to_contain_text("finished: completed")
     expect(page.locator("#log")).to_contain_text(f"step {FAST['max_steps']}: loss")
     expect(page.locator(".kv").first).to_contain_text("final_train_loss")

@@ -187,9 +187,9 @@ def test_the_detail_page_shows_status_config_summary_log_chart_and_artifacts(pag
     assert "<th>tokens_per_s</th><td>5,000</td>" in text
     for n in range(5):
         assert f'<span class="seq">{n}</span> line {n}' in text
-    assert '<svg class="chart"' in text
-    assert text.count("<polyline") == 2  # train and eval loss
-    assert "train loss" in text and "eval loss" in text
+    assert text.count('<svg class="chart"') == 2  # a loss panel and a learning rate panel
+    assert text.count("<polyline") == 3  # train and eval loss, learning rate
+    assert "train loss" in text and "eval loss" in text and "learning rate" in text
     assert f'href="/runs/{run.pk}/artifacts/final/model.safetensors"' in text
     assert f'href="/runs/{run.pk}/artifacts/checkpoints/10/model/data.bin"' in text
     assert f'action="/runs/{run.pk}/retry/"' in text
@@ -212,7 +212,7 @@ def test_a_running_run_page_polls_and_can_be_cancelled(page, dataset, user):
     assert f'hx-get="/runs/{run.pk}/?fragment=chart" hx-trigger="every 2s"' in text
     assert f'hx-get="/runs/{run.pk}/logs/?since_seq=-1" hx-trigger="every 1s"' in text
     assert 'id="cancel-button"' in text
-    assert "No loss points yet." in text
+    assert "No metric points yet." in text
     assert "Listed when the run ends." in text
 
 
@@ -270,8 +270,8 @@ def test_compare_two_runs_shows_a_config_diff_and_overlaid_curves(page, dataset)
     assert "differs" not in rows["dataset"]
     assert "result" in rows["final_train_loss"]
     assert '<svg class="chart"' in text
-    assert text.count("<polyline") == 4  # train and eval loss of each run
-    assert f"run {one.pk} train loss" in text and f"run {two.pk} train loss" in text
+    assert text.count("<polyline") == 6  # train and eval loss, learning rate, of each run
+    assert f"#{one.pk} train loss" in text and f"#{two.pk} train loss" in text
     assert f'href="/runs/{one.pk}/"' in text and f'href="/runs/{two.pk}/"' in text
 
 
