@@ -23,7 +23,7 @@ def leaderboard(
         # Rows only need these: never drag scorecards, run summaries or output tails along.
         .only(
             "id", "run_id", "eval_set_id", "baseline", "accuracy", "correct", "total", "finished_at", "created_at",
-            "run__id", "run__base_model", "run__method", "run__dataset__name", "run__dataset__version",
+            "run__id", "run__name", "run__base_model", "run__method", "run__dataset__name", "run__dataset__version",
         )
     )
     if dataset:

@@ -141,8 +141,8 @@ def test_the_page_shows_the_board_and_its_filters(page, board):
     html = response.content.decode()
     order = [html.index(f"run #{board[k].pk}<") for k in ("b", "c", "a")]
     assert order == sorted(order), "best first"
-    assert "0.750" in html and "3/4" in html
-    assert "0.250" in html and "1.000" not in html
+    assert "75.0 %" in html and "3/4" in html
+    assert "25.0 %" in html and "1.000" not in html
 
     small = page.get("/leaderboard/", {"eval_set": "quiz", "base_model": "small"}).content.decode()
     assert f"run #{board['c'].pk}<" in small
@@ -197,3 +197,12 @@ def test_the_page_with_no_eval_sets_says_so(page, db):
 def test_the_leaderboard_needs_a_login(client, board):
     assert client.get("/leaderboard/").status_code == 302
     assert client.get("/api/leaderboard", {"eval_set": "quiz"}).status_code in (401, 403)
+
+
+def test_leaderboard_rows_can_be_ticked_for_comparison(page, board):
+    html = page.get("/leaderboard/").content.decode()
+    start = html.index('id="leaderboard-compare-form"')
+    form = html[start : html.index("</form>", start)]
+    assert 'action="/runs/compare/"' in html
+    for key in ("a", "b", "c"):
+        assert f'name="id" value="{board[key].pk}"' in form
