@@ -12,7 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods, require_POST
 
-from runs import runtable
+from runs import pickers, runtable
 from runs.basemodels import catalog
 from runs.charts import metric_panels
 from runs.filters import RunFilter
@@ -166,6 +166,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "smaller": _smaller_retry(run) if run.killed_by_system else None,
         "progress": run.progress(),
         "describe_form": RunDescribeForm(initial={"name": run.name, "notes": run.notes}),
+        "registered_names": pickers.registered_names() if run.status == "completed" else [],
     }
 
 

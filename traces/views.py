@@ -245,6 +245,12 @@ def trace_upload_file(request: HtmxHttpRequest) -> TemplateResponse:
     return TemplateResponse(request, template, context, status=200 if form.is_valid() else 400)
 
 
+def recent_choices(limit: int = 100) -> list[tuple[int, str]]:
+    """The newest traces as (id, "#id prompt…") for the compare page's pickers."""
+    rows = Trace.objects.newest_first().only("id", "prompt")[:limit]
+    return [(t.pk, f"#{t.pk} {t.prompt[:90]}") for t in rows]
+
+
 def trace_compare(request: HtmxHttpRequest) -> TemplateResponse:
     data = request.GET.copy()
     picked = data.getlist("id")
@@ -255,7 +261,7 @@ def trace_compare(request: HtmxHttpRequest) -> TemplateResponse:
         form = CompareForm(data)
     else:
         form = CompareForm(initial={k: data[k] for k in ("base", "other") if k in data})
-    context: dict[str, Any] = {"form": form}
+    context: dict[str, Any] = {"form": form, "trace_choices": recent_choices()}
     if form.is_valid():
         pair = []
         for name in ("base", "other"):

@@ -10,6 +10,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_POST
 
+from runs import pickers
 from runs.charts import accuracy_bars, run_label
 from runs.evaluation.evalsets import EvalSetInvalid, evalset_from_dataset, import_evalset
 from runs.evaluation.leaderboard import compare_runs, leaderboard, newest_results_set
@@ -148,7 +149,14 @@ def leaderboard_page(request: HtmxHttpRequest) -> TemplateResponse:
 
 def evaluation_compare(request: HtmxHttpRequest) -> TemplateResponse:
     eval_set = EvalSet.objects.filter(name=request.GET.get("eval_set", "")).first()
-    context: dict[str, Any] = {"eval_sets": EvalSet.objects.order_by("name"), "params": request.GET}
+    eval_sets = list(EvalSet.objects.order_by("name"))
+    chosen = eval_set or (eval_sets[0] if eval_sets else None)
+    context: dict[str, Any] = {
+        "eval_sets": eval_sets,
+        "params": request.GET,
+        # Runs evaluated on the chosen set (the first one until one is chosen): what can be compared on it.
+        "run_choices": pickers.evaluated_runs(chosen) if chosen else [],
+    }
     a, b = request.GET.get("a", ""), request.GET.get("b", "")
     if eval_set and all(v.isascii() and v.isdigit() and len(v) < 19 for v in (a, b)):
         run_a = Run.objects.filter(pk=int(a)).first()
@@ -165,6 +173,6 @@ def evaluation_compare(request: HtmxHttpRequest) -> TemplateResponse:
                 if only in ("improved", "regressed", "unchanged"):
                     result["items"] = [r for r in result["items"] if r["change"] == only]
                 context.update(result=result, eval_set=eval_set, run_a=run_a, run_b=run_b)
-    elif request.GET:
-        context["error"] = "Pick an eval set and two run ids."
+    elif request.GET and not request.htmx:
+        context["error"] = "Pick an eval set and two runs."
     return TemplateResponse(request, "runs/evaluation_compare.html", context)

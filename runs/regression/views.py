@@ -10,6 +10,7 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
+from runs import pickers
 from runs.evaluation.running import EvaluationConflict
 from runs.models import EvalSet, RegressionBaseline, Run
 from runs.regression.gates import BaselineInvalid, check_regression, create_baseline, validate_baseline
@@ -60,5 +61,6 @@ def regression_page(request: HtmxHttpRequest) -> HttpResponse:
         # The check form shows what was checked, so the next check starts from it.
         "checked": {"baseline": request.GET.get("baseline", ""), "run": run_id},
         "form": request.POST if request.method == "POST" else {},
+        "run_choices": pickers.evaluated_runs(),
     }
     return TemplateResponse(request, "runs/regression.html", context, status=400 if errors else 200)

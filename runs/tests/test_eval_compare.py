@@ -139,7 +139,7 @@ def test_the_page_shows_counts_and_filters_by_change(page, pair):
 
 def test_the_page_explains_what_is_missing(page, pair, dataset):
     _, a, _ = pair
-    assert "Pick an eval set and two run ids." in page.get("/evaluations/compare/", {"a": "1"}).content.decode()
+    assert "Pick an eval set and two runs." in page.get("/evaluations/compare/", {"a": "1"}).content.decode()
     fresh = completed_run(dataset)
     html = page.get("/evaluations/compare/", {"eval_set": "quiz", "a": a.pk, "b": fresh.pk}).content.decode()
     assert f"No completed evaluation on quiz for run {fresh.pk}" in html
