@@ -68,9 +68,10 @@ def main(job_path: str) -> int:
         emit("done", status="failed", error=error)
         return 3
     log(f"jax {jax.__version__}: {devices_lib.summary(devices_lib.describe(devices))}; imports took {elapsed():.1f}s")
-    emit("devices", **devices_lib.describe(devices))
     out = Path(job.output_dir)
     mesh = modeling.training_mesh(devices)
+    mesh_shape = {name: int(size) for name, size in mesh.shape.items()} if mesh is not None else None
+    emit("devices", **devices_lib.describe(devices), mesh=mesh_shape)
     with modeling.active_mesh(mesh):
         model, cfg, tok = modeling.build_base(job.base_model, job.seed, dtype=job.dtype, mesh=mesh)
     if mesh is not None:

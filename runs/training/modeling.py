@@ -176,11 +176,11 @@ def active_mesh(mesh: jax.sharding.Mesh | None) -> Iterator[None]:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        mesh.__enter__()
+        mesh.__enter__()  # type: ignore[no-untyped-call]
     try:
         yield
     finally:
-        mesh.__exit__(None, None, None)
+        mesh.__exit__(None, None, None)  # type: ignore[no-untyped-call]
 
 
 def apply_lora(model: nnx.Module, rank: int, alpha: float, seed: int) -> nnx.Module:
