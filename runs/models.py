@@ -136,7 +136,8 @@ class Run(Job):
             return ""
         mesh = report.get("mesh")
         if isinstance(mesh, dict) and mesh:
-            return summary(report) + ", mesh " + " ".join(f"{k}={v}" for k, v in mesh.items())
+            # Named in a fixed order: PostgreSQL's jsonb does not keep the keys' order.
+            return summary(report) + f", mesh fsdp={mesh.get('fsdp')} tp={mesh.get('tp')}"
         return summary(report)
 
     def hyperparameters(self) -> dict[str, Any]:
