@@ -20,8 +20,8 @@ class RunLaunchForm(forms.Form):
     method = forms.ChoiceField(choices=RunMethod.choices, initial=RunMethod.FULL)
     dry_run = forms.BooleanField(required=False, label="Dry run (validate and estimate, no training)")
     chat_template = forms.ChoiceField(choices=ChatTemplate.choices, initial=ChatTemplate.GEMMA)
-    device = forms.ChoiceField(choices=RunDevice.choices, initial=RunDevice.AUTO)
-    dtype = forms.ChoiceField(choices=RunDtype.choices, initial=RunDtype.FLOAT32, label="Dtype")
+    device = forms.ChoiceField(choices=RunDevice.choices, initial=RunDevice.AUTO, required=False)
+    dtype = forms.ChoiceField(choices=RunDtype.choices, initial=RunDtype.FLOAT32, required=False, label="Dtype")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -188,3 +188,15 @@ def test_two_devices_shard_the_model_and_a_checkpoint_written_on_them_resumes(da
     assert math.isfinite(run.summary["final_train_loss"])
     assert "resumed from the checkpoint at step 3" in log_text(run)
     assert (output(run) / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.django_db
+def test_the_launch_command_refuses_gpu_and_a_bad_dtype_by_name(dataset):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=r"^device: No live training worker reports a GPU"):
+        call_command("launch_run", "--dataset", dataset.key, "--set", "device=gpu")
+    with pytest.raises(CommandError, match=r"^dtype: Must be one of float32, bfloat16"):
+        call_command("launch_run", "--dataset", dataset.key, "--set", "dtype=float64")
+    assert not Run.objects.exists()
