@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from types import SimpleNamespace
 from typing import Any
 
@@ -145,7 +146,7 @@ def test_the_launch_form_names_the_training_workers_devices_or_warns_when_none_i
 
 def test_a_stale_training_worker_is_not_shown(page):
     heartbeat("celery@gone", ["training"], GPU)
-    WorkerHeartbeat.objects.update(last_seen=timezone.now() - timezone.timedelta(hours=1))
+    WorkerHeartbeat.objects.update(last_seen=timezone.now() - timedelta(hours=1))
 
     assert "No live training worker" in page.get("/runs/new/").content.decode()
     assert WorkerHeartbeat.objects.training() == []
