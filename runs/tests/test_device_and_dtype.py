@@ -17,6 +17,7 @@ from runs.execution import execute_run
 from runs.models import Run
 from runs.tests.run_support import FAST, log_text, make_run, output
 from runs.training import devices
+from runs.validation import validate_launch
 from tunixrt import jobs
 from tunixrt.models import WorkerHeartbeat
 
@@ -200,3 +201,20 @@ def test_the_launch_command_refuses_gpu_and_a_bad_dtype_by_name(dataset):
     with pytest.raises(CommandError, match=r"^dtype: Must be one of float32, bfloat16"):
         call_command("launch_run", "--dataset", dataset.key, "--set", "dtype=float64")
     assert not Run.objects.exists()
+
+
+@training_once
+@pytest.mark.django_db(transaction=True)
+def test_a_queued_gpu_run_on_a_worker_without_one_fails_saying_why(dataset):
+    # Accepted while a GPU worker was live; the worker that took it has no CUDA-enabled JAX.
+    values = validate_launch({"dataset": dataset.key, **FAST})
+    run = Run.objects.create(**{**values, "device": "gpu"})
+    run.assign_folder()
+    run.save(update_fields=["output_dir", "folder_token"])
+
+    assert execute_run(run.pk) == RunStatus.FAILED
+
+    run.refresh_from_db()
+    assert run.error.startswith("JAX 0.10.2 found no device for device=gpu")
+    assert "make install-gpu" in run.error
+    assert "Traceback" not in run.stderr_tail

@@ -63,9 +63,8 @@ def main(job_path: str) -> int:
 
     try:
         devices = list(jax.devices())
-    except RuntimeError as exc:
-        error = f"No device for device={job.device}: {exc}"
-        emit("done", status="failed", error=error)
+    except Exception as exc:  # noqa: BLE001 - jax reports a missing platform as AssertionError or RuntimeError
+        emit("done", status="failed", error=devices_lib.unavailable(job.device, exc))
         return 3
     log(f"jax {jax.__version__}: {devices_lib.summary(devices_lib.describe(devices))}; imports took {elapsed():.1f}s")
     out = Path(job.output_dir)

@@ -36,6 +36,18 @@ def use_platform(device: str) -> None:
         os.environ["JAX_PLATFORMS"] = platform
 
 
+def unavailable(device: str, exc: BaseException) -> str:
+    """The error of a run whose device choice JAX could not meet (jax 0.10 raises AssertionError for "cuda"
+    without the CUDA plugin, RuntimeError when the plugin finds no GPU)."""
+    import jax
+
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    message = f"JAX {jax.__version__} found no device for device={device} ({detail})."
+    if device == "gpu":
+        message += " Is jax's CUDA plugin installed (make install-gpu) and a GPU visible to the worker?"
+    return message
+
+
 def _host_memory_bytes() -> int | None:
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))

@@ -35,8 +35,8 @@ def main(job_path: str) -> int:
 
     try:
         devices = list(jax.devices())
-    except RuntimeError as exc:
-        emit("done", status="failed", error=f"No device for device={job.get('device')}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - jax reports a missing platform as AssertionError or RuntimeError
+        emit("done", status="failed", error=devices_lib.unavailable(job.get("device", "auto"), exc))
         return 3
     # Generation runs on the first device: the sampler's batches are small and sharding buys nothing.
     emit("log", text=f"jax {jax.__version__}: generating on {devices_lib.summary(devices_lib.describe(devices[:1]))}")
