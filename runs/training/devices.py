@@ -67,7 +67,11 @@ def _memory_bytes(device: Any) -> int | None:
 
 
 def describe(devices: list[Any]) -> dict[str, Any]:
-    """The platform, count, kind and memory of JAX devices (the first device's platform names them)."""
+    """The platform, count, kind and memory of JAX devices (the first device's platform names them).
+
+    A GPU's memory is what JAX may allocate on it (`bytes_limit`: by default 75% of the card,
+    XLA_PYTHON_CLIENT_MEM_FRACTION changes it); a CPU device's is the host's total memory.
+    """
     import jax
 
     platform = devices[0].platform if devices else "cpu"
