@@ -4,11 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck migrations-check pytest install bench clean help
+.PHONY: run test lint typecheck migrations-check pytest install install-gpu bench clean help
 
 help:
 	@echo "make run    - install, migrate and serve web + worker at http://127.0.0.1:8000"
 	@echo "make test   - ruff, mypy, makemigrations --check and the test suite (SQLite, then PostgreSQL + Redis)"
+	@echo "make install-gpu - the normal install plus jax's CUDA 12 plugin for a GPU training worker (~3 GB)"
 
 $(STAMP): requirements.txt requirements-dev.txt requirements-train.txt
 	@test -x $(PY) || "$$(bin/find-python)" -m venv $(VENV)
@@ -19,6 +20,12 @@ $(STAMP): requirements.txt requirements-dev.txt requirements-train.txt
 	@touch $@
 
 install: $(STAMP)
+
+# A GPU training worker: jax's CUDA 12 plugin and NVIDIA's libraries on top of the pinned stack
+# (--no-deps again: every package is pinned in requirements-gpu.txt). Then check what JAX sees.
+install-gpu: $(STAMP) requirements-gpu.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements-gpu.txt
+	JAX_PLATFORMS= $(PY) -m runs.training.devices
 
 .env:
 	@echo "Writing .env for local use (DEBUG on, a random SECRET_KEY)"

@@ -77,12 +77,18 @@ def child_command(module: str, job: Path) -> list[str]:
 
 
 def child_env() -> dict[str, str]:
+    """The children's environment: the worker's, plus the JAX cache, TRAINING_XLA_FLAGS and our import path.
+
+    JAX_PLATFORMS is left as it is: each child sets it from its job's device choice
+    (runs.training.devices.use_platform) before importing jax.
+    """
     env = dict(os.environ)
     cache = Path(settings.JAX_CACHE_DIR)
     cache.mkdir(parents=True, exist_ok=True)
+    if settings.TRAINING_XLA_FLAGS:
+        env["XLA_FLAGS"] = settings.TRAINING_XLA_FLAGS
     env.update(
         {
-            "JAX_PLATFORMS": "cpu",
             "PYTHONUNBUFFERED": "1",
             "TF_CPP_MIN_LOG_LEVEL": "2",
             # A persistent compile cache turns the ~3 s first-step compile into a lookup.

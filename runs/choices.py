@@ -39,3 +39,16 @@ class LogStream(models.TextChoices):
     STDOUT = "stdout", "stdout"
     STDERR = "stderr", "stderr"
     SYSTEM = "system", "system"
+
+
+class RunDevice(models.TextChoices):
+    # The values are runs.training.devices.DEVICE_CHOICES (what the training child understands).
+    AUTO = "auto", "Auto (what the worker's JAX finds)"
+    CPU = "cpu", "CPU"
+    GPU = "gpu", "GPU (CUDA)"
+
+
+class RunDtype(models.TextChoices):
+    # The values are runs.training.devices.DTYPE_CHOICES.
+    FLOAT32 = "float32", "float32"
+    BFLOAT16 = "bfloat16", "bfloat16 (half the memory; for GPUs and TPUs)"

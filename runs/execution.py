@@ -145,6 +145,8 @@ def prepare_job(run: Run) -> Path:
         base_model=resolve_base_model(run.base_model),
         method=run.method,
         chat_template=run.chat_template,
+        device=run.device,
+        dtype=run.dtype,
         **run.hyperparameters(),
         sample_prompts=prompts if run.mode == RunMode.TRAIN else [],
     )
@@ -228,6 +230,8 @@ class Supervisor(ChildProcess):
         elif kind == "done":
             self.done = without_nul(event)
             self.summary.update(without_nul(event.get("summary") or {}))
+        elif kind == "devices":
+            self.summary["devices"] = {k: v for k, v in event.items() if k not in ("event", "t")}
         elif kind in ("data", "model", "dry_run", "started"):
             fields = {k: v for k, v in event.items() if k not in ("event", "t")}
             self.summary.update(fields)

@@ -6,12 +6,13 @@ from typing import Any, cast
 
 from django import forms
 
-from runs.choices import ChatTemplate, RunMethod
+from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod
 from runs.hyperparameters import BOUNDS
 from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX
 from runs.validation import LaunchInvalid, as_written, base_model_choices, default_value, validate_launch
 from traces.choices import DatasetStatus
 from traces.models import Dataset
+from tunixrt.models import WorkerHeartbeat
 
 
 class RunLaunchForm(forms.Form):
@@ -20,6 +21,8 @@ class RunLaunchForm(forms.Form):
     method = forms.ChoiceField(choices=RunMethod.choices, initial=RunMethod.FULL)
     dry_run = forms.BooleanField(required=False, label="Dry run (validate and estimate, no training)")
     chat_template = forms.ChoiceField(choices=ChatTemplate.choices, initial=ChatTemplate.GEMMA)
+    device = forms.ChoiceField(choices=RunDevice.choices, initial=RunDevice.AUTO, required=False)
+    dtype = forms.ChoiceField(choices=RunDtype.choices, initial=RunDtype.FLOAT32, required=False, label="Dtype")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -55,6 +58,12 @@ class RunLaunchForm(forms.Form):
     def hyperparameter_fields(self) -> list[forms.BoundField]:
         return [self[name] for name in BOUNDS]
 
+    def device_fields(self) -> list[forms.BoundField]:
+        return [self["device"], self["dtype"]]
+
+    def training_workers(self) -> list[WorkerHeartbeat]:
+        """The live training workers with the devices they reported, shown beside the device choice."""
+        return WorkerHeartbeat.objects.training()
 
 class RunDescribeForm(forms.Form):
     """A run's name and notes (the run page's inline editor)."""

@@ -15,6 +15,8 @@ from runs.choices import (
     TERMINAL_STATUSES,
     ChatTemplate,
     LogStream,
+    RunDevice,
+    RunDtype,
     RunMethod,
     RunMode,
     RunStatus,
@@ -42,7 +44,7 @@ class Progress:
 
 
 # What a run was launched with (what retry copies and compare diffs).
-CONFIG_FIELDS = ("base_model", "method", "chat_template", "mode", *BOUNDS)
+CONFIG_FIELDS = ("base_model", "method", "chat_template", "device", "dtype", "mode", *BOUNDS)
 
 
 # The failure reason when something outside tunix-rt SIGKILLed the training child.
@@ -70,6 +72,12 @@ class Run(Job):
     base_model = models.CharField(max_length=200)
     method = models.CharField(max_length=8, choices=RunMethod.choices, default=RunMethod.FULL)
     chat_template = models.CharField(max_length=16, choices=ChatTemplate.choices, default=ChatTemplate.GEMMA)
+    device = models.CharField(
+        max_length=8, choices=RunDevice.choices, default=RunDevice.AUTO, help_text="where the training child runs"
+    )
+    dtype = models.CharField(
+        max_length=10, choices=RunDtype.choices, default=RunDtype.FLOAT32, help_text="parameters and computation"
+    )
     # The hyperparameters: columns derived from runs.hyperparameters (type, default, range, help).
     lora_rank = model_field("lora_rank")
     lora_alpha = model_field("lora_alpha")
@@ -156,6 +164,20 @@ class Run(Job):
     def config(self) -> dict[str, object]:
         """The launch settings (what retry copies and compare diffs)."""
         return {name: getattr(self, name) for name in CONFIG_FIELDS}
+
+    @property
+    def devices_used(self) -> str:
+        """What the training child ran on, as it reported ("CPU (2 devices, …), mesh fsdp=2 tp=1"); empty before."""
+        from runs.training.devices import summary
+
+        report = (self.summary or {}).get("devices")
+        if not isinstance(report, dict):
+            return ""
+        mesh = report.get("mesh")
+        if isinstance(mesh, dict) and mesh:
+            # Named in a fixed order: PostgreSQL's jsonb does not keep the keys' order.
+            return summary(report) + f", mesh fsdp={mesh.get('fsdp')} tp={mesh.get('tp')}"
+        return summary(report)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in BOUNDS}

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 
 from runs.basemodels import LOCAL_PREFIX, find_base_model, trainable_models
-from runs.choices import ChatTemplate, RunMethod, RunMode
+from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod, RunMode
 from runs.hyperparameters import BOUNDS, Bound
 from runs.training.job import PRESETS
 from traces.choices import DatasetStatus, Split
@@ -23,6 +23,8 @@ Errors = dict[str, list[str]]
 CHOICES: dict[str, tuple[list[str], str]] = {
     "method": (list(RunMethod.values), RunMethod.FULL),
     "chat_template": (list(ChatTemplate.values), ChatTemplate.GEMMA),
+    "device": (list(RunDevice.values), RunDevice.AUTO),
+    "dtype": (list(RunDtype.values), RunDtype.FLOAT32),
     "mode": (list(RunMode.values), RunMode.TRAIN),
 }
 KNOWN = {"dataset", "base_model", *BOUNDS, *CHOICES}
@@ -59,6 +61,26 @@ def resolve_base_model(value: str) -> dict[str, Any]:
     if value.startswith(LOCAL_PREFIX) and name in local_models():
         return {"kind": "local", "name": name, "path": str(Path(settings.MODELS_DIR) / name)}
     raise KeyError(value)
+
+
+def gpu_unavailable() -> str:
+    """Why a run cannot ask for a GPU now (empty when a live training worker reports one).
+
+    Checked at launch only: `auto` is always accepted and uses a GPU where the worker has one;
+    a queued `gpu` run whose worker later loses its GPU fails in the child with JAX's error.
+    """
+    from tunixrt.models import WorkerHeartbeat
+
+    workers = WorkerHeartbeat.objects.training()
+    if any(w.has_gpu for w in workers):
+        return ""
+    if not workers:
+        return (
+            "No live training worker reports a GPU (no worker consuming the training queue is running). "
+            "Choose auto or cpu, or start a GPU worker (make install-gpu)."
+        )
+    seen = "; ".join(f"{w.hostname}: {w.devices_summary}" for w in workers)
+    return f"No live training worker reports a GPU ({seen}). Choose auto or cpu, or start a GPU worker."
 
 
 def default_value(name: str) -> Any:
@@ -151,6 +173,10 @@ def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
 
     if "warmup_steps" in values and "max_steps" in values and values["warmup_steps"] > values["max_steps"]:
         errors["warmup_steps"] = ["Must not exceed max_steps."]
+    if values.get("device") == RunDevice.GPU:
+        problem = gpu_unavailable()
+        if problem:
+            errors["device"] = [problem]
     if errors:
         raise LaunchInvalid(errors)
     return values

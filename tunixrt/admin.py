@@ -54,5 +54,5 @@ admin.site.register(User, RoleUserAdmin)
 
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(admin.ModelAdmin[WorkerHeartbeat]):
-    list_display = ("hostname", "pid", "concurrency", "started_at", "last_seen")
-    readonly_fields = ("hostname", "pid", "concurrency", "started_at", "last_seen")
+    list_display = ("hostname", "pid", "concurrency", "queues", "devices_summary", "started_at", "last_seen")
+    readonly_fields = ("hostname", "pid", "concurrency", "queues", "devices", "started_at", "last_seen")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from datetime import timedelta
 from importlib import metadata
 from typing import Any
 
@@ -74,13 +73,26 @@ def check_workers() -> dict[str, Any]:
     from tunixrt.models import WorkerHeartbeat
 
     def probe() -> dict[str, Any]:
-        cutoff = timezone.now() - timedelta(seconds=settings.WORKER_STALE_SECONDS)
-        live = list(
-            WorkerHeartbeat.objects.filter(last_seen__gte=cutoff)
-            .order_by("hostname")
-            .values("hostname", "last_seen", "concurrency")
-        )
-        return {"status": "ok" if live else "down", "count": len(live), "workers": live}
+        live = [
+            {
+                "hostname": w.hostname,
+                "last_seen": w.last_seen,
+                "concurrency": w.concurrency,
+                "queues": w.queues,
+                # Training workers: what JAX sees in their training interpreter ({} until probed).
+                "devices": w.devices,
+                "devices_summary": w.devices_summary if w.consumes_training else "",
+            }
+            for w in WorkerHeartbeat.objects.live().order_by("hostname")
+        ]
+        training = [w for w in live if settings.TRAINING_QUEUE in w["queues"]]
+        return {
+            "status": "ok" if live else "down",
+            "count": len(live),
+            "training_count": len(training),
+            "gpu": any(w["devices"].get("platform") == "gpu" for w in training),
+            "workers": live,
+        }
 
     return _timed(probe)
 

@@ -316,6 +316,9 @@ RUNS_DIR = Path(os.environ.get("RUNS_DIR", VAR_DIR / "runs"))
 MODELS_DIR = Path(os.environ.get("MODELS_DIR", VAR_DIR / "models"))
 JAX_CACHE_DIR = Path(os.environ.get("JAX_CACHE_DIR", VAR_DIR / "jax-cache"))
 TRAINING_PYTHON = os.environ.get("TRAINING_PYTHON", "") or None  # default: the worker's interpreter
+# XLA_FLAGS for the training and evaluation children (and the worker's device probe), e.g.
+# --xla_force_host_platform_device_count=2 to shard over two CPU devices; empty: the worker's own.
+TRAINING_XLA_FLAGS = os.environ.get("TRAINING_XLA_FLAGS", "")
 RUN_DEFAULT_TIMEOUT_SECONDS = _int("RUN_DEFAULT_TIMEOUT_SECONDS", 3600, 10, 7 * 24 * 3600)
 RUN_HEARTBEAT_SECONDS = _int("RUN_HEARTBEAT_SECONDS", 5, 1, 60)
 RUN_STALE_SECONDS = _int("RUN_STALE_SECONDS", 60, 5, 3600)

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from runs.choices import ChatTemplate, RunMethod, RunMode
+from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod, RunMode
 from runs.hyperparameters import BOUNDS, serializer_field
 from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX, Run, RunLog
 
@@ -19,6 +19,12 @@ class RunLaunchSerializer(serializers.Serializer[Any]):
     method = serializers.ChoiceField(choices=RunMethod.choices, required=False)
     mode = serializers.ChoiceField(choices=RunMode.choices, required=False)
     chat_template = serializers.ChoiceField(choices=ChatTemplate.choices, required=False)
+    device = serializers.ChoiceField(
+        choices=RunDevice.choices,
+        required=False,
+        help_text="auto (default), cpu, or gpu (refused unless a live training worker reports a GPU)",
+    )
+    dtype = serializers.ChoiceField(choices=RunDtype.choices, required=False, help_text="float32 (default) or bfloat16")
 
     def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         fields = super().get_fields()
@@ -37,6 +43,8 @@ class RunListSerializer(serializers.ModelSerializer[Run]):
             "dataset",
             "base_model",
             "method",
+            "device",
+            "dtype",
             "mode",
             "status",
             "attempt",
@@ -64,6 +72,9 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)  # null until the run has started
     config = serializers.SerializerMethodField()
+    devices_used = serializers.CharField(
+        read_only=True, help_text="what the training child ran on; empty until it reported"
+    )
     awaiting_broker = serializers.BooleanField(
         read_only=True, help_text="pending; the broker refused its task (the reaper sends it when it is back)"
     )
@@ -93,6 +104,7 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
             "exit_code",
             "error",
             "summary",
+            "devices_used",
             "stdout_tail",
             "stderr_tail",
             "output_dir",

@@ -105,6 +105,8 @@ def _job(evaluation: Evaluation, directory: Path, items: list[tuple[int, str, st
         "model": model,
         "seed": run.seed,
         "chat_template": run.chat_template,
+        "device": run.device,
+        "dtype": run.dtype,
         "items_file": str(items_file),
         "max_prompt_length": settings.EVAL_MAX_PROMPT_LENGTH,
         "max_new_tokens": evaluation.max_new_tokens,

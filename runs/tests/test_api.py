@@ -64,6 +64,8 @@ def test_the_list_is_newest_first_and_walks_by_cursor(api, history):
         "dataset",
         "base_model",
         "method",
+        "device",
+        "dtype",
         "mode",
         "status",
         "attempt",

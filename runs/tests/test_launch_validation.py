@@ -54,6 +54,8 @@ BAD_CHOICES = [
     ("method", "qlora", "Must be one of"),
     ("mode", "train_fast", "Must be one of"),
     ("chat_template", "chatml", "Must be one of"),
+    ("device", "tpu", "Must be one of"),
+    ("dtype", "float16", "Must be one of"),
 ]
 BAD_BASE_MODELS = ["gpt2", "../x", "/etc", "/etc/passwd", "local:../x", "local:/etc", "local:missing", "local:"]
 

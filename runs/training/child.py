@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import resource
 import shutil
 import threading
@@ -21,9 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runs.training import devices as devices_lib
 from runs.training.events import STOP, elapsed, emit, run_main, take_over_stdout
-
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 METRIC_NAMES = {
     "/train/loss": "train_loss",
@@ -52,7 +50,9 @@ def main(job_path: str) -> int:
     from runs.training.job import JobSpec
 
     job = JobSpec.read(Path(job_path))
-    log(f"run {job.run_id}: {job.mode}, base {job.base_model}, method {job.method}")
+    log(f"run {job.run_id}: {job.mode}, base {job.base_model}, method {job.method}, {job.dtype} on {job.device}")
+    # The run's device choice must be in the environment before jax is first imported.
+    devices_lib.use_platform(job.device)
 
     import jax
     import numpy as np
@@ -61,9 +61,24 @@ def main(job_path: str) -> int:
     from runs.training import data as data_lib
     from runs.training import modeling
 
-    log(f"jax {jax.__version__} on {jax.devices()}; imports took {elapsed():.1f}s")
+    try:
+        devices = list(jax.devices())
+    except Exception as exc:  # noqa: BLE001 - jax reports a missing platform as AssertionError or RuntimeError
+        emit("done", status="failed", error=devices_lib.unavailable(job.device, exc))
+        return 3
+    log(f"jax {jax.__version__}: {devices_lib.summary(devices_lib.describe(devices))}; imports took {elapsed():.1f}s")
     out = Path(job.output_dir)
-    model, cfg, tok = modeling.build_base(job.base_model, job.seed)
+    mesh = modeling.training_mesh(devices)
+    mesh_shape = {name: int(size) for name, size in mesh.shape.items()} if mesh is not None else None
+    emit("devices", **devices_lib.describe(devices), mesh=mesh_shape)
+    with modeling.active_mesh(mesh):
+        model, cfg, tok = modeling.build_base(job.base_model, job.seed, dtype=job.dtype, mesh=mesh)
+    if mesh is not None:
+        split, total = modeling.sharded_parameters(model)
+        log(
+            f"mesh fsdp={mesh.shape['fsdp']} tp={mesh.shape['tp']}; parameters sharded over {len(devices)} devices "
+            f"({split} of {total} arrays split)"
+        )
     base_params = modeling.count_params(model)
 
     train_examples = data_lib.read_examples(Path(job.train_file))
@@ -94,20 +109,23 @@ def main(job_path: str) -> int:
         else:
             base_dir = Path(job.base_model["path"])
         t = time.perf_counter()
-        model = modeling.apply_lora(model, job.lora_rank, job.lora_alpha, job.seed)
+        with modeling.active_mesh(mesh):
+            model = modeling.apply_lora(model, job.lora_rank, job.lora_alpha, job.seed)
         lora_params = modeling.count_params(model, nnx.LoRAParam)
         log(f"LoRA rank {job.lora_rank} alpha {job.lora_alpha} applied in {time.perf_counter() - t:.1f}s")
 
     tokens_per_step = job.batch_size * job.max_seq_length
+    width = 2 if job.dtype == "bfloat16" else 4
     params = base_params + lora_params
     trainable = lora_params if job.method == "lora" else base_params
     estimate = {
         "parameters": params,
         "trainable_parameters": trainable,
         "tokens_per_step": tokens_per_step,
-        # fp32 weights + grads + two Adam moments for the trainable part, plus activations.
+        # Weights + grads + two Adam moments for the trainable part (all in the run's dtype), plus activations.
         "estimated_memory_mb": round(
-            (params * 4 + trainable * 12 + tokens_per_step * cfg.embed_dim * cfg.num_layers * 4 * 16) / 2**20
+            (params * width + trainable * 3 * width + tokens_per_step * cfg.embed_dim * cfg.num_layers * 4 * 16)
+            / 2**20
             + 700,
             1,
         ),
@@ -132,7 +150,8 @@ def main(job_path: str) -> int:
             error="No training example has an answer token left within max_seq_length.",
         )
         return 3
-    return _train(job, model, cfg, tok, train, val, out, base_dir, estimate, cancel)
+    with modeling.active_mesh(mesh):
+        return _train(job, model, cfg, tok, train, val, out, base_dir, estimate, cancel, mesh)
 
 
 class _MetricStream:
@@ -160,8 +179,10 @@ def _train(
     base_dir: Path | None,
     estimate: dict[str, Any],
     cancel: threading.Event,
+    mesh: Any = None,
 ) -> int:
     import jax
+    import jax.numpy as jnp
     import numpy as np
     import optax
     import orbax.checkpoint as ocp
@@ -187,6 +208,7 @@ def _train(
             log_dir=str(out / "tensorboard"), backend_kwargs={"custom_backend": [lambda: stream]}
         ),
         pbar_description=None,
+        data_sharding_axis=_data_axis(mesh, job.batch_size),
     )
     warmup = min(job.warmup_steps, max(job.max_steps - 1, 0))
     schedule = optax.warmup_cosine_decay_schedule(
@@ -196,7 +218,11 @@ def _train(
         decay_steps=max(job.max_steps, warmup + 1),
         end_value=job.learning_rate * 0.1,
     )
-    optimizer = optax.inject_hyperparams(optax.adamw)(learning_rate=schedule, weight_decay=job.weight_decay)
+    # float32 hyperparameters: inferred from bfloat16 parameters, Adam's b2 and eps round so far that
+    # every update after the first is NaN.
+    optimizer = optax.inject_hyperparams(optax.adamw, hyperparam_dtype=jnp.float32)(
+        learning_rate=schedule, weight_decay=job.weight_decay
+    )
     trainer = peft_trainer.PeftTrainer(model, optimizer, config)  # restores the latest checkpoint
     resumed_at = int(trainer.train_steps)
     emit("started", resumed_at_step=resumed_at, **estimate)
@@ -323,6 +349,17 @@ def _train(
     summary["wall_seconds"] = round(elapsed(), 2)
     emit("done", status="cancelled" if cancelled else "completed", summary=summary)
     return 0
+
+
+def _data_axis(mesh: Any, batch_size: int) -> tuple[str, ...]:
+    """Split each batch along `fsdp` when it divides evenly; otherwise every device gets the whole batch."""
+    if mesh is None:
+        return ("fsdp",)
+    n = int(mesh.shape["fsdp"])
+    if batch_size % n:
+        log(f"batch size {batch_size} does not divide over {n} devices: each device gets the whole batch")
+        return ()
+    return ("fsdp",)
 
 
 def _history(metrics: Any, mode: str) -> list[float]:

@@ -13,25 +13,35 @@ Never imports Django.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from runs.training import devices as devices_lib
 from runs.training.events import STOP, emit, run_main, take_over_stdout
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 def main(job_path: str) -> int:
     take_over_stdout()
     job = json.loads(Path(job_path).read_text())
+    # The run's device choice must be in the environment before jax is first imported.
+    devices_lib.use_platform(job.get("device", "auto"))
 
+    import jax
     from tunix.generate import sampler as sampler_lib
 
     from runs.training import data as data_lib
     from runs.training import modeling
 
-    model, cfg, tok = modeling.build_base(job["model"], job.get("seed", 0))
+    try:
+        devices = list(jax.devices())
+    except Exception as exc:  # noqa: BLE001 - jax reports a missing platform as AssertionError or RuntimeError
+        emit("done", status="failed", error=devices_lib.unavailable(job.get("device", "auto"), exc))
+        return 3
+    # Generation runs on the first device: the sampler's batches are small and sharding buys nothing.
+    emit("log", text=f"jax {jax.__version__}: generating on {devices_lib.summary(devices_lib.describe(devices[:1]))}")
+    dtype = job.get("dtype", "float32")
+    model, cfg, tok = modeling.build_base(job["model"], job.get("seed", 0), dtype=dtype)
     emit("log", text=f"model loaded ({modeling.count_params(model):,} parameters) from {job['model']}")
     items = [json.loads(line) for line in Path(job["items_file"]).read_text().splitlines() if line.strip()]
     prompt_len = int(job["max_prompt_length"])

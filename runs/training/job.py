@@ -45,6 +45,8 @@ class JobSpec(Hyperparameters):
     base_model: dict[str, Any]
     method: str = "full"
     chat_template: str = "gemma"
+    device: str = "auto"  # runs.training.devices.DEVICE_CHOICES
+    dtype: str = "float32"  # runs.training.devices.DTYPE_CHOICES
     sample_prompts: list[str] = field(default_factory=list)
 
     def write(self, path: Path) -> None:

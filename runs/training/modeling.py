@@ -9,9 +9,12 @@ can read it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,8 @@ LORA_TARGETS = ".*q_proj|.*k_proj|.*v_proj|.*o_proj|.*gate_proj|.*up_proj|.*down
 Tokenizer = ByteTokenizer | SentencePieceTokenizer
 
 
-def preset_config(name: str) -> qwen3_model.ModelConfig:
+def preset_config(name: str, dtype: str = "float32") -> qwen3_model.ModelConfig:
+    """A preset's config; `dtype` is both the compute and the parameter dtype."""
     p = PRESETS[name]
     return qwen3_model.ModelConfig(
         num_layers=p.num_layers,
@@ -42,6 +46,8 @@ def preset_config(name: str) -> qwen3_model.ModelConfig:
         rope_theta=p.rope_theta,
         norm_eps=p.norm_eps,
         use_tied_embedding=True,
+        dtype=jnp.dtype(dtype),
+        param_dtype=jnp.dtype(dtype),
     )
 
 
@@ -106,18 +112,75 @@ def reinit_zero_kernels(model: nnx.Module, seed: int, std: float = 0.02) -> int:
     return redrawn
 
 
-def build_base(base_model: dict[str, Any], seed: int) -> tuple[nnx.Module, Any, Tokenizer]:
-    """The base model, its config and tokenizer: a preset (random init) or a local checkpoint."""
+def build_base(
+    base_model: dict[str, Any], seed: int, *, dtype: str = "float32", mesh: jax.sharding.Mesh | None = None
+) -> tuple[nnx.Module, Any, Tokenizer]:
+    """The base model, its config and tokenizer: a preset (random init) or a local checkpoint.
+
+    `dtype` ("float32" or "bfloat16") is the parameters' and the computation's.
+    With a `mesh`, the parameters are placed by the model's sharding annotations
+    (Tunix's Qwen3 ShardingConfig names the axes "fsdp" and "tp").
+    """
     if base_model["kind"] == "preset":
-        cfg = preset_config(base_model["name"])
+        cfg = preset_config(base_model["name"], dtype)
         model = qwen3_model.Qwen3(cfg, rngs=nnx.Rngs(params=seed))
         reinit_zero_kernels(model, seed)
+        if mesh is not None:
+            shard_model(model, mesh)
         return model, cfg, ByteTokenizer()
     directory = Path(base_model["path"])
     cfg = config_from_hf(directory)
+    cfg.dtype = cfg.param_dtype = jnp.dtype(dtype)
     tokenizer = load_tokenizer(directory)
-    model = qwen3_params.create_model_from_safe_tensors(str(directory), cfg)
+    model = qwen3_params.create_model_from_safe_tensors(str(directory), cfg, mesh=mesh, dtype=jnp.dtype(dtype))
     return model, cfg, tokenizer
+
+
+def shard_model(model: nnx.Module, mesh: jax.sharding.Mesh) -> None:
+    """Move every variable onto `mesh` as its sharding annotation says (unannotated ones are replicated)."""
+    state = nnx.state(model)
+    shardings = nnx.get_named_sharding(state, mesh)
+    nnx.update(model, jax.device_put(state, shardings))
+
+
+def sharded_parameters(model: nnx.Module) -> tuple[int, int]:
+    """(parameter arrays split over more than one device, all parameter arrays)."""
+    leaves = jax.tree.leaves(nnx.state(model, nnx.Param))
+    split = sum(1 for x in leaves if len({str(s.index) for s in x.addressable_shards}) > 1)
+    return split, len(leaves)
+
+
+def training_mesh(devices: list[Any]) -> jax.sharding.Mesh | None:
+    """An FSDP mesh over every device (`fsdp`=n, `tp`=1); None for a single device.
+
+    Auto axes: jax 0.10's make_mesh defaults to Explicit ones, which break the
+    Qwen3 embedding's gather (ShardingTypeError).
+    """
+    if len(devices) < 2:
+        return None
+    from jax.sharding import AxisType
+
+    return jax.make_mesh(
+        (len(devices), 1), ("fsdp", "tp"), axis_types=(AxisType.Auto, AxisType.Auto), devices=devices
+    )
+
+
+@contextlib.contextmanager
+def active_mesh(mesh: jax.sharding.Mesh | None) -> Iterator[None]:
+    """Make `mesh` the one Tunix's trainer reads (pxla.thread_resources, set by `with mesh:` only).
+
+    jax 0.10 deprecates `with mesh:` for jax.set_mesh, which Tunix 0.1.7 does not read yet.
+    """
+    if mesh is None:
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mesh.__enter__()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        mesh.__exit__(None, None, None)  # type: ignore[no-untyped-call]
 
 
 def apply_lora(model: nnx.Module, rank: int, alpha: float, seed: int) -> nnx.Module:
