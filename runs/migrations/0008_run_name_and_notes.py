@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('runs', '0006_chat_templates'),
+        ('runs', '0007_run_device_dtype'),
     ]
 
     operations = [
