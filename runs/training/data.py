@@ -10,7 +10,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from runs.training.templates import TEMPLATES, render  # noqa: F401  (re-exported)
+from runs.training.templates import TEMPLATES as TEMPLATES  # re-exported
+from runs.training.templates import render as render  # re-exported
 
 
 class Tokenizer(Protocol):
