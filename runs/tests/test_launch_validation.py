@@ -53,7 +53,7 @@ WRONG_TYPE: list[tuple[str, Any, str]] = [
 BAD_CHOICES = [
     ("method", "qlora", "Must be one of"),
     ("mode", "train_fast", "Must be one of"),
-    ("chat_template", "chatml", "Must be one of"),
+    ("chat_template", "vicuna", "Must be one of"),
     ("device", "tpu", "Must be one of"),
     ("dtype", "float16", "Must be one of"),
 ]
