@@ -13,6 +13,7 @@ from django.conf import settings
 from runs.basemodels import LOCAL_PREFIX, find_base_model, trainable_models
 from runs.choices import ChatTemplate, RunMethod, RunMode
 from runs.hyperparameters import BOUNDS, Bound
+from runs.training import templates
 from runs.training.job import PRESETS
 from traces.choices import DatasetStatus, Split
 from traces.models import Dataset
@@ -22,7 +23,8 @@ Errors = dict[str, list[str]]
 
 CHOICES: dict[str, tuple[list[str], str]] = {
     "method": (list(RunMethod.values), RunMethod.FULL),
-    "chat_template": (list(ChatTemplate.values), ChatTemplate.GEMMA),
+    # Omitted or "auto": the base model's own template, stored concretely (see default_template).
+    "chat_template": ([templates.AUTO, *ChatTemplate.values], templates.AUTO),
     "mode": (list(RunMode.values), RunMode.TRAIN),
 }
 KNOWN = {"dataset", "base_model", *BOUNDS, *CHOICES}
@@ -59,6 +61,14 @@ def resolve_base_model(value: str) -> dict[str, Any]:
     if value.startswith(LOCAL_PREFIX) and name in local_models():
         return {"kind": "local", "name": name, "path": str(Path(settings.MODELS_DIR) / name)}
     raise KeyError(value)
+
+
+def default_template(base_model: str) -> str:
+    """The chat template a run on this base model gets unless it names one: its family's (presets: Gemma)."""
+    if base_model in PRESETS:
+        return str(ChatTemplate.GEMMA)
+    entry = find_base_model(base_model)
+    return templates.for_family(entry.family if entry else None)
 
 
 def default_value(name: str) -> Any:
@@ -149,6 +159,8 @@ def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             values[name] = value
 
+    if values.get("chat_template") == templates.AUTO and "base_model" in values:
+        values["chat_template"] = default_template(values["base_model"])
     if "warmup_steps" in values and "max_steps" in values and values["warmup_steps"] > values["max_steps"]:
         errors["warmup_steps"] = ["Must not exceed max_steps."]
     if errors:

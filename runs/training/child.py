@@ -63,7 +63,8 @@ def main(job_path: str) -> int:
 
     log(f"jax {jax.__version__} on {jax.devices()}; imports took {elapsed():.1f}s")
     out = Path(job.output_dir)
-    model, cfg, tok = modeling.build_base(job.base_model, job.seed)
+    loaded = modeling.build_base(job.base_model, job.seed, dtype=job.dtype)
+    model, cfg, tok = loaded.model, loaded.config, loaded.tokenizer
     base_params = modeling.count_params(model)
 
     train_examples = data_lib.read_examples(Path(job.train_file))
@@ -94,7 +95,7 @@ def main(job_path: str) -> int:
         else:
             base_dir = Path(job.base_model["path"])
         t = time.perf_counter()
-        model = modeling.apply_lora(model, job.lora_rank, job.lora_alpha, job.seed)
+        model = modeling.apply_lora(model, job.lora_rank, job.lora_alpha, job.seed, loaded.family)
         lora_params = modeling.count_params(model, nnx.LoRAParam)
         log(f"LoRA rank {job.lora_rank} alpha {job.lora_alpha} applied in {time.perf_counter() - t:.1f}s")
 
@@ -132,7 +133,7 @@ def main(job_path: str) -> int:
             error="No training example has an answer token left within max_seq_length.",
         )
         return 3
-    return _train(job, model, cfg, tok, train, val, out, base_dir, estimate, cancel)
+    return _train(job, model, loaded, train, val, out, base_dir, estimate, cancel)
 
 
 class _MetricStream:
@@ -152,8 +153,7 @@ class _MetricStream:
 def _train(
     job: Any,
     model: Any,
-    cfg: Any,
-    tok: Any,
+    loaded: Any,
     train: Any,
     val: Any,
     out: Path,
@@ -174,6 +174,7 @@ def _train(
     from runs.training import data as data_lib
     from runs.training import modeling
 
+    cfg, tok = loaded.config, loaded.tokenizer
     ckpt_dir = out / "checkpoints"
     stream = _MetricStream()
     config = peft_trainer.TrainingConfig(
@@ -302,7 +303,7 @@ def _train(
         if final_dir.exists():
             shutil.rmtree(final_dir)
         lora = (job.lora_rank, job.lora_alpha) if job.method == "lora" else None
-        modeling.save_final(model, cfg, tok, final_dir, lora=lora, base_dir=base_dir)
+        modeling.save_final(model, cfg, tok, final_dir, lora=lora, base_dir=base_dir, family=loaded.family)
         (final_dir / "tunixrt.json").write_text(
             json.dumps(
                 {
@@ -310,6 +311,7 @@ def _train(
                     "base_model": job.base_model,
                     "method": job.method,
                     "chat_template": job.chat_template,
+                    "dtype": job.dtype,
                     "steps": steps_done,
                 },
                 indent=2,
@@ -338,18 +340,20 @@ def _history(metrics: Any, mode: str) -> list[float]:
 def _samples(sampler_lib: Any, model: Any, cfg: Any, tok: Any, job: Any) -> list[dict[str, str]]:
     """Greedy generations for a few validation prompts, shown on the run page."""
     from runs.training import data as data_lib
+    from runs.training import modeling
+    from runs.training.tokenizers import stop_ids
 
     prompt_len = min(job.max_seq_length, 192)
-    cache = sampler_lib.CacheConfig(
-        cache_size=prompt_len + 64,
-        num_layers=cfg.num_layers,
-        num_kv_heads=cfg.num_kv_heads,
-        head_dim=cfg.head_dim,
-    )
+    cache = modeling.cache_config(cfg, prompt_len + 64)
     sampler = sampler_lib.Sampler(transformer=model, tokenizer=tok, cache_config=cache)
     heads = [data_lib.render(job.chat_template, p)[0] for p in job.sample_prompts]
     result = sampler(
-        heads, max_generation_steps=64, temperature=0.0, max_prompt_length=prompt_len, echo=False
+        heads,
+        max_generation_steps=64,
+        temperature=0.0,
+        max_prompt_length=prompt_len,
+        echo=False,
+        eos_tokens=stop_ids(tok, job.chat_template),
     )
     return [{"prompt": p, "output": o} for p, o in zip(job.sample_prompts, result.text, strict=True)]
 

@@ -45,6 +45,7 @@ class JobSpec(Hyperparameters):
     base_model: dict[str, Any]
     method: str = "full"
     chat_template: str = "gemma"
+    dtype: str = "float32"  # parameter dtype of a checkpoint base: float32 or bfloat16 (presets: float32)
     sample_prompts: list[str] = field(default_factory=list)
 
     def write(self, path: Path) -> None:
