@@ -131,10 +131,14 @@ def _config_ids(family: str) -> dict[str, Any]:
     return {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|endoftext|>"]}
 
 
-def hf_tensors(family: str, dtype: Any = np.float32) -> dict[str, np.ndarray]:
-    """The family's tensors under the names `transformers` saves, filled with small random values."""
+def hf_tensors(family: str, dtype: Any = np.float32, prefix: str | None = None) -> dict[str, np.ndarray]:
+    """The family's tensors under the names `transformers` saves, filled with small random values.
+
+    The multimodal Gemma 3 uses the `language_model.model.` prefix of the released checkpoints
+    unless `prefix` says otherwise (newer transformers write `model.language_model.`).
+    """
     rng = np.random.default_rng(0)
-    prefix = "language_model.model." if family == "gemma3" else "model."
+    prefix = prefix or ("language_model.model." if family == "gemma3" else "model.")
     shapes: dict[str, tuple[int, ...]] = {
         f"{prefix}embed_tokens.weight": (VOCAB, HIDDEN),
         f"{prefix}norm.weight": (HIDDEN,),
@@ -201,6 +205,7 @@ def write_checkpoint(
     dtype: Any = np.float32,
     shards: int = 1,
     generation_eos: list[int] | None = None,
+    prefix: str | None = None,
 ) -> dict[str, np.ndarray]:
     """Write a checkpoint folder as `transformers` saves it; `tokenizer` is hf-json, sentencepiece, both, byte or none.
 
@@ -209,7 +214,7 @@ def write_checkpoint(
     """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(hf_config(family), indent=2))
-    tensors = hf_tensors(family, dtype)
+    tensors = hf_tensors(family, dtype, prefix)
     names = sorted(tensors)
     if shards == 1:
         safetensors.numpy.save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})

@@ -53,7 +53,7 @@ WRONG_TYPE: list[tuple[str, Any, str]] = [
 BAD_CHOICES = [
     ("method", "qlora", "Must be one of"),
     ("mode", "train_fast", "Must be one of"),
-    ("chat_template", "chatml", "Must be one of"),
+    ("chat_template", "vicuna", "Must be one of"),
 ]
 BAD_BASE_MODELS = ["gpt2", "../x", "/etc", "/etc/passwd", "local:../x", "local:/etc", "local:missing", "local:"]
 
