@@ -37,7 +37,7 @@ TRAIN: dict[str, Any] = {
     "batch_size": 4,
     "max_seq_length": 64,
     "warmup_steps": 1,
-    "eval_every_steps": 2,
+    "eval_every_steps": 4,
     "checkpoint_every_steps": 4,
     "learning_rate": 0.01,
     "timeout_seconds": 300,
@@ -73,6 +73,7 @@ def _train_then_evaluate(settings: Any, dataset: Dataset, monkeypatch: Any, fami
         pytest.xfail(f"the final {family} model is written by runs/training/export.py")
     assert status == RunStatus.COMPLETED, (run.error, log_text(run)[-3000:])
     assert math.isfinite(run.summary["final_train_loss"]) and math.isfinite(run.summary["final_eval_loss"])
+    assert run.summary["steps_done"] == TRAIN["max_steps"]
     assert len(run.summary["samples"]) == 2
 
     sent = record_evaluation_tasks(monkeypatch)
@@ -101,9 +102,7 @@ def test_each_family_trains_with_its_own_loader(settings, dataset, monkeypatch, 
 @ON_POSTGRES_ONLY
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("family", ["qwen2", "llama", "gemma3_text", "gemma3"])
-def test_each_familys_base_model_is_evaluated_with_its_template_and_stop_tokens(
-    settings, dataset, monkeypatch, family
-):
+def test_each_familys_base_model_is_evaluated_with_its_template_and_stop_tokens(settings, dataset, monkeypatch, family):
     write_checkpoint(settings.MODELS_DIR / family, family)
     run = make_run(dataset, base_model=f"local:{family}", **TRAIN)
     sent = record_evaluation_tasks(monkeypatch)
@@ -113,6 +112,46 @@ def test_each_familys_base_model_is_evaluated_with_its_template_and_stop_tokens(
     evaluation.refresh_from_db()
     assert evaluation.status == RunStatus.COMPLETED, evaluation.error
     assert Prediction.objects.filter(evaluation=evaluation).count() == 4 == evaluation.done
+
+
+@pytest.mark.parametrize(
+    "family",
+    [
+        "qwen3",
+        "gemma3_text",  # Tunix's Gemma 3 config defaults to bfloat16 parameters
+        pytest.param("qwen2", marks=ON_POSTGRES_ONLY),
+        pytest.param("llama", marks=ON_POSTGRES_ONLY),
+        pytest.param("gemma3", marks=ON_POSTGRES_ONLY),
+    ],
+)
+def test_each_family_loads_its_weights_in_the_dtype_asked_for(tmp_path: Path, family: str) -> None:
+    import numpy as np
+    from flax import nnx
+
+    from runs.training import modeling
+
+    tensors = write_checkpoint(tmp_path, family)
+    embedding = next(v for k, v in tensors.items() if k.endswith("embed_tokens.weight"))
+    logits = {}
+    for dtype in ("float32", "bfloat16"):
+        loaded = modeling.build_base({"kind": "local", "path": str(tmp_path)}, 0, dtype=dtype)
+        params = {
+            ".".join(map(str, path)): v.get_value()
+            for path, v in nnx.iter_graph(loaded.model)
+            if isinstance(v, nnx.Param)
+        }
+        assert {str(p.dtype) for p in params.values()} == {dtype}
+        # The file's values, not a fresh initialisation (a silently mis-mapped load would differ).
+        assert np.allclose(np.asarray(params["embedder.input_embedding"], np.float32), embedding, atol=1e-2)
+        tok = loaded.tokenizer
+        ids = tok.encode(templates.render(templates.for_family(family), "What is 1 + 2?")[0])
+        x = np.array([ids])
+        positions = np.arange(len(ids))[None]
+        mask = np.tril(np.ones((1, len(ids), len(ids)), bool))
+        out = loaded.model(x, positions, None, mask)  # type: ignore[operator]
+        logits[dtype] = np.asarray(out[0], np.float32)
+        assert logits[dtype].shape == (1, len(ids), VOCAB) and np.isfinite(logits[dtype]).all()
+    assert np.allclose(logits["float32"], logits["bfloat16"], atol=0.05)
 
 
 # The tokenizer, from the folder's own files (no Django, no JAX).
@@ -148,8 +187,9 @@ def test_a_templates_special_tokens_encode_as_single_ids(tmp_path: Path, family:
     markers = [t for t in specials_of(family).tokens if t in text]
     assert len(markers) >= 2
     for marker in markers:
-        assert tok.encode(marker) == [tok.token_id(marker)]
-        assert ids.count(tok.token_id(marker)) == text.count(marker)
+        marker_id = tok.token_id(marker)
+        assert marker_id is not None and tok.encode(marker) == [marker_id]
+        assert ids.count(marker_id) == text.count(marker)
     assert ids[0] == tok.token_id(markers[0]) and ids[-1] == tok.token_id(template.stop[0])
     assert "What is 1 + 2?" in tok.decode(ids) and template.stop[0] not in tok.decode(ids)
 

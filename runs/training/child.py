@@ -339,14 +339,13 @@ def _history(metrics: Any, mode: str) -> list[float]:
 
 def _samples(sampler_lib: Any, model: Any, cfg: Any, tok: Any, job: Any) -> list[dict[str, str]]:
     """Greedy generations for a few validation prompts, shown on the run page."""
-    from runs.training import data as data_lib
-    from runs.training import modeling
+    from runs.training import modeling, templates
     from runs.training.tokenizers import stop_ids
 
     prompt_len = min(job.max_seq_length, 192)
     cache = modeling.cache_config(cfg, prompt_len + 64)
     sampler = sampler_lib.Sampler(transformer=model, tokenizer=tok, cache_config=cache)
-    heads = [data_lib.render(job.chat_template, p)[0] for p in job.sample_prompts]
+    heads = [templates.render(job.chat_template, p)[0] for p in job.sample_prompts]
     result = sampler(
         heads,
         max_generation_steps=64,

@@ -28,8 +28,7 @@ def main(job_path: str) -> int:
 
     from tunix.generate import sampler as sampler_lib
 
-    from runs.training import data as data_lib
-    from runs.training import modeling
+    from runs.training import modeling, templates
     from runs.training.tokenizers import stop_ids
 
     loaded = modeling.build_base(job["model"], job.get("seed", 0), dtype=job.get("dtype", "float32"))
@@ -49,7 +48,7 @@ def main(job_path: str) -> int:
             emit("done", status="cancelled")
             return 0
         chunk = items[start : start + batch]
-        heads = [data_lib.render(job["chat_template"], item["prompt"])[0] for item in chunk]
+        heads = [templates.render(job["chat_template"], item["prompt"])[0] for item in chunk]
         # Keep the prompt's end (where the question and the turn marker are) when it is too long.
         heads = [_clip(h, tok, prompt_len) for h in heads]
         padded = heads + [heads[-1]] * (batch - len(heads))  # constant batch shape: one compile

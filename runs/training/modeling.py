@@ -44,8 +44,8 @@ class Family:
 
     name: str
     config: Callable[[Mapping[str, Any], Any], Any]  # (config.json, param dtype) → Tunix ModelConfig
-    model_class: Callable[[], type]
-    loader: Callable[[], Callable[..., nnx.Module]]  # the family's create_model_from_safe_tensors
+    model_class: Callable[[], Any]  # the Tunix nnx.Module class (imported on first use)
+    loader: Callable[[], Any]  # returns the family's create_model_from_safe_tensors
     lora_targets: str  # qwix module_path regex over Tunix's module names
 
 
@@ -153,37 +153,37 @@ def _gemma3_config(config: Mapping[str, Any], dtype: Any) -> Any:
     )
 
 
-def _qwen2_class() -> type:
+def _qwen2_class() -> Any:
     from tunix.models.qwen2 import model
 
     return model.Qwen2
 
 
-def _llama3_class() -> type:
+def _llama3_class() -> Any:
     from tunix.models.llama3 import model
 
     return model.Llama3
 
 
-def _gemma3_class() -> type:
+def _gemma3_class() -> Any:
     from tunix.models.gemma3 import model
 
     return model.Gemma3
 
 
-def _qwen2_loader() -> Callable[..., nnx.Module]:
+def _qwen2_loader() -> Any:
     from tunix.models.qwen2 import params
 
     return params.create_model_from_safe_tensors
 
 
-def _llama3_loader() -> Callable[..., nnx.Module]:
+def _llama3_loader() -> Any:
     from tunix.models.llama3 import params
 
     return params.create_model_from_safe_tensors
 
 
-def _gemma3_loader() -> Callable[..., nnx.Module]:
+def _gemma3_loader() -> Any:
     from tunix.models.gemma3 import params_safetensors
 
     return params_safetensors.create_model_from_safe_tensors

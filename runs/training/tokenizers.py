@@ -228,13 +228,13 @@ class SpecialTokens:
         config_eos = _ids(model_config.get("eos_token_id"))
         eos = named("eos")
         if eos is None:
-            eos = (generation_eos or config_eos or [None])[0]
+            eos = _first(generation_eos + config_eos)
         bos = named("bos")
-        if bos is None and "bos_token" not in tok_config:
-            bos = (_ids(generation.get("bos_token_id")) or _ids(model_config.get("bos_token_id")) or [None])[0]
+        if bos is None and "bos_token" not in tok_config:  # an explicit null (Qwen) means none
+            bos = _first(_ids(generation.get("bos_token_id")) + _ids(model_config.get("bos_token_id")))
         pad = named("pad")
         if pad is None:
-            pad = (_ids(generation.get("pad_token_id")) or _ids(model_config.get("pad_token_id")) or [None])[0]
+            pad = _first(_ids(generation.get("pad_token_id")) + _ids(model_config.get("pad_token_id")))
         add_bos = tok_config.get("add_bos_token")
         return cls(bos, eos, pad, add_bos if isinstance(add_bos, bool) else None, generation_eos + config_eos)
 
@@ -254,6 +254,10 @@ def _ids(value: Any) -> list[int]:
     if isinstance(value, list):
         return [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
     return []
+
+
+def _first(ids: list[int]) -> int | None:
+    return ids[0] if ids else None
 
 
 def _unique(ids: list[int]) -> list[int]:
