@@ -148,7 +148,7 @@ def test_each_family_loads_its_weights_in_the_dtype_asked_for(tmp_path: Path, fa
         x = np.array([ids])
         positions = np.arange(len(ids))[None]
         mask = np.tril(np.ones((1, len(ids), len(ids)), bool))
-        out = loaded.model(x, positions, None, mask)  # type: ignore[operator]
+        out = loaded.model(x, positions, None, mask)
         logits[dtype] = np.asarray(out[0], np.float32)
         assert logits[dtype].shape == (1, len(ids), VOCAB) and np.isfinite(logits[dtype]).all()
     assert np.allclose(logits["float32"], logits["bfloat16"], atol=0.05)
