@@ -80,6 +80,7 @@ class BaseModel:
     context_length: int | None = None
     tokenizer: str = ""  # hf-json, sentencepiece, both or byte
     chat_template: bool = False
+    trained_template: str = ""  # the template a tunix-rt run fine-tuned it with (its tunixrt.json)
     special_tokens: dict[str, str | None] = field(default_factory=dict)
     eos_token_ids: list[int] = field(default_factory=list)
     usable: bool = False
@@ -96,7 +97,15 @@ class BaseModel:
 
     @property
     def default_chat_template(self) -> str:
-        """The template a run on this model gets unless it names one (runs.validation.default_template)."""
+        """The template a run on this model gets unless it names one (runs.validation.default_template).
+
+        A tunix-rt run's final model keeps the template it was fine-tuned with; a byte-tokenizer
+        model descends from a preset (Gemma turns); any other checkpoint gets its family's.
+        """
+        if self.trained_template:
+            return self.trained_template
+        if self.tokenizer == "byte":
+            return templates.DEFAULT
         return templates.for_family(self.family) if self.family in FAMILIES else ""
 
     @property
@@ -385,6 +394,16 @@ def _inspect_tokenizer(folder: Path) -> _Tokenizer:
     return found
 
 
+def _trained_template(folder: Path) -> str:
+    """The chat template of the run that wrote this folder (its tunixrt.json), if any."""
+    try:
+        data = json.loads((folder / "tunixrt.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ""
+    name = data.get("chat_template") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name in templates.TEMPLATES else ""
+
+
 def _folder_size(folder: Path) -> int:
     total = 0
     for root, _, files in os.walk(folder):
@@ -435,6 +454,7 @@ def inspect_folder(folder: Path, name: str | None = None) -> BaseModel:
         )
         prefix = _check_shapes(family, config, tensors)
         tok = _inspect_tokenizer(folder)
+        entry = replace(entry, trained_template=_trained_template(folder))
         vocab = _text_config(config).get("vocab_size", 262_208 if family.startswith("gemma3") else None)
         if tok.vocab_size is not None and isinstance(vocab, int) and tok.vocab_size > vocab:
             raise Unusable(

@@ -64,11 +64,11 @@ def resolve_base_model(value: str) -> dict[str, Any]:
 
 
 def default_template(base_model: str) -> str:
-    """The chat template a run on this base model gets unless it names one: its family's (presets: Gemma)."""
+    """The chat template a run on this base model gets unless it names one (BaseModel.default_chat_template)."""
     if base_model in PRESETS:
         return str(ChatTemplate.GEMMA)
     entry = find_base_model(base_model)
-    return templates.for_family(entry.family if entry else None)
+    return entry.default_chat_template if entry and entry.default_chat_template else templates.DEFAULT
 
 
 def default_value(name: str) -> Any:

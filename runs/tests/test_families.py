@@ -274,6 +274,16 @@ def test_a_launch_without_a_template_gets_the_base_models_own(api, dataset, sett
     assert response.json()["config"]["chat_template"] == "gemma", "presets keep Gemma turns"
 
 
+def test_a_tunixrt_final_model_keeps_the_template_it_was_trained_with(api, dataset, settings, sent_tasks) -> None:
+    write_checkpoint(settings.MODELS_DIR / "preset-child", "qwen3", tokenizer="byte")
+    body = {"dataset": dataset.key, "base_model": "local:preset-child"}
+    assert api.post("/api/runs", body, format="json").json()["config"]["chat_template"] == "gemma"
+    write_checkpoint(settings.MODELS_DIR / "tuned", "qwen3")
+    (settings.MODELS_DIR / "tuned" / "tunixrt.json").write_text(json.dumps({"chat_template": "plain"}))
+    body["base_model"] = "local:tuned"
+    assert api.post("/api/runs", body, format="json").json()["config"]["chat_template"] == "plain"
+
+
 def test_the_launch_form_offers_auto_and_stores_the_family_template(page, dataset, settings, sent_tasks) -> None:
     write_checkpoint(settings.MODELS_DIR / "qwen", "qwen2")
     text = page.get("/runs/new/", {"dataset": dataset.key}).content.decode()

@@ -35,7 +35,6 @@ from runs.training.tokenizers import ByteTokenizer, Tokenizer, load_tokenizer
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 # Tunix's attention and MLP projections in the Qwen and Llama classes.
 PROJECTIONS = ".*q_proj|.*k_proj|.*v_proj|.*o_proj|.*gate_proj|.*up_proj|.*down_proj"
-LORA_TARGETS = PROJECTIONS
 
 
 @dataclass(frozen=True)
