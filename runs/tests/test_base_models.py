@@ -100,6 +100,46 @@ def test_tokenizer_kinds_and_what_the_trainer_accepts(settings: Any) -> None:
     assert entries["q-byte"].chat_template is False
 
 
+def test_a_sharded_checkpoint_counts_every_shard(settings: Any) -> None:
+    tensors = write_checkpoint(settings.MODELS_DIR / "sharded", "llama", shards=3)
+    entry = only(settings.MODELS_DIR)
+    assert entry.usable, entry.reason
+    assert entry.parameters == sum(t.size for t in tensors.values())
+
+
+def test_a_missing_shard_is_the_reason(settings: Any) -> None:
+    folder = settings.MODELS_DIR / "sharded"
+    write_checkpoint(folder, "qwen3", shards=2)
+    (folder / "model-00002-of-00002.safetensors").unlink()
+    entry = only(settings.MODELS_DIR)
+    assert not entry.usable and not entry.trainable
+    assert entry.reason == "Missing shard model-00002-of-00002.safetensors (named in model.safetensors.index.json)."
+    assert entry.family == "qwen3"
+
+
+def test_shapes_that_disagree_with_the_config_are_the_reason(settings: Any) -> None:
+    folder = settings.MODELS_DIR / "wrong"
+    write_checkpoint(folder, "qwen3")
+    config = json.loads((folder / "config.json").read_text())
+    config["vocab_size"] = 100
+    (folder / "config.json").write_text(json.dumps(config))
+    assert only(settings.MODELS_DIR).reason == (
+        f"model.embed_tokens.weight has shape [{VOCAB}, 16]; config.json implies [100, 16] (vocab_size, hidden_size)."
+    )
+    config |= {"vocab_size": VOCAB, "num_key_value_heads": 4}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert only(settings.MODELS_DIR).reason == (
+        "model.layers.0.self_attn.k_proj.weight has shape [16, 16]; config.json implies [32, 16] "
+        "(num_key_value_heads × head_dim, hidden_size)."
+    )
+    config |= {"num_key_value_heads": 2, "intermediate_size": 32}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert only(settings.MODELS_DIR).reason.startswith("model.layers.0.mlp.gate_proj.weight has shape [24, 16]")
+    config |= {"intermediate_size": 24, "num_hidden_layers": 3}
+    (folder / "config.json").write_text(json.dumps(config))
+    assert only(settings.MODELS_DIR).reason == "config.json says num_hidden_layers=3; the weights hold 2 layers."
+
+
 def test_newer_multimodal_gemma3_names_are_usable_but_not_trainable(settings: Any) -> None:
     # transformers >= 4.52 writes model.language_model.*; Tunix 0.1.7's loader reads language_model.model.*.
     write_checkpoint(settings.MODELS_DIR / "g", "gemma3", prefix="model.language_model.")
