@@ -23,6 +23,7 @@ from typing import Any
 
 from django.conf import settings
 
+from runs.training import templates
 from runs.training.tokenizers import BYTE_TOKENIZER_CLASS
 
 LOCAL_PREFIX = "local:"
@@ -38,10 +39,13 @@ FAMILIES = {
     "qwen2": "Qwen2.5",
     "llama": "Llama 3",
 }
-# What runs/training/modeling.py builds today: `config_from_hf` reads Qwen3 only and
-# `load_tokenizer` reads a SentencePiece tokenizer.model or tunix-rt's byte tokenizer.
-TRAINABLE_FAMILIES = {"qwen3"}
-TRAINABLE_TOKENIZERS = {"sentencepiece", "both", "byte"}
+# What runs/training/modeling.py builds (one Tunix loader per family) and what
+# `load_tokenizer` reads (tokenizer.json, a SentencePiece tokenizer.model, the byte tokenizer).
+TRAINABLE_FAMILIES = set(FAMILIES)
+TRAINABLE_TOKENIZERS = {"hf-json", "sentencepiece", "both", "byte"}
+# Where Tunix 0.1.7's loaders look for the language model's tensors: its Gemma 3 loader also
+# reads the older multimodal layout; none reads transformers' newer `model.language_model.`.
+LOADER_PREFIXES = {"gemma3": ("model.", "language_model.model."), "gemma3_text": ("model.", "language_model.model.")}
 
 DTYPES = {
     "F64": "float64",
@@ -76,6 +80,7 @@ class BaseModel:
     context_length: int | None = None
     tokenizer: str = ""  # hf-json, sentencepiece, both or byte
     chat_template: bool = False
+    trained_template: str = ""  # the template a tunix-rt run fine-tuned it with (its tunixrt.json)
     special_tokens: dict[str, str | None] = field(default_factory=dict)
     eos_token_ids: list[int] = field(default_factory=list)
     usable: bool = False
@@ -89,6 +94,19 @@ class BaseModel:
     @property
     def family_label(self) -> str:
         return FAMILIES.get(self.family, self.family)
+
+    @property
+    def default_chat_template(self) -> str:
+        """The template a run on this model gets unless it names one (runs.validation.default_template).
+
+        A tunix-rt run's final model keeps the template it was fine-tuned with; a byte-tokenizer
+        model descends from a preset (Gemma turns); any other checkpoint gets its family's.
+        """
+        if self.trained_template:
+            return self.trained_template
+        if self.tokenizer == "byte":
+            return templates.DEFAULT
+        return templates.for_family(self.family) if self.family in FAMILIES else ""
 
     @property
     def parameters_label(self) -> str:
@@ -113,6 +131,7 @@ class BaseModel:
             "context_length": self.context_length,
             "tokenizer": self.tokenizer,
             "chat_template": self.chat_template,
+            "default_chat_template": self.default_chat_template,
             "special_tokens": self.special_tokens,
             "eos_token_ids": self.eos_token_ids,
             "usable": self.usable,
@@ -229,8 +248,8 @@ def _int(config: Mapping[str, Any], key: str, default: int | None = None) -> int
     return value
 
 
-def _check_shapes(family: str, config: Mapping[str, Any], tensors: Mapping[str, tuple[str, list[int]]]) -> None:
-    """Compare the key tensors of each family with the dimensions config.json declares."""
+def _check_shapes(family: str, config: Mapping[str, Any], tensors: Mapping[str, tuple[str, list[int]]]) -> str:
+    """Compare the key tensors of each family with the dimensions config.json declares; return the tensor prefix."""
     cfg = _text_config(config)
     vocab = _int(cfg, "vocab_size", 262_208 if family.startswith("gemma3") else None)
     hidden = _int(cfg, "hidden_size")
@@ -275,6 +294,21 @@ def _check_shapes(family: str, config: Mapping[str, Any], tensors: Mapping[str, 
     found = {int(m.group(1)) for n in tensors if (m := re.match(re.escape(prefix) + r"layers\.(\d+)\.", n))}
     if len(found) != layers or (found and max(found) != layers - 1):
         raise Unusable(f"config.json says num_hidden_layers={layers}; the weights hold {len(found)} layers.")
+    if family == "qwen2":
+        for which, size in (("q", heads * head_dim), ("k", kv_heads * head_dim), ("v", kv_heads * head_dim)):
+            name = f"{layer}self_attn.{which}_proj.bias"
+            if name not in tensors:
+                raise Unusable(f"No tensor {name} in the safetensors files (Qwen2 attention has q/k/v biases).")
+            if tensors[name][1] != [size]:
+                raise Unusable(f"{name} has shape {tensors[name][1]}; config.json implies [{size}].")
+    if family.startswith("gemma3"):
+        scalar = cfg.get("query_pre_attn_scalar", head_dim)
+        if scalar not in (head_dim, hidden // heads):
+            raise Unusable(
+                f"config.json: query_pre_attn_scalar {scalar!r} is neither head_dim ({head_dim}) "
+                f"nor hidden_size / num_attention_heads ({hidden // heads}); Tunix's Gemma 3 supports only those."
+            )
+    return prefix
 
 
 def _token(value: Any) -> str | None:
@@ -300,6 +334,17 @@ class _Tokenizer:
     chat_template: bool = False
     special_tokens: dict[str, str | None] = field(default_factory=dict)
     eos_token_ids: list[int] = field(default_factory=list)
+    vocab_size: int | None = None  # tokenizer.json's, added tokens included
+
+
+def _check_tokenizer_json(path: Path) -> int:
+    """Load tokenizer.json as the trainer will (the `tokenizers` package); its vocabulary size."""
+    from tokenizers import Tokenizer
+
+    try:
+        return int(Tokenizer.from_file(str(path)).get_vocab_size(with_added_tokens=True))
+    except Exception as exc:  # noqa: BLE001  (the Rust parser raises plain Exceptions)
+        raise Unusable(f"tokenizer.json is not readable by the tokenizers package: {exc}") from None
 
 
 def _inspect_tokenizer(folder: Path) -> _Tokenizer:
@@ -314,6 +359,7 @@ def _inspect_tokenizer(folder: Path) -> _Tokenizer:
         data = _read_json(folder / "tokenizer.json")
         if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
             raise Unusable("tokenizer.json is not a tokenizer (no model section).")
+        found.vocab_size = _check_tokenizer_json(folder / "tokenizer.json")
     sp = folder / "tokenizer.model"
     has_sp = sp.is_file()
     if has_sp and sp.stat().st_size == 0:
@@ -338,7 +384,24 @@ def _inspect_tokenizer(folder: Path) -> _Tokenizer:
         generation = _read_json(folder / "generation_config.json")
         if isinstance(generation, dict):
             found.eos_token_ids = _ids(generation.get("eos_token_id"))
+    if found.kind != "byte" and not found.special_tokens["eos"] and not found.eos_token_ids:
+        model_config = _read_json(folder / "config.json")
+        if not _ids(_text_config(model_config).get("eos_token_id")) and not _ids(model_config.get("eos_token_id")):
+            raise Unusable(
+                "No end-of-sequence token: tokenizer_config.json has no eos_token and neither "
+                "generation_config.json nor config.json has an eos_token_id."
+            )
     return found
+
+
+def _trained_template(folder: Path) -> str:
+    """The chat template of the run that wrote this folder (its tunixrt.json), if any."""
+    try:
+        data = json.loads((folder / "tunixrt.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return ""
+    name = data.get("chat_template") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name in templates.TEMPLATES else ""
 
 
 def _folder_size(folder: Path) -> int:
@@ -350,14 +413,17 @@ def _folder_size(folder: Path) -> int:
     return total
 
 
-def _training_support(family: str, tokenizer: str) -> str:
+def _training_support(family: str, tokenizer: str, prefix: str) -> str:
     """Empty when today's trainer can train this folder, else why not (it is otherwise valid)."""
     if family not in TRAINABLE_FAMILIES:
         return f"Detected {FAMILIES[family]}; training this family is not supported yet."
     if tokenizer not in TRAINABLE_TOKENIZERS:
+        return f"Detected {FAMILIES[family]} with a {tokenizer} tokenizer, which training cannot read."
+    prefixes = LOADER_PREFIXES.get(family, ("model.",))
+    if prefix not in prefixes:
         return (
-            f"Detected {FAMILIES[family]} with tokenizer.json only; training reads a SentencePiece "
-            "tokenizer.model or the byte tokenizer, tokenizer.json is not supported yet."
+            f"Detected {FAMILIES[family]} with tensors under {prefix!r}; Tunix's loader reads "
+            f"{' or '.join(repr(p) for p in prefixes)} only."
         )
     return ""
 
@@ -386,8 +452,15 @@ def inspect_folder(folder: Path, name: str | None = None) -> BaseModel:
         entry = replace(
             entry, parameters=sum(math.prod(shape) for _, shape in tensors.values()), dtype=_dtype_label(tensors)
         )
-        _check_shapes(family, config, tensors)
+        prefix = _check_shapes(family, config, tensors)
         tok = _inspect_tokenizer(folder)
+        entry = replace(entry, trained_template=_trained_template(folder))
+        vocab = _text_config(config).get("vocab_size", 262_208 if family.startswith("gemma3") else None)
+        if tok.vocab_size is not None and isinstance(vocab, int) and tok.vocab_size > vocab:
+            raise Unusable(
+                f"tokenizer.json has {tok.vocab_size} tokens but config.json's vocab_size is {vocab}: "
+                "token ids past the embedding table."
+            )
         entry = replace(
             entry,
             tokenizer=tok.kind,
@@ -397,7 +470,7 @@ def inspect_folder(folder: Path, name: str | None = None) -> BaseModel:
         )
     except Unusable as exc:
         return replace(entry, reason=str(exc))
-    reason = _training_support(entry.family, entry.tokenizer)
+    reason = _training_support(entry.family, entry.tokenizer, prefix)
     return replace(entry, usable=True, trainable=not reason, reason=reason)
 
 

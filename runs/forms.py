@@ -9,6 +9,7 @@ from django import forms
 from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod
 from runs.hyperparameters import BOUNDS
 from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX
+from runs.training import templates
 from runs.validation import LaunchInvalid, as_written, base_model_choices, default_value, validate_launch
 from traces.choices import DatasetStatus
 from traces.models import Dataset
@@ -20,7 +21,9 @@ class RunLaunchForm(forms.Form):
     base_model = forms.ChoiceField(choices=[])
     method = forms.ChoiceField(choices=RunMethod.choices, initial=RunMethod.FULL)
     dry_run = forms.BooleanField(required=False, label="Dry run (validate and estimate, no training)")
-    chat_template = forms.ChoiceField(choices=ChatTemplate.choices, initial=ChatTemplate.GEMMA)
+    chat_template = forms.ChoiceField(
+        choices=[(templates.AUTO, templates.AUTO_LABEL), *ChatTemplate.choices], initial=templates.AUTO
+    )
     device = forms.ChoiceField(choices=RunDevice.choices, initial=RunDevice.AUTO, required=False)
     dtype = forms.ChoiceField(choices=RunDtype.choices, initial=RunDtype.FLOAT32, required=False, label="Dtype")
 

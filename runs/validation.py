@@ -13,6 +13,7 @@ from django.conf import settings
 from runs.basemodels import LOCAL_PREFIX, find_base_model, trainable_models
 from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod, RunMode
 from runs.hyperparameters import BOUNDS, Bound
+from runs.training import templates
 from runs.training.job import PRESETS
 from traces.choices import DatasetStatus, Split
 from traces.models import Dataset
@@ -22,7 +23,8 @@ Errors = dict[str, list[str]]
 
 CHOICES: dict[str, tuple[list[str], str]] = {
     "method": (list(RunMethod.values), RunMethod.FULL),
-    "chat_template": (list(ChatTemplate.values), ChatTemplate.GEMMA),
+    # Omitted or "auto": the base model's own template, stored concretely (see default_template).
+    "chat_template": ([templates.AUTO, *ChatTemplate.values], templates.AUTO),
     "device": (list(RunDevice.values), RunDevice.AUTO),
     "dtype": (list(RunDtype.values), RunDtype.FLOAT32),
     "mode": (list(RunMode.values), RunMode.TRAIN),
@@ -81,6 +83,14 @@ def gpu_unavailable() -> str:
         )
     seen = "; ".join(f"{w.hostname}: {w.devices_summary}" for w in workers)
     return f"No live training worker reports a GPU ({seen}). Choose auto or cpu, or start a GPU worker."
+
+
+def default_template(base_model: str) -> str:
+    """The chat template a run on this base model gets unless it names one (BaseModel.default_chat_template)."""
+    if base_model in PRESETS:
+        return str(ChatTemplate.GEMMA)
+    entry = find_base_model(base_model)
+    return entry.default_chat_template if entry and entry.default_chat_template else templates.DEFAULT
 
 
 def default_value(name: str) -> Any:
@@ -171,6 +181,8 @@ def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
         if value is not None:
             values[name] = value
 
+    if values.get("chat_template") == templates.AUTO and "base_model" in values:
+        values["chat_template"] = default_template(values["base_model"])
     if "warmup_steps" in values and "max_steps" in values and values["warmup_steps"] > values["max_steps"]:
         errors["warmup_steps"] = ["Must not exceed max_steps."]
     if values.get("device") == RunDevice.GPU:

@@ -9,6 +9,7 @@ from rest_framework import serializers
 from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod, RunMode
 from runs.hyperparameters import BOUNDS, serializer_field
 from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX, Run, RunLog
+from runs.training import templates
 
 
 class RunLaunchSerializer(serializers.Serializer[Any]):
@@ -18,7 +19,11 @@ class RunLaunchSerializer(serializers.Serializer[Any]):
     base_model = serializers.CharField(required=False, default="tiny", help_text="tiny, small or local:<folder>")
     method = serializers.ChoiceField(choices=RunMethod.choices, required=False)
     mode = serializers.ChoiceField(choices=RunMode.choices, required=False)
-    chat_template = serializers.ChoiceField(choices=ChatTemplate.choices, required=False)
+    chat_template = serializers.ChoiceField(
+        choices=[(templates.AUTO, templates.AUTO_LABEL), *ChatTemplate.choices],
+        required=False,
+        help_text="omitted or auto: the base model's family template (gemma for the presets)",
+    )
     device = serializers.ChoiceField(
         choices=RunDevice.choices,
         required=False,
@@ -142,6 +147,9 @@ class BaseModelSerializer(serializers.Serializer[Any]):
     context_length = serializers.IntegerField(allow_null=True, help_text="max_position_embeddings")
     tokenizer = serializers.CharField(help_text="hf-json, sentencepiece, both or byte")
     chat_template = serializers.BooleanField()
+    default_chat_template = serializers.CharField(
+        help_text="the template a run on this model gets when it names none (gemma, chatml, llama3)"
+    )
     special_tokens = serializers.DictField(child=serializers.CharField(allow_null=True))
     eos_token_ids = serializers.ListField(child=serializers.IntegerField(), help_text="generation_config.json")
     usable = serializers.BooleanField()

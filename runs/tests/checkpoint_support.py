@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +13,61 @@ import safetensors.numpy
 
 from runs.training.tokenizers import BYTE_TOKENIZER_CLASS
 
-VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, INTER = 64, 16, 2, 4, 2, 8, 24
+# The vocabulary leaves room for the 256 byte-level symbols, the family's special tokens and some merges.
+VOCAB, HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, INTER = 320, 16, 2, 4, 2, 8, 24
+
+
+@dataclass(frozen=True)
+class Specials:
+    """A family's special tokens as its real tokenizer_config.json / generation_config.json name them."""
+
+    tokens: tuple[str, ...]  # in id order from 0
+    bos: str | None
+    eos: str
+    pad: str | None
+    generation_eos: tuple[str, ...]  # generation_config.json's eos_token_id list
+    add_bos: bool | None = None
+
+
+SPECIALS = {
+    # Qwen adds no BOS; its instruct models end a turn with <|im_end|>.
+    "qwen": Specials(
+        ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+        None,
+        "<|im_end|>",
+        "<|endoftext|>",
+        ("<|im_end|>", "<|endoftext|>"),
+    ),
+    # Llama 3 has no pad token; instruct models end a turn with <|eot_id|>.
+    "llama": Specials(
+        # <|begin_of_text|> is not id 0: Tunix's Sampler only prepends a truthy BOS id.
+        ("<|end_of_text|>", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
+        "<|begin_of_text|>",
+        "<|eot_id|>",
+        None,
+        ("<|end_of_text|>", "<|eot_id|>"),
+    ),
+    # Gemma: <eos> ends a document, <end_of_turn> a chat turn (both in generation_config.json).
+    "gemma": Specials(
+        ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"),
+        "<bos>",
+        "<eos>",
+        "<pad>",
+        ("<eos>", "<end_of_turn>"),
+        add_bos=True,
+    ),
+}
+
+
+def specials_of(family: str) -> Specials:
+    return SPECIALS["gemma" if family.startswith("gemma") else "llama" if family == "llama" else "qwen"]
+
+
+CORPUS = [
+    f"What is {a} + {b}?\n{a} + {b} = {a + b}\nAnswer: {a + b}\nuser model assistant system"
+    for a in range(10, 60, 3)
+    for b in range(11, 40, 7)
+]
 
 CHAT_TEMPLATES = {
     "gemma": "{% for m in messages %}<start_of_turn>{{ m['role'] }}\n{{ m['content'] }}<end_of_turn>\n{% endfor %}",
@@ -47,8 +103,7 @@ def hf_config(family: str) -> dict[str, Any]:
         "rope_theta": 1_000_000,
         "tie_word_embeddings": family != "llama",
         "torch_dtype": "float32",
-        "bos_token_id": 1,
-        "eos_token_id": 2,
+        **_config_ids(family),
     }
     if family.startswith("gemma3"):
         text.update(
@@ -66,10 +121,24 @@ def hf_config(family: str) -> dict[str, Any]:
     return {"architectures": [ARCHITECTURES[family]], **text}
 
 
-def hf_tensors(family: str, dtype: Any = np.float32) -> dict[str, np.ndarray]:
-    """The family's tensors under the names `transformers` saves, filled with small random values."""
+def _config_ids(family: str) -> dict[str, Any]:
+    # config.json repeats the ids: Qwen's bos/eos are <|endoftext|>, Gemma 3's eos is a list.
+    spec, ids = specials_of(family), token_ids(family)
+    if family.startswith("gemma"):
+        return {"bos_token_id": ids["<bos>"], "eos_token_id": [ids[t] for t in spec.generation_eos], "pad_token_id": 0}
+    if family == "llama":
+        return {"bos_token_id": ids["<|begin_of_text|>"], "eos_token_id": [ids[t] for t in spec.generation_eos]}
+    return {"bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|endoftext|>"]}
+
+
+def hf_tensors(family: str, dtype: Any = np.float32, prefix: str | None = None) -> dict[str, np.ndarray]:
+    """The family's tensors under the names `transformers` saves, filled with small random values.
+
+    The multimodal Gemma 3 uses the `language_model.model.` prefix of the released checkpoints
+    unless `prefix` says otherwise (newer transformers write `model.language_model.`).
+    """
     rng = np.random.default_rng(0)
-    prefix = "language_model.model." if family == "gemma3" else "model."
+    prefix = prefix or ("language_model.model." if family == "gemma3" else "model.")
     shapes: dict[str, tuple[int, ...]] = {
         f"{prefix}embed_tokens.weight": (VOCAB, HIDDEN),
         f"{prefix}norm.weight": (HIDDEN,),
@@ -105,23 +174,27 @@ def hf_tensors(family: str, dtype: Any = np.float32) -> dict[str, np.ndarray]:
     return {name: rng.normal(0, 0.02, shape).astype(dtype) for name, shape in shapes.items()}
 
 
-def tokenizer_json() -> dict[str, Any]:
-    """A minimal byte-level BPE tokenizer.json (the structure the `tokenizers` package writes)."""
-    vocab = {f"<{i}>": i for i in range(VOCAB)}
-    return {
-        "version": "1.0",
-        "truncation": None,
-        "padding": None,
-        "added_tokens": [
-            {"id": 1, "content": "<bos>", "special": True},
-            {"id": 2, "content": "<eos>", "special": True},
-        ],
-        "normalizer": None,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
-        "post_processor": None,
-        "decoder": {"type": "ByteLevel"},
-        "model": {"type": "BPE", "dropout": None, "unk_token": None, "vocab": vocab, "merges": []},
-    }
+@functools.cache
+def tokenizer_json(family: str = "qwen3") -> str:
+    """A byte-level BPE tokenizer.json trained with the `tokenizers` package, with the family's special tokens."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB,
+        special_tokens=list(specials_of(family).tokens),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tk.train_from_iterator(CORPUS, trainer)
+    return str(tk.to_str())
+
+
+def token_ids(family: str) -> dict[str, int]:
+    """The special tokens' ids in the family's tokenizer.json."""
+    return {t: i for i, t in enumerate(specials_of(family).tokens)}
 
 
 def write_checkpoint(
@@ -132,11 +205,16 @@ def write_checkpoint(
     dtype: Any = np.float32,
     shards: int = 1,
     generation_eos: list[int] | None = None,
+    prefix: str | None = None,
 ) -> dict[str, np.ndarray]:
-    """Write a loadable-looking checkpoint; `tokenizer` is hf-json, sentencepiece, both, byte or none."""
+    """Write a checkpoint folder as `transformers` saves it; `tokenizer` is hf-json, sentencepiece, both, byte or none.
+
+    With hf-json or both it loads and trains: a tokenizer.json trained for the family, the
+    family's tokenizer_config.json and generation_config.json (`generation_eos` overrides its ids).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(hf_config(family), indent=2))
-    tensors = hf_tensors(family, dtype)
+    tensors = hf_tensors(family, dtype, prefix)
     names = sorted(tensors)
     if shards == 1:
         safetensors.numpy.save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
@@ -155,21 +233,24 @@ def write_checkpoint(
     if tokenizer == "byte":
         (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": BYTE_TOKENIZER_CLASS}))
     elif tokenizer != "none":
-        (folder / "tokenizer_config.json").write_text(
-            json.dumps(
-                {
-                    "bos_token": "<bos>",
-                    "eos_token": {"content": "<eos>", "special": True},
-                    "pad_token": "<pad>",
-                    "chat_template": template,
-                }
-            )
-        )
+        spec = specials_of(family)
+        config: dict[str, Any] = {
+            "bos_token": spec.bos,
+            "eos_token": {"content": spec.eos, "special": True, "lstrip": False, "rstrip": False},
+            "pad_token": spec.pad,
+            "chat_template": template,
+        }
+        if spec.add_bos is not None:
+            config["add_bos_token"] = spec.add_bos
+        (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+        ids = token_ids(family)
+        generation: dict[str, Any] = {"eos_token_id": generation_eos or [ids[t] for t in spec.generation_eos]}
+        if spec.bos is not None:
+            generation["bos_token_id"] = ids[spec.bos]
+        (folder / "generation_config.json").write_text(json.dumps(generation, indent=2))
     if tokenizer in ("hf-json", "both"):
-        (folder / "tokenizer.json").write_text(json.dumps(tokenizer_json()))
+        (folder / "tokenizer.json").write_text(tokenizer_json(family))
     if tokenizer in ("sentencepiece", "both"):
         # The catalog only checks that it is there; training tests use a real SentencePiece model.
         (folder / "tokenizer.model").write_bytes(b"\x0a\x05<unk>")
-    if generation_eos is not None:
-        (folder / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": generation_eos}))
     return tensors

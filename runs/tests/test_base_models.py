@@ -16,7 +16,7 @@ from django.core.management.base import CommandError
 from django.test import Client
 
 from runs.basemodels import catalog, human_count, inspect_folder
-from runs.tests.checkpoint_support import write_checkpoint
+from runs.tests.checkpoint_support import VOCAB, specials_of, write_checkpoint
 from runs.validation import base_model_choices, local_models, resolve_base_model, validate_launch
 from traces.models import Dataset
 
@@ -44,6 +44,7 @@ def test_each_family_is_detected_with_its_parameter_count_and_dtype(settings: An
     tensors = write_checkpoint(settings.MODELS_DIR / "m", family, dtype=np.float16, generation_eos=[2, 7])
     entry = only(settings.MODELS_DIR)
     assert entry.usable, entry.reason
+    assert entry.trainable, entry.reason
     assert entry.family == family
     assert entry.family_label == FAMILY_LABELS[family]
     assert entry.parameters == sum(math.prod(t.shape) for t in tensors.values())
@@ -51,8 +52,12 @@ def test_each_family_is_detected_with_its_parameter_count_and_dtype(settings: An
     assert entry.context_length == 512
     assert entry.tokenizer == "hf-json"
     assert entry.chat_template is True
-    assert entry.special_tokens == {"bos": "<bos>", "eos": "<eos>", "pad": "<pad>"}
+    spec = specials_of(family)
+    assert entry.special_tokens == {"bos": spec.bos, "eos": spec.eos, "pad": spec.pad}
     assert entry.eos_token_ids == [2, 7]
+    assert entry.default_chat_template == {"qwen3": "chatml", "qwen2": "chatml", "llama": "llama3"}.get(
+        family, "gemma"
+    )
     files = [p for p in (settings.MODELS_DIR / "m").iterdir()]
     assert entry.size_bytes == sum(p.stat().st_size for p in files)
 
@@ -77,7 +82,7 @@ def test_a_bfloat16_checkpoint_reports_bfloat16(settings: Any) -> None:
     assert entry.parameters == sum(t.size for t in tensors.values())
 
 
-def test_tokenizer_kinds_and_what_the_trainer_accepts_today(settings: Any) -> None:
+def test_tokenizer_kinds_and_what_the_trainer_accepts(settings: Any) -> None:
     write_checkpoint(settings.MODELS_DIR / "q-json", "qwen3", tokenizer="hf-json")
     write_checkpoint(settings.MODELS_DIR / "q-sp", "qwen3", tokenizer="sentencepiece")
     write_checkpoint(settings.MODELS_DIR / "q-both", "qwen3", tokenizer="both")
@@ -91,10 +96,7 @@ def test_tokenizer_kinds_and_what_the_trainer_accepts_today(settings: Any) -> No
         "q-json": "hf-json",
         "q-sp": "sentencepiece",
     }
-    assert all(m.usable for m in entries.values())
-    assert {n for n, m in entries.items() if m.trainable} == {"q-sp", "q-both", "q-byte"}
-    assert entries["gemma"].reason == "Detected Gemma 3; training this family is not supported yet."
-    assert "tokenizer.json only" in entries["q-json"].reason
+    assert all(m.usable and m.trainable for m in entries.values()), {n: m.reason for n, m in entries.items()}
     assert entries["q-byte"].chat_template is False
 
 
@@ -122,9 +124,9 @@ def test_shapes_that_disagree_with_the_config_are_the_reason(settings: Any) -> N
     config["vocab_size"] = 100
     (folder / "config.json").write_text(json.dumps(config))
     assert only(settings.MODELS_DIR).reason == (
-        "model.embed_tokens.weight has shape [64, 16]; config.json implies [100, 16] (vocab_size, hidden_size)."
+        f"model.embed_tokens.weight has shape [{VOCAB}, 16]; config.json implies [100, 16] (vocab_size, hidden_size)."
     )
-    config |= {"vocab_size": 64, "num_key_value_heads": 4}
+    config |= {"vocab_size": VOCAB, "num_key_value_heads": 4}
     (folder / "config.json").write_text(json.dumps(config))
     assert only(settings.MODELS_DIR).reason == (
         "model.layers.0.self_attn.k_proj.weight has shape [16, 16]; config.json implies [32, 16] "
@@ -136,6 +138,17 @@ def test_shapes_that_disagree_with_the_config_are_the_reason(settings: Any) -> N
     config |= {"intermediate_size": 24, "num_hidden_layers": 3}
     (folder / "config.json").write_text(json.dumps(config))
     assert only(settings.MODELS_DIR).reason == "config.json says num_hidden_layers=3; the weights hold 2 layers."
+
+
+def test_newer_multimodal_gemma3_names_are_usable_but_not_trainable(settings: Any) -> None:
+    # transformers >= 4.52 writes model.language_model.*; Tunix 0.1.7's loader reads language_model.model.*.
+    write_checkpoint(settings.MODELS_DIR / "g", "gemma3", prefix="model.language_model.")
+    entry = only(settings.MODELS_DIR)
+    assert entry.usable and not entry.trainable
+    assert entry.reason == (
+        "Detected Gemma 3 with tensors under 'model.language_model.'; Tunix's loader reads "
+        "'model.' or 'language_model.model.' only."
+    )
 
 
 def test_a_folder_without_a_tokenizer_is_the_reason(settings: Any) -> None:
@@ -236,8 +249,8 @@ def test_the_page_lists_every_folder_with_its_status(viewer_page: Client, settin
     text = html(response)
     rows = {m.group(1): m.group(2) for m in re.finditer(r'<tr id="base-model-([\w-]+)">(.*?)</tr>', text, re.S)}
     assert list(rows) == ["gemma", "notok", "qwen-byte"]
-    assert "Gemma 3" in rows["gemma"] and "both" in rows["gemma"] and "<td>yes</td>" in rows["gemma"]
-    assert "not trainable yet" in rows["gemma"] and "training this family is not supported yet" in rows["gemma"]
+    assert "Gemma 3" in rows["gemma"] and "both" in rows["gemma"] and "yes" in rows["gemma"]
+    assert "runs use gemma" in rows["gemma"] and "badge ready" in rows["gemma"]
     assert "unusable" in rows["notok"] and "No tokenizer" in rows["notok"]
     assert "badge ready" in rows["qwen-byte"] and "Qwen3" in rows["qwen-byte"] and "float32" in rows["qwen-byte"]
     assert "<td>512</td>" in rows["qwen-byte"]
@@ -250,7 +263,7 @@ def test_the_page_needs_a_login(client: Client, db: Any) -> None:
 
 
 def test_the_api_lists_the_catalog_to_a_viewer(viewer_api: Any, settings: Any) -> None:
-    tensors = write_checkpoint(settings.MODELS_DIR / "llama", "llama", generation_eos=[2, 9])
+    tensors = write_checkpoint(settings.MODELS_DIR / "llama", "llama", generation_eos=[0, 4])
     response = viewer_api.get("/api/base-models")
     assert response.status_code == 200
     [entry] = response.json()
@@ -266,11 +279,12 @@ def test_the_api_lists_the_catalog_to_a_viewer(viewer_api: Any, settings: Any) -
         "context_length": 512,
         "tokenizer": "hf-json",
         "chat_template": True,
-        "special_tokens": {"bos": "<bos>", "eos": "<eos>", "pad": "<pad>"},
-        "eos_token_ids": [2, 9],
+        "default_chat_template": "llama3",
+        "special_tokens": {"bos": "<|begin_of_text|>", "eos": "<|eot_id|>", "pad": None},
+        "eos_token_ids": [0, 4],
         "usable": True,
-        "trainable": False,
-        "reason": "Detected Llama 3; training this family is not supported yet.",
+        "trainable": True,
+        "reason": "",
     }
     assert entry["size_bytes"] > 0
     assert viewer_api.post("/api/base-models", {}, format="json").status_code in (403, 405)
@@ -294,15 +308,16 @@ def test_the_api_with_session_auth(user: Any, settings: Any) -> None:
 def test_the_launch_form_offers_only_trainable_base_models(page: Client, dataset: Dataset, settings: Any) -> None:
     write_checkpoint(settings.MODELS_DIR / "qwen-sp", "qwen3", tokenizer="sentencepiece")
     write_checkpoint(settings.MODELS_DIR / "qwen-json", "qwen3", tokenizer="hf-json")
-    write_checkpoint(settings.MODELS_DIR / "gemma", "gemma3_text", tokenizer="both")
+    write_checkpoint(settings.MODELS_DIR / "gemma", "gemma3", prefix="model.language_model.")
     write_checkpoint(settings.MODELS_DIR / "broken", "qwen3", tokenizer="none")
     text = html(page.get("/runs/new/", {"dataset": dataset.key}))
-    assert '<option value="local:qwen-sp"' in text
-    for name in ("qwen-json", "gemma", "broken"):
+    for name in ("qwen-sp", "qwen-json"):
+        assert f'<option value="local:{name}"' in text
+    for name in ("gemma", "broken"):
         assert f'value="local:{name}"' not in text
     assert 'href="/models/base/"' in text and "Base models…" in text
-    assert local_models() == ["qwen-sp"]
-    assert [k for k, _ in base_model_choices()] == ["tiny", "small", "local:qwen-sp"]
+    assert local_models() == ["qwen-json", "qwen-sp"]
+    assert [k for k, _ in base_model_choices()] == ["tiny", "small", "local:qwen-json", "local:qwen-sp"]
     assert resolve_base_model("local:qwen-sp")["path"] == str(settings.MODELS_DIR / "qwen-sp")
     with pytest.raises(KeyError):
         resolve_base_model("local:gemma")
@@ -311,11 +326,11 @@ def test_the_launch_form_offers_only_trainable_base_models(page: Client, dataset
 def test_launching_on_a_detected_but_untrainable_model_names_the_reason(
     api: Any, dataset: Dataset, settings: Any
 ) -> None:
-    write_checkpoint(settings.MODELS_DIR / "gemma", "gemma3_text", tokenizer="both")
+    write_checkpoint(settings.MODELS_DIR / "gemma", "gemma3", prefix="model.language_model.")
     response = api.post("/api/runs", {"dataset": dataset.key, "base_model": "local:gemma"}, format="json")
     assert response.status_code == 400
     [message] = response.json()["base_model"]
-    assert message.startswith("Base model 'local:gemma' cannot be trained: Detected Gemma 3;")
+    assert message.startswith("Base model 'local:gemma' cannot be trained: Detected Gemma 3 with tensors under")
     write_checkpoint(settings.MODELS_DIR / "qwen", "qwen3", tokenizer="byte")
     assert validate_launch({"dataset": dataset.key, "base_model": "local:qwen"})["base_model"] == "local:qwen"
 
@@ -337,7 +352,7 @@ def test_add_base_model_links_under_another_name(settings: Any, tmp_path: Path) 
     target = settings.MODELS_DIR / "gemma-small"
     assert target.is_symlink() and target.resolve() == source.resolve()
     entry = only(settings.MODELS_DIR)
-    assert entry.name == "gemma-small" and entry.usable and not entry.trainable
+    assert entry.name == "gemma-small" and entry.usable and entry.trainable
 
 
 def test_add_base_model_refuses_an_unusable_folder_with_the_reason(settings: Any, tmp_path: Path) -> None:

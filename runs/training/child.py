@@ -72,7 +72,8 @@ def main(job_path: str) -> int:
     mesh_shape = {name: int(size) for name, size in mesh.shape.items()} if mesh is not None else None
     emit("devices", **devices_lib.describe(devices), mesh=mesh_shape)
     with modeling.active_mesh(mesh):
-        model, cfg, tok = modeling.build_base(job.base_model, job.seed, dtype=job.dtype, mesh=mesh)
+        loaded = modeling.build_base(job.base_model, job.seed, dtype=job.dtype, mesh=mesh)
+    model, cfg, tok = loaded.model, loaded.config, loaded.tokenizer
     if mesh is not None:
         split, total = modeling.sharded_parameters(model)
         log(
@@ -110,7 +111,7 @@ def main(job_path: str) -> int:
             base_dir = Path(job.base_model["path"])
         t = time.perf_counter()
         with modeling.active_mesh(mesh):
-            model = modeling.apply_lora(model, job.lora_rank, job.lora_alpha, job.seed)
+            model = modeling.apply_lora(model, job.lora_rank, job.lora_alpha, job.seed, loaded.family)
         lora_params = modeling.count_params(model, nnx.LoRAParam)
         log(f"LoRA rank {job.lora_rank} alpha {job.lora_alpha} applied in {time.perf_counter() - t:.1f}s")
 
@@ -151,7 +152,7 @@ def main(job_path: str) -> int:
         )
         return 3
     with modeling.active_mesh(mesh):
-        return _train(job, model, cfg, tok, train, val, out, base_dir, estimate, cancel, mesh)
+        return _train(job, model, loaded, train, val, out, base_dir, estimate, cancel, mesh)
 
 
 class _MetricStream:
@@ -171,8 +172,7 @@ class _MetricStream:
 def _train(
     job: Any,
     model: Any,
-    cfg: Any,
-    tok: Any,
+    loaded: Any,
     train: Any,
     val: Any,
     out: Path,
@@ -195,6 +195,7 @@ def _train(
     from runs.training import data as data_lib
     from runs.training import modeling
 
+    cfg, tok = loaded.config, loaded.tokenizer
     ckpt_dir = out / "checkpoints"
     stream = _MetricStream()
     config = peft_trainer.TrainingConfig(
@@ -328,7 +329,9 @@ def _train(
         if final_dir.exists():
             shutil.rmtree(final_dir)
         lora = (job.lora_rank, job.lora_alpha) if job.method == "lora" else None
-        modeling.save_final(model, cfg, tok, final_dir, lora=lora, base_dir=base_dir)
+        modeling.save_final(
+            model, cfg, tok, final_dir, lora=lora, base_dir=base_dir, family=loaded.family, dtype=job.dtype
+        )
         (final_dir / "tunixrt.json").write_text(
             json.dumps(
                 {
@@ -336,6 +339,7 @@ def _train(
                     "base_model": job.base_model,
                     "method": job.method,
                     "chat_template": job.chat_template,
+                    "dtype": job.dtype,
                     "steps": steps_done,
                 },
                 indent=2,
@@ -374,19 +378,20 @@ def _history(metrics: Any, mode: str) -> list[float]:
 
 def _samples(sampler_lib: Any, model: Any, cfg: Any, tok: Any, job: Any) -> list[dict[str, str]]:
     """Greedy generations for a few validation prompts, shown on the run page."""
-    from runs.training import data as data_lib
+    from runs.training import modeling, templates
+    from runs.training.tokenizers import stop_ids
 
     prompt_len = min(job.max_seq_length, 192)
-    cache = sampler_lib.CacheConfig(
-        cache_size=prompt_len + 64,
-        num_layers=cfg.num_layers,
-        num_kv_heads=cfg.num_kv_heads,
-        head_dim=cfg.head_dim,
-    )
+    cache = modeling.cache_config(cfg, prompt_len + 64)
     sampler = sampler_lib.Sampler(transformer=model, tokenizer=tok, cache_config=cache)
-    heads = [data_lib.render(job.chat_template, p)[0] for p in job.sample_prompts]
+    heads = [templates.render(job.chat_template, p)[0] for p in job.sample_prompts]
     result = sampler(
-        heads, max_generation_steps=64, temperature=0.0, max_prompt_length=prompt_len, echo=False
+        heads,
+        max_generation_steps=64,
+        temperature=0.0,
+        max_prompt_length=prompt_len,
+        echo=False,
+        eos_tokens=stop_ids(tok, job.chat_template),
     )
     return [{"prompt": p, "output": o} for p, o in zip(job.sample_prompts, result.text, strict=True)]
 

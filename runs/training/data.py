@@ -16,9 +16,10 @@ from runs.training.templates import render as render  # re-exported
 
 class Tokenizer(Protocol):
     def encode(self, text: str) -> list[int]: ...
-    def bos_id(self) -> int: ...
+    def bos_id(self) -> int | None: ...
     def eos_id(self) -> int: ...
     def pad_id(self) -> int: ...
+    def eos_ids(self) -> list[int]: ...
 
 
 def read_examples(path: Path) -> list[dict[str, Any]]:
@@ -30,7 +31,7 @@ def read_examples(path: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class Encoded:
-    """Right-padded tokens [N, L] and the loss mask (1 on completion + EOS)."""
+    """Right-padded tokens [N, L] and the loss mask (1 on the completion, which ends in an EOS id)."""
 
     tokens: np.ndarray
     mask: np.ndarray
@@ -49,10 +50,17 @@ def encode_examples(examples: list[dict[str, Any]], tok: Tokenizer, max_len: int
     starts: list[int] = []
     lengths: list[int] = []
     truncated = dropped = 0
+    eos_ids = set(tok.eos_ids())
     for ex in examples:
         head, tail = render(template, ex["prompt"], ex["response"])
-        prompt_ids = [tok.bos_id(), *tok.encode(head)]
-        ids = prompt_ids + tok.encode(tail) + [tok.eos_id()]
+        # The same rule as Tunix's Sampler: a BOS id is prepended only when there is one (Qwen has none).
+        bos = tok.bos_id()
+        prompt_ids = [*([bos] if bos else []), *tok.encode(head)]
+        completion = tok.encode(tail)
+        # A template whose turn ends in an EOS token (Qwen's <|im_end|>, Gemma's <end_of_turn>) is not doubled.
+        if not completion or completion[-1] not in eos_ids:
+            completion.append(tok.eos_id())
+        ids = prompt_ids + completion
         lengths.append(len(ids))
         if len(ids) > max_len:
             truncated += 1

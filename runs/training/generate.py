@@ -1,6 +1,6 @@
 """Generate answers for an eval set in its own process: `python -m runs.training.generate JOB.json`.
 
-Loads a trained model (the run's `final/` folder, Hugging Face Qwen3 layout)
+Loads a trained model (the run's `final/` folder, Hugging Face layout)
 or the run's untrained base, renders every prompt with the run's chat
 template, and samples greedily with Tunix's Sampler in fixed-shape batches (a
 fixed prompt length, so it compiles once). Each answer is one JSON line on
@@ -30,8 +30,8 @@ def main(job_path: str) -> int:
     import jax
     from tunix.generate import sampler as sampler_lib
 
-    from runs.training import data as data_lib
-    from runs.training import modeling
+    from runs.training import modeling, templates
+    from runs.training.tokenizers import stop_ids
 
     try:
         devices = list(jax.devices())
@@ -41,32 +41,35 @@ def main(job_path: str) -> int:
     # Generation runs on the first device: the sampler's batches are small and sharding buys nothing.
     emit("log", text=f"jax {jax.__version__}: generating on {devices_lib.summary(devices_lib.describe(devices[:1]))}")
     dtype = job.get("dtype", "float32")
-    model, cfg, tok = modeling.build_base(job["model"], job.get("seed", 0), dtype=dtype)
+    loaded = modeling.build_base(job["model"], job.get("seed", 0), dtype=dtype)
+    model, cfg, tok = loaded.model, loaded.config, loaded.tokenizer
     emit("log", text=f"model loaded ({modeling.count_params(model):,} parameters) from {job['model']}")
     items = [json.loads(line) for line in Path(job["items_file"]).read_text().splitlines() if line.strip()]
     prompt_len = int(job["max_prompt_length"])
     new_tokens = int(job["max_new_tokens"])
     batch = int(job.get("batch_size", 8))
-    cache = sampler_lib.CacheConfig(
-        cache_size=prompt_len + new_tokens + 8,
-        num_layers=cfg.num_layers,
-        num_kv_heads=cfg.num_kv_heads,
-        head_dim=cfg.head_dim,
-    )
+    cache = modeling.cache_config(cfg, prompt_len + new_tokens + 8)
     sampler = sampler_lib.Sampler(transformer=model, tokenizer=tok, cache_config=cache)
+    # The run's end-of-turn tokens and every EOS id of the checkpoint (Gemma's <end_of_turn>, Llama's <|eot_id|>).
+    stops = stop_ids(tok, job["chat_template"])
     emit("started", items=len(items))
     for start in range(0, len(items), batch):
         if STOP.is_set():
             emit("done", status="cancelled")
             return 0
         chunk = items[start : start + batch]
-        heads = [data_lib.render(job["chat_template"], item["prompt"])[0] for item in chunk]
+        heads = [templates.render(job["chat_template"], item["prompt"])[0] for item in chunk]
         # Keep the prompt's end (where the question and the turn marker are) when it is too long.
         heads = [_clip(h, tok, prompt_len) for h in heads]
         padded = heads + [heads[-1]] * (batch - len(heads))  # constant batch shape: one compile
         t = time.perf_counter()
         out = sampler(
-            padded, max_generation_steps=new_tokens, temperature=0.0, max_prompt_length=prompt_len, echo=False
+            padded,
+            max_generation_steps=new_tokens,
+            temperature=0.0,
+            max_prompt_length=prompt_len,
+            echo=False,
+            eos_tokens=stops,
         )
         per_item_ms = (time.perf_counter() - t) * 1000 / len(chunk)
         for item, text in zip(chunk, out.text[: len(chunk)], strict=True):

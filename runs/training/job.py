@@ -46,7 +46,7 @@ class JobSpec(Hyperparameters):
     method: str = "full"
     chat_template: str = "gemma"
     device: str = "auto"  # runs.training.devices.DEVICE_CHOICES
-    dtype: str = "float32"  # runs.training.devices.DTYPE_CHOICES
+    dtype: str = "float32"  # runs.training.devices.DTYPE_CHOICES: parameter dtype (presets too)
     sample_prompts: list[str] = field(default_factory=list)
 
     def write(self, path: Path) -> None:

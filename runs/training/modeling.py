@@ -1,20 +1,25 @@
-"""Building, adapting and exporting Tunix Qwen3-family models (child process only).
+"""Building, adapting and exporting Tunix models (child process only).
 
-Checkpoints on disk use the Hugging Face Qwen3 layout (`config.json`,
-`model.safetensors`, tokenizer files), which Tunix 0.1.7 loads with
-`create_model_from_safe_tensors`. Final models are written in the same layout,
-so a trained run can itself be used as a local base model, and other tools
-can read it.
+A base model is a preset (a random-initialised Qwen3-class decoder with the byte
+tokenizer) or a Hugging Face checkpoint folder of one of the families Tunix
+0.1.7 ships a safetensors loader for: `qwen3`, `qwen2` (Qwen2.5), `llama`
+(Llama 3.x) and `gemma3` / `gemma3_text`. `FAMILIES` maps each `model_type` to
+its Tunix ModelConfig (built from `config.json`), model class, loader and the
+LoRA target modules under Tunix's own module names; weights are always loaded
+by Tunix's loader for that family, never re-mapped here.
+
+Final models of the Qwen3 presets and checkpoints are written in the Hugging
+Face Qwen3 layout, so a trained run can itself be used as a local base model.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +31,195 @@ from tunix.models.qwen3 import model as qwen3_model
 from tunix.models.qwen3 import params as qwen3_params
 
 from runs.training.job import PRESETS
-from runs.training.tokenizers import ByteTokenizer, SentencePieceTokenizer, load_tokenizer
+from runs.training.tokenizers import ByteTokenizer, Tokenizer, load_tokenizer
 
-LORA_TARGETS = ".*q_proj|.*k_proj|.*v_proj|.*o_proj|.*gate_proj|.*up_proj|.*down_proj"
-Tokenizer = ByteTokenizer | SentencePieceTokenizer
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Tunix's attention and MLP projections in the Qwen and Llama classes.
+PROJECTIONS = ".*q_proj|.*k_proj|.*v_proj|.*o_proj|.*gate_proj|.*up_proj|.*down_proj"
+
+
+@dataclass(frozen=True)
+class Family:
+    """How one Hugging Face `model_type` becomes a Tunix model."""
+
+    name: str
+    config: Callable[[Mapping[str, Any], Any], Any]  # (config.json, param dtype) → Tunix ModelConfig
+    model_class: Callable[[], Any]  # the Tunix nnx.Module class (imported on first use)
+    loader: Callable[[], Any]  # returns the family's create_model_from_safe_tensors
+    lora_targets: str  # qwix module_path regex over Tunix's module names
+
+
+def _int(cfg: Mapping[str, Any], key: str, default: Any = None) -> int:
+    value = cfg.get(key, default)
+    if value is None:
+        raise ValueError(f"config.json lacks {key}.")
+    return int(value)
+
+
+def _head_dim(cfg: Mapping[str, Any]) -> int:
+    return _int(cfg, "head_dim", _int(cfg, "hidden_size") // _int(cfg, "num_attention_heads"))
+
+
+def _qwen3_config(cfg: Mapping[str, Any], dtype: Any) -> Any:
+    heads = _int(cfg, "num_attention_heads")
+    return qwen3_model.ModelConfig(
+        num_layers=_int(cfg, "num_hidden_layers"),
+        vocab_size=_int(cfg, "vocab_size"),
+        embed_dim=_int(cfg, "hidden_size"),
+        hidden_dim=_int(cfg, "intermediate_size"),
+        num_heads=heads,
+        head_dim=_head_dim(cfg),
+        num_kv_heads=_int(cfg, "num_key_value_heads", heads),
+        rope_theta=int(cfg.get("rope_theta", 1_000_000)),
+        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        use_tied_embedding=bool(cfg.get("tie_word_embeddings", False)),
+        dtype=dtype,
+        param_dtype=dtype,
+    )
+
+
+def _qwen2_config(cfg: Mapping[str, Any], dtype: Any) -> Any:
+    from tunix.models.qwen2 import model
+
+    heads = _int(cfg, "num_attention_heads")
+    return model.ModelConfig(
+        num_layers=_int(cfg, "num_hidden_layers"),
+        vocab_size=_int(cfg, "vocab_size"),
+        embed_dim=_int(cfg, "hidden_size"),
+        hidden_dim=_int(cfg, "intermediate_size"),
+        num_heads=heads,
+        head_dim=_head_dim(cfg),
+        num_kv_heads=_int(cfg, "num_key_value_heads", heads),
+        rope_theta=int(cfg.get("rope_theta", 1_000_000)),
+        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        use_tied_embedding=bool(cfg.get("tie_word_embeddings", False)),
+        dtype=dtype,
+        param_dtype=dtype,
+    )
+
+
+def _llama3_config(cfg: Mapping[str, Any], dtype: Any) -> Any:
+    # Tunix's Llama 3 config has no dtype fields: the loader casts every tensor to `dtype`.
+    from tunix.models.llama3 import model
+
+    heads = _int(cfg, "num_attention_heads")
+    return model.ModelConfig(
+        num_layers=_int(cfg, "num_hidden_layers"),
+        vocab_size=_int(cfg, "vocab_size"),
+        embed_dim=_int(cfg, "hidden_size"),
+        hidden_dim=_int(cfg, "intermediate_size"),
+        num_heads=heads,
+        head_dim=_head_dim(cfg),
+        num_kv_heads=_int(cfg, "num_key_value_heads", heads),
+        rope_theta=int(cfg.get("rope_theta", 500_000)),
+        norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
+        weight_tying=bool(cfg.get("tie_word_embeddings", False)),
+    )
+
+
+def _gemma3_config(config: Mapping[str, Any], dtype: Any) -> Any:
+    from tunix.models.gemma3 import model
+
+    # The multimodal checkpoint keeps the language model under text_config; its vision tower is not loaded.
+    cfg = config.get("text_config") if isinstance(config.get("text_config"), dict) else config
+    assert cfg is not None
+    hidden, heads = _int(cfg, "hidden_size"), _int(cfg, "num_attention_heads")
+    head_dim = _int(cfg, "head_dim", 256)
+    scalar = cfg.get("query_pre_attn_scalar", head_dim)
+    norms = model.QueryPreAttentionNormalisation
+    if scalar == head_dim:
+        query_norm = norms.BY_ONE_OVER_SQRT_HEAD_DIM
+    elif scalar == hidden // heads:
+        query_norm = norms.BY_ONE_OVER_SQRT_EMBED_DIM_DIV_NUM_HEADS
+    else:
+        raise ValueError(f"config.json: query_pre_attn_scalar {scalar} is neither head_dim nor hidden_size / heads.")
+    scaling = cfg.get("rope_scaling")
+    factor = float(scaling.get("factor", 1.0)) if isinstance(scaling, dict) else 1.0
+    return model.ModelConfig(
+        num_layers=_int(cfg, "num_hidden_layers"),
+        num_embed=_int(cfg, "vocab_size", 262_208),
+        embed_dim=hidden,
+        hidden_dim=_int(cfg, "intermediate_size"),
+        num_heads=heads,
+        head_dim=head_dim,
+        num_kv_heads=_int(cfg, "num_key_value_heads", heads),
+        sliding_window_size=_int(cfg, "sliding_window", 4096),
+        local_base_frequency=int(cfg.get("rope_local_base_freq", 10_000)),
+        global_base_frequency=int(cfg.get("rope_theta", 1_000_000)),
+        global_scale_factor=factor,
+        query_pre_attn_norm=query_norm,
+        vision_config=None,
+        param_dtype=dtype,  # Tunix defaults to bfloat16; a float32 run asks for float32
+    )
+
+
+def _qwen2_class() -> Any:
+    from tunix.models.qwen2 import model
+
+    return model.Qwen2
+
+
+def _llama3_class() -> Any:
+    from tunix.models.llama3 import model
+
+    return model.Llama3
+
+
+def _gemma3_class() -> Any:
+    from tunix.models.gemma3 import model
+
+    return model.Gemma3
+
+
+def _qwen2_loader() -> Any:
+    from tunix.models.qwen2 import params
+
+    return params.create_model_from_safe_tensors
+
+
+def _llama3_loader() -> Any:
+    from tunix.models.llama3 import params
+
+    return params.create_model_from_safe_tensors
+
+
+def _gemma3_loader() -> Any:
+    from tunix.models.gemma3 import params_safetensors
+
+    return params_safetensors.create_model_from_safe_tensors
+
+
+QWEN3 = Family(
+    "qwen3",
+    _qwen3_config,
+    lambda: qwen3_model.Qwen3,
+    lambda: qwen3_params.create_model_from_safe_tensors,
+    PROJECTIONS,
+)
+GEMMA3 = Family(
+    "gemma3",
+    _gemma3_config,
+    _gemma3_class,
+    _gemma3_loader,
+    # Gemma's attention fuses projections: q + kv, or qkv when every head has its own kv.
+    ".*q_einsum|.*kv_einsum|.*qkv_einsum|.*attn_vec_einsum|.*gate_proj|.*up_proj|.*down_proj",
+)
+FAMILIES: dict[str, Family] = {
+    "qwen3": QWEN3,
+    "qwen2": Family("qwen2", _qwen2_config, _qwen2_class, _qwen2_loader, PROJECTIONS),
+    "llama": Family("llama", _llama3_config, _llama3_class, _llama3_loader, PROJECTIONS),
+    "gemma3": GEMMA3,
+    "gemma3_text": GEMMA3,
+}
+
+
+def family_of(config: Mapping[str, Any]) -> Family:
+    model_type = config.get("model_type")
+    try:
+        return FAMILIES[str(model_type)]
+    except KeyError:
+        known = ", ".join(FAMILIES)
+        raise ValueError(f"model_type {model_type!r} is not supported (known: {known}).") from None
 
 
 def preset_config(name: str, dtype: str = "float32") -> qwen3_model.ModelConfig:
@@ -51,24 +241,10 @@ def preset_config(name: str, dtype: str = "float32") -> qwen3_model.ModelConfig:
     )
 
 
-def config_from_hf(directory: Path) -> qwen3_model.ModelConfig:
-    """A Qwen3 ModelConfig from a Hugging Face `config.json`."""
+def config_from_hf(directory: Path, dtype: str = "float32") -> Any:
+    """The family's Tunix ModelConfig from a Hugging Face `config.json`."""
     data = json.loads((directory / "config.json").read_text())
-    if data.get("model_type") not in (None, "qwen3"):
-        raise ValueError(f"{directory}: model_type {data.get('model_type')!r} is not supported (qwen3 only).")
-    heads = int(data["num_attention_heads"])
-    return qwen3_model.ModelConfig(
-        num_layers=int(data["num_hidden_layers"]),
-        vocab_size=int(data["vocab_size"]),
-        embed_dim=int(data["hidden_size"]),
-        hidden_dim=int(data["intermediate_size"]),
-        num_heads=heads,
-        head_dim=int(data.get("head_dim") or int(data["hidden_size"]) // heads),
-        num_kv_heads=int(data.get("num_key_value_heads") or heads),
-        rope_theta=int(data.get("rope_theta", 1_000_000)),
-        norm_eps=float(data.get("rms_norm_eps", 1e-6)),
-        use_tied_embedding=bool(data.get("tie_word_embeddings", False)),
-    )
+    return family_of(data).config(data, DTYPES[dtype])
 
 
 def hf_config(cfg: qwen3_model.ModelConfig) -> dict[str, Any]:
@@ -112,14 +288,24 @@ def reinit_zero_kernels(model: nnx.Module, seed: int, std: float = 0.02) -> int:
     return redrawn
 
 
+@dataclass
+class Loaded:
+    """A built base model: the Tunix model, its ModelConfig, tokenizer and family."""
+
+    model: nnx.Module
+    config: Any
+    tokenizer: Tokenizer
+    family: Family
+
+
 def build_base(
     base_model: dict[str, Any], seed: int, *, dtype: str = "float32", mesh: jax.sharding.Mesh | None = None
-) -> tuple[nnx.Module, Any, Tokenizer]:
-    """The base model, its config and tokenizer: a preset (random init) or a local checkpoint.
+) -> Loaded:
+    """The base model: a preset (random init) or a local checkpoint loaded by its family's Tunix loader.
 
     `dtype` ("float32" or "bfloat16") is the parameters' and the computation's.
     With a `mesh`, the parameters are placed by the model's sharding annotations
-    (Tunix's Qwen3 ShardingConfig names the axes "fsdp" and "tp").
+    (Tunix's ShardingConfigs name the axes "fsdp" and "tp").
     """
     if base_model["kind"] == "preset":
         cfg = preset_config(base_model["name"], dtype)
@@ -127,13 +313,14 @@ def build_base(
         reinit_zero_kernels(model, seed)
         if mesh is not None:
             shard_model(model, mesh)
-        return model, cfg, ByteTokenizer()
+        return Loaded(model, cfg, ByteTokenizer(), QWEN3)
     directory = Path(base_model["path"])
-    cfg = config_from_hf(directory)
-    cfg.dtype = cfg.param_dtype = jnp.dtype(dtype)
+    config = json.loads((directory / "config.json").read_text())
+    family = family_of(config)
+    cfg = family.config(config, DTYPES[dtype])
     tokenizer = load_tokenizer(directory)
-    model = qwen3_params.create_model_from_safe_tensors(str(directory), cfg, mesh=mesh, dtype=jnp.dtype(dtype))
-    return model, cfg, tokenizer
+    model = family.loader()(str(directory), cfg, mesh=mesh, dtype=DTYPES[dtype])
+    return Loaded(model, cfg, tokenizer, family)
 
 
 def shard_model(model: nnx.Module, mesh: jax.sharding.Mesh) -> None:
@@ -183,13 +370,22 @@ def active_mesh(mesh: jax.sharding.Mesh | None) -> Iterator[None]:
         mesh.__exit__(None, None, None)  # type: ignore[no-untyped-call]
 
 
-def apply_lora(model: nnx.Module, rank: int, alpha: float, seed: int) -> nnx.Module:
+def apply_lora(model: nnx.Module, rank: int, alpha: float, seed: int, family: Family = QWEN3) -> nnx.Module:
     import qwix
 
-    provider = qwix.LoraProvider(module_path=LORA_TARGETS, rank=rank, alpha=alpha)
+    provider = qwix.LoraProvider(module_path=family.lora_targets, rank=rank, alpha=alpha)
     inputs = model.get_model_input()  # type: ignore[attr-defined]
     lora_model: nnx.Module = qwix.apply_lora_to_model(model, provider, rngs=nnx.Rngs(seed), **inputs)
     return lora_model
+
+
+def cache_config(cfg: Any, size: int) -> Any:
+    """The Sampler's KV-cache shape (every family's ModelConfig names these fields alike)."""
+    from tunix.generate import sampler as sampler_lib
+
+    return sampler_lib.CacheConfig(
+        cache_size=size, num_layers=cfg.num_layers, num_kv_heads=cfg.num_kv_heads, head_dim=cfg.head_dim
+    )
 
 
 def count_params(model: nnx.Module, kind: type = nnx.Param) -> int:
@@ -239,7 +435,7 @@ def hf_state_dict(model: nnx.Module, cfg: Any) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v.astype(np.float32)) for k, v in out.items()}
 
 
-def save_hf(model: nnx.Module, cfg: Any, tokenizer: Tokenizer, directory: Path) -> None:
+def save_hf(model: nnx.Module, cfg: Any, tokenizer: Any, directory: Path) -> None:
     """Write `model.safetensors`, `config.json` and the tokenizer in the HF Qwen3 layout."""
     import safetensors.numpy
 
@@ -252,19 +448,25 @@ def save_hf(model: nnx.Module, cfg: Any, tokenizer: Tokenizer, directory: Path) 
 def save_final(
     model: nnx.Module,
     cfg: Any,
-    tokenizer: Tokenizer,
+    tokenizer: Any,
     directory: Path,
     *,
     lora: tuple[int, float] | None,
     base_dir: Path | None,
+    family: Family = QWEN3,
+    dtype: str = "float32",
 ) -> None:
-    """The trained model in HF layout; LoRA runs are merged into the base with Tunix's exporter."""
-    if lora is None:
-        save_hf(model, cfg, tokenizer, directory)
-        return
-    assert base_dir is not None
-    rank, alpha = lora
-    qwen3_params.save_lora_merged_model_as_safetensors(
-        local_model_path=str(base_dir), output_dir=str(directory), lora_model=model, rank=rank, alpha=alpha
-    )
-    os.makedirs(directory, exist_ok=True)
+    """The trained model in its family's Hugging Face layout (runs.training.export: Tunix's mapping inverted).
+
+    LoRA runs are written merged, and their adapter alone in the PEFT layout under `adapter/`
+    (a sub-folder: Tunix's loader reads every *.safetensors at the top of a model folder).
+    """
+    from runs.training import export
+
+    export.export_hf(model, cfg, family.name, directory, base_dir=base_dir, tokenizer=tokenizer, dtype=dtype, lora=lora)
+    if lora is not None:
+        rank, alpha = lora
+        base_name = base_dir.name if base_dir is not None else "tunix-rt preset"
+        export.export_peft_adapter(
+            model, cfg, family.name, directory / "adapter", rank=rank, alpha=alpha, base_name=base_name
+        )

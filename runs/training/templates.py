@@ -61,6 +61,9 @@ PLAIN = ChatTemplate("plain", "Plain (prompt, newline, response)", "{prompt}\n",
 
 TEMPLATES: dict[str, ChatTemplate] = {t.name: t for t in (GEMMA, CHATML, LLAMA3, PLAIN)}
 DEFAULT = GEMMA.name
+# A launch choice, never stored: resolved to the base model's family template (presets: Gemma turns).
+AUTO = "auto"
+AUTO_LABEL = "Auto: the base model's own (Gemma turns for presets)"
 
 # The template each Hugging Face `model_type` was instruction-tuned with.
 FAMILY_TEMPLATES: dict[str, str] = {
