@@ -147,6 +147,7 @@ def prepare_job(run: Run) -> Path:
         chat_template=run.chat_template,
         **run.hyperparameters(),
         sample_prompts=prompts if run.mode == RunMode.TRAIN else [],
+        step_time_calibration=Run.objects.exclude(pk=run.pk).step_time_calibration(),
     )
     job = directory / "job.json"
     spec.write(job)

@@ -51,6 +51,11 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)  # null until the run has started
     config = serializers.SerializerMethodField()
+    estimate = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="memory per device (MB), fits, estimated vs measured seconds per step, calibration basis, mfu",
+    )
     awaiting_broker = serializers.BooleanField(
         read_only=True, help_text="pending; the broker refused its task (the reaper sends it when it is back)"
     )
@@ -78,6 +83,7 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
             "exit_code",
             "error",
             "summary",
+            "estimate",
             "stdout_tail",
             "stderr_tail",
             "output_dir",

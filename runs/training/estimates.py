@@ -1,0 +1,384 @@
+"""What a training run will cost: memory per device, FLOPs and seconds per step, MFU.
+
+Pure arithmetic on the model's dimensions and the run's shape (no Django, no
+jax at import time), used by the training child for its `model` event, the
+dry-run report and the run summary, and by the worker for the calibration it
+passes in.
+
+Memory per device (bytes), for a Qwen3-class decoder trained with AdamW:
+
+- weights: parameters × bytes of the parameter dtype;
+- gradients: trainable parameters × the same bytes (LoRA trains only its adapters);
+- optimizer: trainable parameters × 8 (AdamW's two moments in float32);
+  with FSDP these three are sharded: divided by the device count;
+- activations kept for the backward pass (no rematerialisation), for the
+  per-device batch (the batch is split over the devices):
+  per token and layer the block's tensors, 7·D + 3·H·hd + 4·K·hd + 4·F values
+  (residual, two norms, q/k/v before and after norm and RoPE, attention output,
+  o-projection, gate, up, SiLU(gate)·up, down) in the compute dtype, plus the
+  attention scores B·H·S² per layer (masked scores in the compute dtype, softmax
+  in float32, its cast back);
+- logits: B·S·V in float32 four times (logits, log-softmax, the one-hot
+  targets and the gradient), which dominates for large vocabularies (Qwen's
+  151,936: 1 GB per 512 tokens);
+- a fixed runtime overhead (the Python process, XLA and Tunix on CPU; the CUDA
+  context and XLA workspace on GPU).
+
+A run fits when the total stays below the device memory less `HEADROOM`.
+
+Seconds per step = (overhead + FLOPs / effective FLOP/s) × correction, with the
+constants fitted on measured runs (bench/calibrate_estimates.py) and the
+correction the median measured/estimated ratio of this installation's last
+completed runs on the same platform (`calibration_factor`).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+MB = 2**20
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+OPTIMIZER_BYTES = 8  # AdamW: two float32 moments per trainable parameter
+LOGITS_COPIES = 4
+HEADROOM = 0.10
+RUNTIME_OVERHEAD_MB = {"cpu": 700.0, "gpu": 600.0, "tpu": 600.0}
+
+
+@dataclass(frozen=True, slots=True)
+class StepModel:
+    """seconds per step = overhead + FLOPs / flops_per_s (fitted, see docs/benchmarks.md)."""
+
+    overhead: float
+    flops_per_s: float
+
+
+# cpu: fitted on 2 shared cores (bench/calibrate_estimates.py). gpu: no fit yet; a per-step
+# dispatch overhead and 35% of an H100's bf16 peak until this installation's runs correct it.
+STEP_MODELS: dict[str, StepModel] = {
+    "cpu": StepModel(overhead=0.4, flops_per_s=30e9),
+    "gpu": StepModel(overhead=0.03, flops_per_s=0.35 * 989e12),
+    "tpu": StepModel(overhead=0.03, flops_per_s=0.35 * 459e12),
+}
+
+# Dense peak FLOP/s by jax device_kind substring (first match wins): bf16, and float32 as XLA
+# runs it by default on these chips (TF32 tensor cores).
+PEAK_FLOPS: list[tuple[str, dict[str, float]]] = [
+    ("H200", {"bfloat16": 989e12, "float16": 989e12, "float32": 494e12}),
+    ("H100", {"bfloat16": 989e12, "float16": 989e12, "float32": 494e12}),
+    ("A100", {"bfloat16": 312e12, "float16": 312e12, "float32": 156e12}),
+    ("L4", {"bfloat16": 121e12, "float16": 121e12, "float32": 60e12}),
+]
+
+
+class _Dims(Protocol):
+    @property
+    def num_layers(self) -> int: ...
+    @property
+    def embed_dim(self) -> int: ...
+    @property
+    def hidden_dim(self) -> int: ...
+    @property
+    def num_heads(self) -> int: ...
+    @property
+    def head_dim(self) -> int: ...
+    @property
+    def num_kv_heads(self) -> int: ...
+    @property
+    def vocab_size(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ModelShape:
+    """The dimensions the estimates need (a Preset and Tunix's Qwen3 ModelConfig both have them)."""
+
+    num_layers: int
+    embed_dim: int
+    hidden_dim: int
+    num_heads: int
+    head_dim: int
+    num_kv_heads: int
+    vocab_size: int
+    tied_embedding: bool = True
+
+    @classmethod
+    def from_config(cls, cfg: _Dims) -> ModelShape:
+        return cls(
+            num_layers=cfg.num_layers,
+            embed_dim=cfg.embed_dim,
+            hidden_dim=cfg.hidden_dim,
+            num_heads=cfg.num_heads,
+            head_dim=cfg.head_dim,
+            num_kv_heads=cfg.num_kv_heads,
+            vocab_size=cfg.vocab_size,
+            tied_embedding=bool(getattr(cfg, "use_tied_embedding", True)),
+        )
+
+    from_preset = from_config
+
+    @property
+    def values_per_token_layer(self) -> int:
+        d, f, q, kv = self.embed_dim, self.hidden_dim, self.num_heads * self.head_dim, self.num_kv_heads * self.head_dim
+        return 7 * d + 3 * q + 4 * kv + 4 * f
+
+
+def dtype_bytes(dtype: str) -> int:
+    try:
+        return DTYPE_BYTES[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPE_BYTES)}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEstimate:
+    """Bytes per device; `fits` is None when the device memory is unknown."""
+
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float  # the block activations and the logits together
+    logits: float
+    overhead: float
+    devices: int
+    device_memory: int | None
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations + self.overhead
+
+    @property
+    def total_mb(self) -> float:
+        return self.total / MB
+
+    @property
+    def fits(self) -> bool | None:
+        if not self.device_memory:
+            return None
+        return self.total <= self.device_memory * (1 - HEADROOM)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "weights_mb": round(self.weights / MB, 1),
+            "gradients_mb": round(self.gradients / MB, 1),
+            "optimizer_mb": round(self.optimizer / MB, 1),
+            "activations_mb": round(self.activations / MB, 1),
+            "logits_mb": round(self.logits / MB, 1),
+            "overhead_mb": round(self.overhead / MB, 1),
+            "total_mb": round(self.total / MB, 1),
+            "devices": self.devices,
+            "device_memory_mb": round(self.device_memory / MB, 1) if self.device_memory else None,
+            "fits": self.fits,
+        }
+
+
+def memory_estimate(
+    shape: ModelShape,
+    parameters: int,
+    trainable: int,
+    *,
+    batch_size: int,
+    seq_len: int,
+    dtype: str = "float32",
+    devices: int = 1,
+    device_memory: int | None = None,
+    platform: str = "cpu",
+    sharded: bool = True,
+) -> MemoryEstimate:
+    """Memory per device of one training step (see the module docstring for the formula).
+
+    `sharded`: weights, gradients and optimizer state are split over the devices (FSDP);
+    False keeps a full copy on each (pure data parallelism).
+    """
+    if devices < 1:
+        raise ValueError("devices must be at least 1")
+    width = dtype_bytes(dtype)
+    split = devices if sharded else 1
+    local_batch = math.ceil(batch_size / devices)
+    blocks = local_batch * seq_len * shape.num_layers * shape.values_per_token_layer * width
+    scores = local_batch * shape.num_heads * seq_len * seq_len * shape.num_layers * (2 * width + 4)
+    logits = local_batch * seq_len * shape.vocab_size * 4 * LOGITS_COPIES
+    return MemoryEstimate(
+        weights=parameters * width / split,
+        gradients=trainable * width / split,
+        optimizer=trainable * OPTIMIZER_BYTES / split,
+        activations=blocks + scores + logits,
+        logits=logits,
+        overhead=RUNTIME_OVERHEAD_MB.get(platform, RUNTIME_OVERHEAD_MB["gpu"]) * MB,
+        devices=devices,
+        device_memory=device_memory,
+    )
+
+
+def step_flops(
+    shape: ModelShape, parameters: int, trainable: int, *, lora: bool, batch_size: int, seq_len: int
+) -> float:
+    """Model FLOPs of one training step (all devices together).
+
+    Matmul parameters (the input embedding is a lookup unless tied to the output head)
+    cost 2 FLOPs per token forward and 4 backward (input and weight gradients); a frozen
+    base under LoRA skips the weight gradients (2 + 2), its adapters cost the full 6.
+    Attention's two S×S products add 4·B·S²·H·hd per layer forward, twice that backward.
+    """
+    tokens = batch_size * seq_len
+    matmul = parameters - (0 if shape.tied_embedding else shape.vocab_size * shape.embed_dim)
+    attention = 3 * 4 * batch_size * seq_len * seq_len * shape.num_heads * shape.head_dim * shape.num_layers
+    if lora:
+        base = matmul - trainable
+        return float(4 * base * tokens + 6 * trainable * tokens + attention)
+    return float(6 * matmul * tokens + attention)
+
+
+def seconds_per_step(flops: float, platform: str, correction: float = 1.0) -> float:
+    model = STEP_MODELS.get(platform, STEP_MODELS["gpu"])
+    return (model.overhead + flops / model.flops_per_s) * correction
+
+
+def fit_step_time(points: Iterable[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares (overhead, FLOP/s) for seconds = overhead + FLOPs / (FLOP/s) over (FLOPs, seconds)."""
+    xs, ys = zip(*points, strict=True)
+    if len(xs) < 2:
+        raise ValueError("need at least two measured runs")
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    if slope <= 0:
+        raise ValueError("step time does not grow with FLOPs in these runs")
+    return my - slope * mx, 1 / slope
+
+
+def peak_flops(device_kind: str, dtype: str) -> float | None:
+    """A chip's dense peak FLOP/s for `dtype`, or None for a chip not in PEAK_FLOPS."""
+    for key, peaks in PEAK_FLOPS:
+        if key.lower() in device_kind.lower():
+            return peaks.get(dtype)
+    return None
+
+
+def mfu(flops: float, seconds: float, device_kind: str, dtype: str, devices: int = 1) -> float | None:
+    """Model-FLOPs utilisation: model FLOPs per step / (seconds per step × peak × devices)."""
+    peak = peak_flops(device_kind, dtype)
+    if peak is None or seconds <= 0:
+        return None
+    return flops / (seconds * peak * devices)
+
+
+def calibration_factor(ratios: Iterable[float]) -> tuple[float, int]:
+    """(median measured/estimated ratio, runs used); (1.0, 0) with no usable run."""
+    usable = [r for r in ratios if r > 0 and math.isfinite(r)]
+    if not usable:
+        return 1.0, 0
+    return statistics.median(usable), len(usable)
+
+
+def calibration_basis(runs: int) -> str:
+    if runs:
+        return f"calibrated on {runs} run{'s' if runs != 1 else ''} of this installation"
+    return "default calibration"
+
+
+def does_not_fit(estimate: dict[str, Any]) -> str:
+    """The plain-words problem for a run_estimate whose `fits` is False."""
+    return (
+        f"Estimated {estimate['total_mb']:,.0f} MB per device does not fit in "
+        f"{estimate['device_memory_mb']:,.0f} MB ({HEADROOM:.0%} kept free): activations "
+        f"{estimate['activations_mb']:,.0f} MB (logits {estimate['logits_mb']:,.0f} MB), weights "
+        f"{estimate['weights_mb']:,.0f} MB, gradients {estimate['gradients_mb']:,.0f} MB, optimizer "
+        f"{estimate['optimizer_mb']:,.0f} MB. Lower batch_size or max_seq_length."
+    )
+
+
+def host_available_memory() -> int | None:
+    """The host's available memory in bytes (Linux MemAvailable), for CPU training."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def device_memory(device: Any) -> int | None:
+    """A jax device's memory in bytes: memory_stats' bytes_limit on accelerators, the host's on CPU."""
+    if device.platform == "cpu":
+        return host_available_memory()
+    stats = device.memory_stats() or {}
+    limit = stats.get("bytes_limit")
+    return int(limit) if limit else None
+
+
+def run_estimate(
+    shape: ModelShape,
+    parameters: int,
+    trainable: int,
+    *,
+    lora: bool,
+    batch_size: int,
+    seq_len: int,
+    dtype: str,
+    devices: int,
+    device_memory: int | None,
+    platform: str,
+    calibration: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything the child reports before training: memory breakdown, FLOPs, seconds per step.
+
+    `calibration` is the worker's {platform: {"factor", "runs"}} (see
+    Run.objects.step_time_calibration); the uncalibrated figure is kept as
+    `model_seconds_per_step` so later calibrations compare against the formula itself.
+    """
+    memory = memory_estimate(
+        shape,
+        parameters,
+        trainable,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        dtype=dtype,
+        devices=devices,
+        device_memory=device_memory,
+        platform=platform,
+    )
+    flops = step_flops(shape, parameters, trainable, lora=lora, batch_size=batch_size, seq_len=seq_len)
+    entry = (calibration or {}).get(platform) or {}
+    factor, runs = float(entry.get("factor") or 1.0), int(entry.get("runs") or 0)
+    if runs == 0:
+        factor = 1.0
+    base = seconds_per_step(flops, platform)
+    return {
+        "platform": platform,
+        "dtype": dtype,
+        **memory.as_dict(),
+        "estimated_memory_mb": round(memory.total_mb, 1),
+        "model_flops_per_step": flops,
+        "model_seconds_per_step": round(base, 4),
+        "estimated_seconds_per_step": round(base * factor, 4),
+        "calibration_factor": round(factor, 3),
+        "calibration_basis": calibration_basis(runs),
+    }
+
+
+# The summary keys run_estimate adds, in the order the run page shows them.
+ESTIMATE_KEYS = (
+    "weights_mb",
+    "gradients_mb",
+    "optimizer_mb",
+    "activations_mb",
+    "logits_mb",
+    "overhead_mb",
+    "total_mb",
+    "estimated_memory_mb",
+    "devices",
+    "device_memory_mb",
+    "fits",
+    "platform",
+    "dtype",
+    "model_flops_per_step",
+    "model_seconds_per_step",
+    "estimated_seconds_per_step",
+    "calibration_factor",
+    "calibration_basis",
+)
