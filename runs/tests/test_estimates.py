@@ -200,3 +200,83 @@ def test_a_fresh_installation_has_no_calibration_and_the_job_file_carries_the_cu
     job = json.loads(Path(prepare_job(later)).read_text())
 
     assert job["step_time_calibration"] == {"cpu": {"factor": 4.0, "runs": 1}}
+
+
+def _with_estimate(run: Run, device_memory: int, **measured: float) -> Run:
+    estimate = estimates.run_estimate(
+        TINY,
+        TINY_PARAMS,
+        TINY_PARAMS,
+        lora=False,
+        batch_size=8,
+        seq_len=128,
+        dtype="float32",
+        devices=1,
+        device_memory=device_memory,
+        platform="cpu",
+        calibration={"cpu": {"factor": 1.5, "runs": 4}},
+    )
+    Run.objects.filter(pk=run.pk).update(summary={**run.summary, **estimate, **measured})
+    run.refresh_from_db()
+    return run
+
+
+@pytest.mark.django_db
+def test_the_run_page_shows_the_estimate_table_beside_the_measured_speed(page, dataset):
+    run = _with_estimate(finished_run(dataset, files=False), 16 * 2**30, seconds_per_step=0.0512)
+
+    text = page.get(f"/runs/{run.pk}/").content.decode()
+
+    section = text[text.index('id="estimate"') :]
+    assert '<span class="badge completed" id="estimate-fits">fits</span>' in section
+    assert f"<tr><th>weights</th><td>{run.summary['weights_mb']}</td></tr>" in section
+    for label in ("gradients", "optimizer state", "activations", "of which logits", "runtime overhead"):
+        assert f"<tr><th>{label}</th>" in section, label
+    assert f"<strong>{run.summary['total_mb']}</strong>" in section
+    assert "<tr><th>available</th><td>16,384</td></tr>" in section
+    assert "1 × cpu" in section and "float32" in section
+    assert "(calibrated on 4 runs of this installation)" in section
+    assert "<tr><th>measured seconds per step</th><td>0.0512</td></tr>" in section
+    assert "<tr><th>tokens per second</th><td>5,000</td></tr>" in section
+    assert "model FLOPs utilisation" not in section  # a CPU run has no peak to compare with
+    # Shown once, in the estimate table, not again among the summary's keys.
+    assert "<th>weights_mb</th>" not in text
+
+
+@pytest.mark.django_db
+def test_a_run_that_does_not_fit_says_so_and_a_gpu_run_shows_its_mfu(page, dataset):
+    run = _with_estimate(finished_run(dataset, files=False), 64 * 2**20, mfu=0.4123)
+
+    text = page.get(f"/runs/{run.pk}/").content.decode()
+
+    assert '<span class="badge failed" id="estimate-fits">does not fit</span>' in text
+    assert "<tr><th>model FLOPs utilisation</th><td>41%</td></tr>" in text
+
+
+@pytest.mark.django_db
+def test_the_runs_list_shows_tokens_per_second(page, dataset):
+    run = finished_run(dataset, files=False)
+    older = make_run(dataset)
+
+    text = page.get("/runs/").content.decode()
+
+    assert "<th>Tokens/s</th>" in text
+    row = text[text.index(f'<tr id="run-{run.pk}"') :]
+    assert "<td>5000</td>" in row[: row.index("</tr>")]
+    pending = text[text.index(f'<tr id="run-{older.pk}"') :]
+    assert "<td>–</td>" in pending[: pending.index("</tr>")]
+
+
+@pytest.mark.django_db
+def test_the_api_returns_the_estimate_of_a_run(api, dataset):
+    run = _with_estimate(finished_run(dataset, files=False), 16 * 2**30)
+    bare = finished_run(dataset, files=False)
+
+    body = api.get(f"/api/runs/{run.pk}").json()
+
+    assert body["estimate"]["fits"] is True
+    assert body["estimate"]["total_mb"] == run.summary["total_mb"]
+    assert dict(body["estimate"]["memory"])["weights"] == run.summary["weights_mb"]
+    assert body["estimate"]["calibration_basis"] == "calibrated on 4 runs of this installation"
+    assert body["summary"]["optimizer_mb"] == run.summary["optimizer_mb"]
+    assert api.get(f"/api/runs/{bare.pk}").json()["estimate"] is None
