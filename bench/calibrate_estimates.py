@@ -26,6 +26,25 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "calibrate_estimates.jsonl"
 
+# A random checkpoint with Qwen3-0.6B's dimensions (vocabulary 151,936), built on the fly for GPU runs.
+QWEN3_06B = {
+    "num_layers": 28,
+    "embed_dim": 1024,
+    "hidden_dim": 3072,
+    "num_heads": 16,
+    "head_dim": 128,
+    "num_kv_heads": 8,
+    "vocab_size": 151_936,
+}
+GPU_CONFIGS: list[tuple[str, str, int, int]] = [
+    ("tiny", "full", 8, 128),
+    ("small", "full", 8, 128),
+    ("small", "full", 16, 512),
+    ("small", "lora", 16, 512),
+    ("qwen3-0.6b-random", "full", 4, 512),
+    ("qwen3-0.6b-random", "full", 8, 1024),
+    ("qwen3-0.6b-random", "lora", 8, 1024),
+]
 CONFIGS: list[tuple[str, str, int, int]] = [
     ("tiny", "full", 4, 64),
     ("tiny", "full", 8, 128),
@@ -49,7 +68,29 @@ def _examples(count: int) -> list[dict[str, str]]:
     return rows
 
 
+def build_random_qwen(directory: Path, python: str) -> None:
+    """Save a randomly initialised Qwen3 of QWEN3_06B's shape in HF layout (on the CPU, once)."""
+    if (directory / "model.safetensors").is_file():
+        return
+    code = (
+        "import sys; from pathlib import Path; from flax import nnx; "
+        "from tunix.models.qwen3 import model as m; from runs.training import modeling; "
+        "from runs.training.tokenizers import ByteTokenizer; "
+        f"cfg = m.ModelConfig(**{QWEN3_06B!r}, rope_theta=1_000_000, norm_eps=1e-6, use_tied_embedding=True); "
+        "mod = m.Qwen3(cfg, rngs=nnx.Rngs(params=0)); "
+        "modeling.save_hf(mod, cfg, ByteTokenizer(), Path(sys.argv[1]))"
+    )
+    path = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": path}
+    subprocess.run([python, "-c", code, str(directory)], cwd=ROOT, env=env, check=True, timeout=900)
+
+
 def measure_one(preset: str, method: str, batch: int, seq: int, steps: int, python: str) -> dict[str, Any]:
+    base_model: dict[str, Any] = {"kind": "preset", "name": preset}
+    if preset == "qwen3-0.6b-random":
+        local = OUT.parent / "qwen3-0.6b-random"
+        build_random_qwen(local, python)
+        base_model = {"kind": "local", "path": str(local)}
     with tempfile.TemporaryDirectory(prefix="calib-") as tmp:
         folder = Path(tmp)
         for split, count in (("train", 64), ("validation", 8)):
@@ -62,7 +103,7 @@ def measure_one(preset: str, method: str, batch: int, seq: int, steps: int, pyth
             "output_dir": str(folder / "out"),
             "train_file": str(folder / "train.jsonl"),
             "validation_file": str(folder / "validation.jsonl"),
-            "base_model": {"kind": "preset", "name": preset},
+            "base_model": base_model,
             "method": method,
             "max_steps": steps,
             "batch_size": batch,
@@ -74,7 +115,11 @@ def measure_one(preset: str, method: str, batch: int, seq: int, steps: int, pyth
         }
         (folder / "out").mkdir()
         (folder / "job.json").write_text(json.dumps(job))
-        env = {**os.environ, "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"), "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "JAX_PLATFORMS": os.environ.get("JAX_PLATFORMS", "cpu"),
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        }
         proc = subprocess.run(
             [python, "-m", "runs.training.child", str(folder / "job.json")],
             cwd=ROOT,
@@ -103,18 +148,27 @@ def measure_one(preset: str, method: str, batch: int, seq: int, steps: int, pyth
         "tokens_per_s": summary["tokens_per_s"],
         "peak_rss_mb": summary.get("peak_rss_mb"),
         "peak_device_mb": summary.get("peak_device_mb"),
+        "estimated_total_mb": summary.get("total_mb"),
+        "device_memory_mb": summary.get("device_memory_mb"),
+        "mfu": summary.get("mfu"),
+        "model_flops_per_step": summary.get("model_flops_per_step"),
         "nproc": os.cpu_count(),
     }
 
 
 def measure(args: argparse.Namespace) -> None:
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    for preset, method, batch, seq in CONFIGS:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for preset, method, batch, seq in GPU_CONFIGS if args.gpu else CONFIGS:
         if args.only and preset != args.only:
             continue
-        row = measure_one(preset, method, batch, seq, args.steps, args.python)
+        try:
+            row = measure_one(preset, method, batch, seq, args.steps, args.python)
+        except (RuntimeError, subprocess.SubprocessError, KeyError) as exc:
+            print(f"FAILED {preset} {method} {batch}x{seq}: {exc}", file=sys.stderr, flush=True)
+            continue
         print(json.dumps(row), flush=True)
-        with OUT.open("a") as f:
+        with out.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
 
@@ -123,7 +177,7 @@ def fit(args: argparse.Namespace) -> None:
     from runs.training.job import PRESETS
 
     rows = [json.loads(line) for line in Path(args.input).read_text().splitlines() if line.strip()]
-    by_platform: dict[str, list[tuple[float, float, dict[str, Any]]]] = {}
+    by_platform: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     for row in rows:
         shape = estimates.ModelShape.from_preset(PRESETS[row["preset"]])
         flops = estimates.step_flops(
@@ -134,15 +188,21 @@ def fit(args: argparse.Namespace) -> None:
             batch_size=row["batch_size"],
             seq_len=row["max_seq_length"],
         )
-        by_platform.setdefault(row["platform"], []).append((flops, row["seconds_per_step"], row))
+        by_platform.setdefault(row["platform"], []).append((flops, row))
     for platform, points in by_platform.items():
-        overhead, rate = estimates.fit_step_time([(f, s) for f, s, _ in points])
-        print(f"{platform}: overhead {overhead:.4f} s/step, effective {rate / 1e9:.1f} GFLOP/s ({len(points)} runs)")
-        print("| preset | method | batch × seq | GFLOP/step | measured s/step | fitted s/step | default s/step "
-              "| est. total MB | peak RSS MB |")
+        model = estimates.fit_step_time([(f, r["method"] == "lora", r["seconds_per_step"]) for f, r in points])
+        print(
+            f"{platform}: overhead {model.overhead:.4f} s/step, LoRA overhead {model.lora_overhead:.4f} s/step, "
+            f"effective {model.flops_per_s / 1e9:.1f} GFLOP/s ({len(points)} runs)"
+        )
+        print(
+            "| preset | method | batch × seq | GFLOP/step | measured s/step | fitted s/step | shipped s/step "
+            "| est. total MB | peak RSS MB |"
+        )
         print("|---|---|---|---|---|---|---|---|---|")
-        for flops, seconds, row in points:
+        for flops, row in points:
             shape = estimates.ModelShape.from_preset(PRESETS[row["preset"]])
+            lora = row["method"] == "lora"
             memory = estimates.memory_estimate(
                 shape,
                 row["parameters"],
@@ -151,10 +211,10 @@ def fit(args: argparse.Namespace) -> None:
                 seq_len=row["max_seq_length"],
                 platform=platform,
             )
-            default = estimates.seconds_per_step(flops, platform)
             print(
                 f"| {row['preset']} | {row['method']} | {row['batch_size']} × {row['max_seq_length']} "
-                f"| {flops / 1e9:.2f} | {seconds:.3f} | {overhead + flops / rate:.3f} | {default:.3f} "
+                f"| {flops / 1e9:.2f} | {row['seconds_per_step']:.3f} | {model.seconds(flops, lora):.3f} "
+                f"| {estimates.seconds_per_step(flops, platform, lora):.3f} "
                 f"| {memory.total_mb:.0f} | {row.get('peak_rss_mb')} |"
             )
 
@@ -165,6 +225,8 @@ def main() -> None:
     m = sub.add_parser("measure")
     m.add_argument("--steps", type=int, default=12)
     m.add_argument("--only", default="")
+    m.add_argument("--gpu", action="store_true", help="the GPU set (a random Qwen3-0.6B-shaped model too)")
+    m.add_argument("--out", default=str(OUT))
     m.add_argument("--python", default=sys.executable)
     f = sub.add_parser("fit")
     f.add_argument("--input", default=str(OUT))

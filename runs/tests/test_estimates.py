@@ -121,15 +121,21 @@ def test_lora_steps_cost_fewer_flops_than_full_ones_and_attention_grows_with_the
     assert longer > 2 * full
 
 
-def test_the_step_time_fit_recovers_overhead_and_rate():
-    points = [(flops, 0.25 + flops / 40e9) for flops in (1e9, 5e9, 2e10, 8e10)]
+def test_the_step_time_fit_recovers_overhead_rate_and_the_lora_overhead():
+    truth = estimates.StepModel(overhead=0.25, flops_per_s=40e9, lora_overhead=0.02)
+    points = [(flops, lora, truth.seconds(flops, lora)) for flops in (1e9, 5e9, 2e10, 8e10) for lora in (False, True)]
 
-    overhead, rate = estimates.fit_step_time(points)
+    fitted = estimates.fit_step_time(points)
 
-    assert overhead == pytest.approx(0.25)
-    assert rate == pytest.approx(40e9)
-    with pytest.raises(ValueError):
-        estimates.fit_step_time([(1e9, 1.0)])
+    assert fitted.overhead == pytest.approx(0.25)
+    assert fitted.flops_per_s == pytest.approx(40e9)
+    assert fitted.lora_overhead == pytest.approx(0.02)
+    full_only = estimates.fit_step_time([p for p in points if not p[1]])
+    assert full_only.lora_overhead == 0.0 and full_only.flops_per_s == pytest.approx(40e9)
+    with pytest.raises(ValueError, match="at least 2"):
+        estimates.fit_step_time([(1e9, False, 1.0)])
+    with pytest.raises(ValueError, match="do not determine"):
+        estimates.fit_step_time([(1e9, False, 1.0), (1e9, False, 1.0)])
 
 
 def test_mfu_uses_the_chips_peak_and_knows_no_figure_for_an_unknown_chip():

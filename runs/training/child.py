@@ -318,6 +318,9 @@ def _train(
         # One step only (no interval between two step ends): the whole call, compile included;
         # seconds_per_step stays 0 so the calibration skips the run.
         summary["tokens_per_s"] = round(real_tokens * (steps_done - resumed_at) / train_seconds, 1)
+    peak = estimates.peak_device_memory(jax.devices()[0])
+    if peak is not None:
+        summary["peak_device_mb"] = round(peak / estimates.MB, 1)
     if estimate["platform"] == "gpu" and summary["seconds_per_step"] > 0:
         utilisation = estimates.mfu(
             estimate["model_flops_per_step"],

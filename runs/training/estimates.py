@@ -51,18 +51,23 @@ RUNTIME_OVERHEAD_MB = {"cpu": 700.0, "gpu": 600.0, "tpu": 600.0}
 
 @dataclass(frozen=True, slots=True)
 class StepModel:
-    """seconds per step = overhead + FLOPs / flops_per_s (fitted, see docs/benchmarks.md)."""
+    """seconds per step = overhead (+ lora_overhead for LoRA) + FLOPs / flops_per_s."""
 
     overhead: float
     flops_per_s: float
+    lora_overhead: float = 0.0
+
+    def seconds(self, flops: float, lora: bool = False) -> float:
+        return self.overhead + (self.lora_overhead if lora else 0.0) + flops / self.flops_per_s
 
 
-# cpu: fitted on 2 shared cores (bench/calibrate_estimates.py). gpu: no fit yet; a per-step
-# dispatch overhead and 35% of an H100's bf16 peak until this installation's runs correct it.
+# cpu: fitted on 2 shared cores (bench/calibrate_estimates.py, docs/benchmarks.md). gpu/tpu: not
+# fitted here; a dispatch overhead and 35% of an H100's (a v5e's) bf16 peak until this
+# installation's completed runs correct them (Run.objects.step_time_calibration).
 STEP_MODELS: dict[str, StepModel] = {
     "cpu": StepModel(overhead=0.4, flops_per_s=30e9),
     "gpu": StepModel(overhead=0.03, flops_per_s=0.35 * 989e12),
-    "tpu": StepModel(overhead=0.03, flops_per_s=0.35 * 459e12),
+    "tpu": StepModel(overhead=0.03, flops_per_s=0.35 * 197e12),
 }
 
 # Dense peak FLOP/s by jax device_kind substring (first match wins): bf16, and float32 as XLA
@@ -232,22 +237,53 @@ def step_flops(
     return float(6 * matmul * tokens + attention)
 
 
-def seconds_per_step(flops: float, platform: str, correction: float = 1.0) -> float:
-    model = STEP_MODELS.get(platform, STEP_MODELS["gpu"])
-    return (model.overhead + flops / model.flops_per_s) * correction
+def seconds_per_step(flops: float, platform: str, lora: bool = False, correction: float = 1.0) -> float:
+    return STEP_MODELS.get(platform, STEP_MODELS["gpu"]).seconds(flops, lora) * correction
 
 
-def fit_step_time(points: Iterable[tuple[float, float]]) -> tuple[float, float]:
-    """Least-squares (overhead, FLOP/s) for seconds = overhead + FLOPs / (FLOP/s) over (FLOPs, seconds)."""
-    xs, ys = zip(*points, strict=True)
-    if len(xs) < 2:
-        raise ValueError("need at least two measured runs")
-    mx, my = statistics.fmean(xs), statistics.fmean(ys)
-    sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
-    if slope <= 0:
+def fit_step_time(points: Iterable[tuple[float, bool, float]]) -> StepModel:
+    """The StepModel that best fits measured (FLOPs, lora, seconds) in relative error.
+
+    Weighted least squares on seconds = overhead + lora·lora_overhead + FLOPs·(1 / FLOP/s),
+    each point weighted by 1/seconds so a 10 ms step counts as much as a 1 s one. Without
+    LoRA points the LoRA term is left at 0.
+    """
+    rows = list(points)
+    with_lora = any(lora for _, lora, _ in rows)
+    width = 3 if with_lora else 2
+    if len(rows) < width:
+        raise ValueError(f"need at least {width} measured runs")
+    if len({flops for flops, _, _ in rows}) < 2:
+        raise ValueError("the measured runs do not determine the fit (all the same size)")
+    # Normal equations A·c = b of the weighted problem; small enough to solve by hand.
+    a = [[0.0] * width for _ in range(width)]
+    b = [0.0] * width
+    for flops, lora, seconds in rows:
+        features = [1.0 / seconds, flops / seconds] + ([float(lora) / seconds] if with_lora else [])
+        for i in range(width):
+            b[i] += features[i]
+            for j in range(width):
+                a[i][j] += features[i] * features[j]
+    overhead, per_flop, *rest = _solve(a, b)
+    if per_flop <= 0:
         raise ValueError("step time does not grow with FLOPs in these runs")
-    return my - slope * mx, 1 / slope
+    return StepModel(overhead=overhead, flops_per_s=1 / per_flop, lora_overhead=rest[0] if rest else 0.0)
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    """Gaussian elimination with partial pivoting (a few unknowns)."""
+    n = len(b)
+    m = [[*row, b[i]] for i, row in enumerate(a)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
+        if abs(m[pivot][col]) < 1e-300:
+            raise ValueError("the measured runs do not determine the fit (too alike)")
+        m[col], m[pivot] = m[pivot], m[col]
+        for r in range(n):
+            if r != col:
+                f = m[r][col] / m[col][col]
+                m[r] = [x - f * y for x, y in zip(m[r], m[col], strict=True)]
+    return [m[i][n] / m[i][i] for i in range(n)]
 
 
 def peak_flops(device_kind: str, dtype: str) -> float | None:
@@ -311,6 +347,14 @@ def device_memory(device: Any) -> int | None:
     return int(limit) if limit else None
 
 
+def peak_device_memory(device: Any) -> int | None:
+    """Peak bytes in use on an accelerator so far (None on CPU, where peak RSS says it)."""
+    if device.platform == "cpu":
+        return None
+    peak = (device.memory_stats() or {}).get("peak_bytes_in_use")
+    return int(peak) if peak else None
+
+
 def run_estimate(
     shape: ModelShape,
     parameters: int,
@@ -347,7 +391,7 @@ def run_estimate(
     factor, runs = float(entry.get("factor") or 1.0), int(entry.get("runs") or 0)
     if runs == 0:
         factor = 1.0
-    base = seconds_per_step(flops, platform)
+    base = seconds_per_step(flops, platform, lora)
     return {
         "platform": platform,
         "dtype": dtype,
