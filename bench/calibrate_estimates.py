@@ -172,14 +172,22 @@ def measure(args: argparse.Namespace) -> None:
             f.write(json.dumps(row) + "\n")
 
 
-def fit(args: argparse.Namespace) -> None:
+def _shape(preset: str) -> Any:
     from runs.training import estimates
     from runs.training.job import PRESETS
+
+    if preset == "qwen3-0.6b-random":
+        return estimates.ModelShape(**QWEN3_06B)
+    return estimates.ModelShape.from_preset(PRESETS[preset])
+
+
+def fit(args: argparse.Namespace) -> None:
+    from runs.training import estimates
 
     rows = [json.loads(line) for line in Path(args.input).read_text().splitlines() if line.strip()]
     by_platform: dict[str, list[tuple[float, dict[str, Any]]]] = {}
     for row in rows:
-        shape = estimates.ModelShape.from_preset(PRESETS[row["preset"]])
+        shape = _shape(row["preset"])
         flops = estimates.step_flops(
             shape,
             row["parameters"],
@@ -201,7 +209,7 @@ def fit(args: argparse.Namespace) -> None:
         )
         print("|---|---|---|---|---|---|---|---|---|")
         for flops, row in points:
-            shape = estimates.ModelShape.from_preset(PRESETS[row["preset"]])
+            shape = _shape(row["preset"])
             lora = row["method"] == "lora"
             memory = estimates.memory_estimate(
                 shape,
