@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out" / "calibrate_estimates.jsonl"
 
 # A random checkpoint with Qwen3-0.6B's dimensions (vocabulary 151,936), built on the fly for GPU runs.
-QWEN3_06B = {
+QWEN3_06B: dict[str, Any] = {
     "num_layers": 28,
     "embed_dim": 1024,
     "hidden_dim": 3072,
