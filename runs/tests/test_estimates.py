@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -81,16 +82,16 @@ def test_a_large_vocabulary_makes_the_logits_outweigh_several_layers_of_activati
     memory = memory_estimate(QWEN3_06B, QWEN3_06B_PARAMS, QWEN3_06B_PARAMS, batch_size=8, seq_len=1024)
     tiny = memory_estimate(TINY, TINY_PARAMS, TINY_PARAMS, batch_size=8, seq_len=1024)
 
-    # 8 × 1024 tokens × 151,936 × 4 bytes × 4 copies.
-    assert memory.logits == 8 * 1024 * 151_936 * 16
-    assert memory.logits / MB == pytest.approx(18_992, rel=1e-3)
+    # 8 × 1024 tokens × 151,936 × 4 bytes × 4 copies, × what XLA:CPU holds beyond them.
+    assert memory.logits == 8 * 1024 * 151_936 * 16 * estimates.ACTIVATION_FACTOR["cpu"]
+    assert memory.logits / MB == pytest.approx(18_992 * 1.5, rel=1e-3)
     one_layer = (memory.activations - memory.logits) / QWEN3_06B.num_layers
     assert memory.logits > 5 * one_layer
     assert tiny.logits < tiny.activations / 10  # a 259-symbol byte vocabulary: negligible
 
 
 def test_fits_compares_the_total_with_the_device_memory_less_headroom():
-    kwargs = {"batch_size": 8, "seq_len": 128}
+    kwargs: dict[str, Any] = {"batch_size": 8, "seq_len": 128}
     memory = memory_estimate(TINY, TINY_PARAMS, TINY_PARAMS, **kwargs)
     roomy = memory_estimate(TINY, TINY_PARAMS, TINY_PARAMS, **kwargs, device_memory=int(memory.total * 2))
     tight = memory_estimate(TINY, TINY_PARAMS, TINY_PARAMS, **kwargs, device_memory=int(memory.total * 1.05))
@@ -138,6 +139,18 @@ def test_the_step_time_fit_recovers_overhead_rate_and_the_lora_overhead():
         estimates.fit_step_time([(1e9, False, 1.0), (1e9, False, 1.0)])
 
 
+def test_a_gpu_step_estimate_scales_with_the_chips_peak():
+    flops = 3.5e13  # a Qwen3-0.6B step of 8 × 1024 tokens
+    h200 = estimates.seconds_per_step(flops, "gpu", device_kind="NVIDIA H200")
+    a100 = estimates.seconds_per_step(flops, "gpu", device_kind="NVIDIA A100-SXM4-80GB")
+    unknown = estimates.seconds_per_step(flops, "gpu", device_kind="Some Future GPU")
+
+    assert h200 == pytest.approx(0.0054 + flops / (0.19 * 494e12))
+    assert a100 > 2.5 * h200
+    assert unknown == pytest.approx(0.0054 + flops / 95e12)  # the H200 fit itself
+    assert estimates.seconds_per_step(flops, "gpu", device_kind="NVIDIA H200", dtype="bfloat16") < h200
+
+
 def test_mfu_uses_the_chips_peak_and_knows_no_figure_for_an_unknown_chip():
     assert estimates.peak_flops("NVIDIA H200", "bfloat16") == 989e12
     assert estimates.peak_flops("NVIDIA A100-SXM4-80GB", "float32") == 156e12
@@ -148,7 +161,7 @@ def test_mfu_uses_the_chips_peak_and_knows_no_figure_for_an_unknown_chip():
 
 def test_the_run_estimate_applies_the_platforms_correction_and_names_its_basis():
     args = (TINY, TINY_PARAMS, TINY_PARAMS)
-    kwargs = {"lora": False, "batch_size": 8, "seq_len": 128, "dtype": "float32", "devices": 1}
+    kwargs: dict[str, Any] = {"lora": False, "batch_size": 8, "seq_len": 128, "dtype": "float32", "devices": 1}
     default = estimates.run_estimate(*args, **kwargs, device_memory=None, platform="cpu")
     calibrated = estimates.run_estimate(
         *args,
@@ -161,7 +174,7 @@ def test_the_run_estimate_applies_the_platforms_correction_and_names_its_basis()
     assert default["calibration_basis"] == "default calibration"
     assert calibrated["calibration_basis"] == "calibrated on 3 runs of this installation"
     assert calibrated["model_seconds_per_step"] == default["model_seconds_per_step"]
-    assert calibrated["estimated_seconds_per_step"] == pytest.approx(2 * default["estimated_seconds_per_step"], 1e-3)
+    assert calibrated["estimated_seconds_per_step"] == pytest.approx(2 * default["model_seconds_per_step"], abs=2e-4)
     assert default["fits"] is None and calibrated["fits"] is True
     assert calibrated["device_memory_mb"] == 16384
     assert set(estimates.ESTIMATE_KEYS) <= set(calibrated)

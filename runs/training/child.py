@@ -106,7 +106,6 @@ def main(job_path: str) -> int:
         "parameters": params,
         "trainable_parameters": trainable,
         "tokens_per_step": tokens_per_step,
-        "device_kind": devices[0].device_kind,
         **estimates.run_estimate(
             estimates.ModelShape.from_config(cfg),
             params,
@@ -118,6 +117,7 @@ def main(job_path: str) -> int:
             devices=len(devices),
             device_memory=estimates.device_memory(devices[0]),
             platform=devices[0].platform,
+            device_kind=devices[0].device_kind,
             calibration=job.step_time_calibration,
         ),
     }

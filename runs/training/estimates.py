@@ -21,8 +21,13 @@ Memory per device (bytes), for a Qwen3-class decoder trained with AdamW:
 - logits: B·S·V in float32 four times (logits, log-softmax, the one-hot
   targets and the gradient), which dominates for large vocabularies (Qwen's
   151,936: 1 GB per 512 tokens);
-- a fixed runtime overhead (the Python process, XLA and Tunix on CPU; the CUDA
-  context and XLA workspace on GPU).
+- a fixed runtime overhead (the Python process, XLA and Tunix on CPU; XLA's
+  workspace inside the GPU allocator).
+
+The block activations, scores and logits are then scaled by a measured
+`ACTIVATION_FACTOR` per platform: XLA:CPU holds about 1.5× the tensors counted
+(peak RSS over 18 tiny/small runs), XLA:GPU fuses enough away to hold about
+0.62× (peak_bytes_in_use of a Qwen3-0.6B-shaped model on an H200).
 
 A run fits when the total stays below the device memory less `HEADROOM`.
 
@@ -46,7 +51,8 @@ DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 OPTIMIZER_BYTES = 8  # AdamW: two float32 moments per trainable parameter
 LOGITS_COPIES = 4
 HEADROOM = 0.10
-RUNTIME_OVERHEAD_MB = {"cpu": 700.0, "gpu": 600.0, "tpu": 600.0}
+RUNTIME_OVERHEAD_MB = {"cpu": 630.0, "gpu": 256.0, "tpu": 256.0}
+ACTIVATION_FACTOR = {"cpu": 1.5, "gpu": 0.62, "tpu": 1.0}
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +67,17 @@ class StepModel:
         return self.overhead + (self.lora_overhead if lora else 0.0) + flops / self.flops_per_s
 
 
-# cpu: fitted on 2 shared cores (bench/calibrate_estimates.py, docs/benchmarks.md). gpu/tpu: not
-# fitted here; a dispatch overhead and 35% of an H100's (a v5e's) bf16 peak until this
-# installation's completed runs correct them (Run.objects.step_time_calibration).
+# Fitted by bench/calibrate_estimates.py (docs/benchmarks.md). cpu: 18 runs of the tiny and small
+# presets on 2 shared cores. gpu: 4 full runs on an H200 in float32 (tiny, small, a Qwen3-0.6B
+# shape): 95 TFLOP/s, GPU_PEAK_FRACTION of the chip's peak, which scales it to other chips.
+# tpu: unmeasured. This installation's completed runs correct all three
+# (Run.objects.step_time_calibration).
 STEP_MODELS: dict[str, StepModel] = {
-    "cpu": StepModel(overhead=0.4, flops_per_s=30e9),
-    "gpu": StepModel(overhead=0.03, flops_per_s=0.35 * 989e12),
-    "tpu": StepModel(overhead=0.03, flops_per_s=0.35 * 197e12),
+    "cpu": StepModel(overhead=0.002, flops_per_s=54e9, lora_overhead=0.05),
+    "gpu": StepModel(overhead=0.0054, flops_per_s=95e12),
+    "tpu": StepModel(overhead=0.01, flops_per_s=0.3 * 197e12),
 }
+GPU_PEAK_FRACTION = 0.19
 
 # Dense peak FLOP/s by jax device_kind substring (first match wins): bf16, and float32 as XLA
 # runs it by default on these chips (TF32 tensor cores).
@@ -203,9 +212,10 @@ def memory_estimate(
     width = dtype_bytes(dtype)
     split = devices if sharded else 1
     local_batch = math.ceil(batch_size / devices)
-    blocks = local_batch * seq_len * shape.num_layers * shape.values_per_token_layer * width
-    scores = local_batch * shape.num_heads * seq_len * seq_len * shape.num_layers * (2 * width + 4)
-    logits = local_batch * seq_len * shape.vocab_size * 4 * LOGITS_COPIES
+    factor = ACTIVATION_FACTOR.get(platform, 1.0)
+    blocks = local_batch * seq_len * shape.num_layers * shape.values_per_token_layer * width * factor
+    scores = local_batch * shape.num_heads * seq_len * seq_len * shape.num_layers * (2 * width + 4) * factor
+    logits = local_batch * seq_len * shape.vocab_size * 4 * LOGITS_COPIES * factor
     return MemoryEstimate(
         weights=parameters * width / split,
         gradients=trainable * width / split,
@@ -237,8 +247,24 @@ def step_flops(
     return float(6 * matmul * tokens + attention)
 
 
-def seconds_per_step(flops: float, platform: str, lora: bool = False, correction: float = 1.0) -> float:
-    return STEP_MODELS.get(platform, STEP_MODELS["gpu"]).seconds(flops, lora) * correction
+def step_model(platform: str, device_kind: str = "", dtype: str = "float32") -> StepModel:
+    """The platform's fitted model; on a GPU in PEAK_FLOPS, its rate scaled to that chip's peak."""
+    model = STEP_MODELS.get(platform, STEP_MODELS["gpu"])
+    peak = peak_flops(device_kind, dtype) if platform == "gpu" else None
+    if peak is None:
+        return model
+    return StepModel(model.overhead, GPU_PEAK_FRACTION * peak, model.lora_overhead)
+
+
+def seconds_per_step(
+    flops: float,
+    platform: str,
+    lora: bool = False,
+    correction: float = 1.0,
+    device_kind: str = "",
+    dtype: str = "float32",
+) -> float:
+    return step_model(platform, device_kind, dtype).seconds(flops, lora) * correction
 
 
 def fit_step_time(points: Iterable[tuple[float, bool, float]]) -> StepModel:
@@ -367,6 +393,7 @@ def run_estimate(
     devices: int,
     device_memory: int | None,
     platform: str,
+    device_kind: str = "",
     calibration: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the child reports before training: memory breakdown, FLOPs, seconds per step.
@@ -391,9 +418,10 @@ def run_estimate(
     factor, runs = float(entry.get("factor") or 1.0), int(entry.get("runs") or 0)
     if runs == 0:
         factor = 1.0
-    base = seconds_per_step(flops, platform, lora)
+    base = seconds_per_step(flops, platform, lora, device_kind=device_kind, dtype=dtype)
     return {
         "platform": platform,
+        "device_kind": device_kind,
         "dtype": dtype,
         **memory.as_dict(),
         "estimated_memory_mb": round(memory.total_mb, 1),
@@ -419,6 +447,7 @@ ESTIMATE_KEYS = (
     "device_memory_mb",
     "fits",
     "platform",
+    "device_kind",
     "dtype",
     "model_flops_per_step",
     "model_seconds_per_step",
