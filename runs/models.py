@@ -198,6 +198,7 @@ class Run(Job):
             "tokens_per_s": summary.get("tokens_per_s"),
             "mfu": summary.get("mfu"),
             "peak_rss_mb": summary.get("peak_rss_mb"),
+            "peak_device_mb": summary.get("peak_device_mb"),
         }
 
     def metric_series(self, name: str, max_points: int = 500) -> list[tuple[int, float]]:

@@ -11,7 +11,7 @@ import pytest
 from django.utils import timezone
 
 from runs.choices import RunStatus
-from runs.execution import prepare_job
+from runs.execution import execute_run, prepare_job
 from runs.models import Run
 from runs.tests.run_support import finished_run, make_run
 from runs.training import estimates
@@ -264,12 +264,13 @@ def test_the_run_page_shows_the_estimate_table_beside_the_measured_speed(page, d
 
 @pytest.mark.django_db
 def test_a_run_that_does_not_fit_says_so_and_a_gpu_run_shows_its_mfu(page, dataset):
-    run = _with_estimate(finished_run(dataset, files=False), 64 * 2**20, mfu=0.4123)
+    run = _with_estimate(finished_run(dataset, files=False), 64 * 2**20, mfu=0.4123, peak_device_mb=70123.5)
 
     text = page.get(f"/runs/{run.pk}/").content.decode()
 
     assert '<span class="badge failed" id="estimate-fits">does not fit</span>' in text
     assert "<tr><th>model FLOPs utilisation</th><td>41%</td></tr>" in text
+    assert "<tr><th>measured peak on the device</th><td>70,123.5</td></tr>" in text
 
 
 @pytest.mark.django_db
@@ -299,3 +300,21 @@ def test_the_api_returns_the_estimate_of_a_run(api, dataset):
     assert body["estimate"]["calibration_basis"] == "calibrated on 4 runs of this installation"
     assert body["summary"]["optimizer_mb"] == run.summary["optimizer_mb"]
     assert api.get(f"/api/runs/{bare.pk}").json()["estimate"] is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_completed_run_calibrates_the_estimate_of_the_next_one(dataset):
+    first = make_run(dataset, max_steps=8, eval_every_steps=100, checkpoint_every_steps=100)
+    assert execute_run(first.pk) == RunStatus.COMPLETED
+    first.refresh_from_db()
+    measured, formula = first.summary["seconds_per_step"], first.summary["model_seconds_per_step"]
+    assert first.summary["calibration_basis"] == "default calibration"
+    assert measured > 0 and formula > 0
+
+    second = make_run(dataset, mode="dry_run")
+    assert execute_run(second.pk) == RunStatus.COMPLETED
+
+    second.refresh_from_db()
+    assert second.summary["calibration_basis"] == "calibrated on 1 run of this installation"
+    assert second.summary["calibration_factor"] == pytest.approx(measured / formula, rel=1e-2)
+    assert second.summary["estimated_seconds_per_step"] == pytest.approx(measured, rel=2e-2, abs=2e-4)

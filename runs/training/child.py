@@ -127,13 +127,11 @@ def main(job_path: str) -> int:
         log(f"warning: {estimates.does_not_fit(estimate)}")
     if job.mode == "dry_run":
         # A dry run answers "will this run work?": no answer tokens or too little memory is a no.
-        problem = (
-            "No training example has an answer token left within max_seq_length."
-            if train.count == 0
-            else estimates.does_not_fit(estimate)
-            if estimate["fits"] is False
-            else ""
-        )
+        problem = ""
+        if train.count == 0:
+            problem = "No training example has an answer token left within max_seq_length."
+        elif estimate["fits"] is False:
+            problem = estimates.does_not_fit(estimate)
         ok = not problem
         report = {**data_report, **estimate, "ok": ok}
         if not ok:
