@@ -67,13 +67,13 @@ class StepModel:
         return self.overhead + (self.lora_overhead if lora else 0.0) + flops / self.flops_per_s
 
 
-# Fitted by bench/calibrate_estimates.py (docs/benchmarks.md). cpu: 18 runs of the tiny and small
-# presets on 2 shared cores. gpu: 4 full runs on an H200 in float32 (tiny, small, a Qwen3-0.6B
+# Fitted by bench/calibrate_estimates.py (docs/benchmarks.md). cpu: 27 runs (3 passes) of tiny, small
+# on 2 shared cores, full and LoRA. gpu: 4 full runs on an H200 in float32 (tiny, small, a Qwen3-0.6B
 # shape): 95 TFLOP/s, GPU_PEAK_FRACTION of the chip's peak, which scales it to other chips.
 # tpu: unmeasured. This installation's completed runs correct all three
 # (Run.objects.step_time_calibration).
 STEP_MODELS: dict[str, StepModel] = {
-    "cpu": StepModel(overhead=0.002, flops_per_s=54e9, lora_overhead=0.05),
+    "cpu": StepModel(overhead=0.0014, flops_per_s=58e9, lora_overhead=0.01),
     "gpu": StepModel(overhead=0.0054, flops_per_s=95e12),
     "tpu": StepModel(overhead=0.01, flops_per_s=0.3 * 197e12),
 }
