@@ -149,6 +149,7 @@ def prepare_job(run: Run) -> Path:
         dtype=run.dtype,
         **run.hyperparameters(),
         sample_prompts=prompts if run.mode == RunMode.TRAIN else [],
+        step_time_calibration=Run.objects.exclude(pk=run.pk).step_time_calibration(),
     )
     job = directory / "job.json"
     spec.write(job)

@@ -54,6 +54,46 @@ CHILD_KILLED = (
 )
 
 
+# How many of this installation's last completed runs calibrate the step-time estimate.
+CALIBRATION_RUNS = 20
+
+
+class RunQuerySet(models.QuerySet["Run"]):
+    def step_time_calibration(self, limit: int = CALIBRATION_RUNS) -> dict[str, dict[str, float]]:
+        """{platform: {"factor", "runs"}}: the median measured/estimated seconds per step.
+
+        Over the last `limit` completed training runs of each platform that recorded both
+        the measured figure and the formula's own (uncalibrated) estimate, so a correction
+        never compounds on an earlier one. The worker passes it to the child (JobSpec).
+        """
+        from runs.training.estimates import calibration_factor
+
+        summaries = (
+            self.filter(
+                status=RunStatus.COMPLETED,
+                mode=RunMode.TRAIN,
+                summary__has_key="model_seconds_per_step",
+            )
+            .filter(summary__has_key="seconds_per_step")
+            .order_by("-finished_at", "-id")
+            .values_list("summary", flat=True)[: limit * 5]
+        )
+        ratios: dict[str, list[float]] = {}
+        for summary in summaries:
+            measured, estimated = summary.get("seconds_per_step"), summary.get("model_seconds_per_step")
+            platform = str(summary.get("platform") or "cpu")
+            bucket = ratios.setdefault(platform, [])
+            numbers = isinstance(measured, int | float) and isinstance(estimated, int | float)
+            if len(bucket) < limit and numbers and measured > 0 and estimated > 0:
+                bucket.append(measured / estimated)
+        calibration: dict[str, dict[str, float]] = {}
+        for platform, values in ratios.items():
+            factor, runs = calibration_factor(values)
+            if runs:
+                calibration[platform] = {"factor": round(factor, 4), "runs": runs}
+        return calibration
+
+
 class Run(Job):
     """A Tunix fine-tuning run (or dry run) of a base model on a dataset.
 
@@ -111,6 +151,8 @@ class Run(Job):
     job_queue = settings.TRAINING_QUEUE
     cancel_statuses = (RunStatus.CANCEL_REQUESTED, RunStatus.CANCELLED)
     resume_note = "Resuming from the last checkpoint"
+
+    objects = RunQuerySet.as_manager()
 
     class Meta:
         ordering = ("-created_at", "-id")
@@ -181,6 +223,44 @@ class Run(Job):
 
     def hyperparameters(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in BOUNDS}
+
+    @property
+    def estimate(self) -> dict[str, Any] | None:
+        """The child's cost estimate (runs.training.estimates) beside what was measured, for the run page.
+
+        None for a run whose child has not reported its model yet (or that predates the breakdown).
+        """
+        summary = self.summary or {}
+        if "total_mb" not in summary:
+            return None
+        memory = [
+            (label, summary.get(key))
+            for label, key in (
+                ("weights", "weights_mb"),
+                ("gradients", "gradients_mb"),
+                ("optimizer state", "optimizer_mb"),
+                ("activations", "activations_mb"),
+                ("of which logits", "logits_mb"),
+                ("runtime overhead", "overhead_mb"),
+            )
+        ]
+        return {
+            "memory": memory,
+            "total_mb": summary.get("total_mb"),
+            "device_memory_mb": summary.get("device_memory_mb"),
+            "devices": summary.get("devices"),
+            "platform": summary.get("platform"),
+            "device_kind": summary.get("device_kind"),
+            "dtype": summary.get("dtype"),
+            "fits": summary.get("fits"),
+            "estimated_seconds_per_step": summary.get("estimated_seconds_per_step"),
+            "seconds_per_step": summary.get("seconds_per_step") or None,
+            "calibration_basis": summary.get("calibration_basis"),
+            "tokens_per_s": summary.get("tokens_per_s"),
+            "mfu": summary.get("mfu"),
+            "peak_rss_mb": summary.get("peak_rss_mb"),
+            "peak_device_mb": summary.get("peak_device_mb"),
+        }
 
     def metric_series(self, name: str, max_points: int = 500) -> list[tuple[int, float]]:
         """(step, value) points of one metric, thinned in the database to about `max_points`.

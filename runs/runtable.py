@@ -37,6 +37,7 @@ COLUMNS = [
     Column("method", "Method"),
     Column("steps", "Steps"),
     Column("final_loss", "Final loss"),
+    Column("tokens_per_s", "Tokens/s"),
     Column("duration", "Duration"),
 ]
 
@@ -78,6 +79,8 @@ def _order(qs: QuerySet[Run], sort: str, eval_sets: list[str]) -> QuerySet[Run]:
         expression = Cast(KT("summary__steps_done"), IntegerField())
     elif key == "final_loss":
         expression = Cast(KT("summary__final_train_loss"), FloatField())
+    elif key == "tokens_per_s":
+        expression = Cast(KT("summary__tokens_per_s"), FloatField())
     elif key == "duration":
         expression = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
     elif key.startswith("acc:") and key[4:] in eval_sets:

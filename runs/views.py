@@ -20,6 +20,7 @@ from runs.forms import RunDescribeForm, RunLaunchForm
 from runs.hyperparameters import BOUNDS
 from runs.launching import artifact_path, delete_run, launch_run, list_artifacts, retry_run
 from runs.models import CONFIG_FIELDS, EvalSet, Evaluation, Run, RunLog
+from runs.training.estimates import ESTIMATE_KEYS
 from runs.validation import LaunchInvalid, validate_launch
 from tunixrt.jobs import Job, JobNotActive
 from tunixrt.middleware import HtmxHttpRequest
@@ -82,7 +83,7 @@ def _sort_headers(sort: str, eval_sets: list[str], query: str) -> list[dict[str,
         current = "asc" if sort == key else "desc" if sort == f"-{key}" else ""
         # First click: the newest run, the most steps, the longest run, the highest accuracy, the lowest
         # loss, A to Z; a second click reverses it.
-        first = f"-{key}" if key in ("steps", "duration") or key.startswith("acc:") else key
+        first = f"-{key}" if key in ("steps", "duration", "tokens_per_s") or key.startswith("acc:") else key
         target = (key if current == "desc" else f"-{key}") if current else first
         link = f"?{query}&sort={target}" if query else f"?sort={target}"
         headers.append({"label": label, "url": link, "current": current, "key": key})
@@ -159,7 +160,9 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "last_seq": logs[-1].seq if logs else -1,
         "poll_logs": run.is_active,
         **_artifact_groups(run),
-        "summary_items": sorted((k, v) for k, v in run.summary.items() if k != "samples"),
+        "summary_items": sorted(
+            (k, v) for k, v in run.summary.items() if k != "samples" and k not in ESTIMATE_KEYS
+        ),
         "evaluations": run.evaluations.select_related("eval_set").order_by("-created_at")[:20],
         "eval_sets": EvalSet.objects.order_by("name"),
         "versions": run.model_versions.select_related("model"),
@@ -298,7 +301,7 @@ def run_compare(request: HtmxHttpRequest) -> TemplateResponse:
         for name in ("dataset", *CONFIG_FIELDS):
             values = [r.dataset.key if name == "dataset" else getattr(r, name) for r in runs]
             rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1})
-        for name in ("steps_done", "final_train_loss", "best_eval_loss", "tokens_per_s", "peak_rss_mb"):
+        for name in ("steps_done", "final_train_loss", "best_eval_loss", "tokens_per_s", "mfu", "peak_rss_mb"):
             values = [r.summary.get(name) for r in runs]
             rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1, "result": True})
     context = {

@@ -80,6 +80,11 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
     devices_used = serializers.CharField(
         read_only=True, help_text="what the training child ran on; empty until it reported"
     )
+    estimate = serializers.JSONField(
+        read_only=True,
+        allow_null=True,
+        help_text="memory per device (MB), fits, estimated vs measured seconds per step, calibration basis, mfu",
+    )
     awaiting_broker = serializers.BooleanField(
         read_only=True, help_text="pending; the broker refused its task (the reaper sends it when it is back)"
     )
@@ -110,6 +115,7 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
             "error",
             "summary",
             "devices_used",
+            "estimate",
             "stdout_tail",
             "stderr_tail",
             "output_dir",

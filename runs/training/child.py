@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from runs.training import devices as devices_lib
+from runs.training import estimates
 from runs.training.events import STOP, elapsed, emit, run_main, take_over_stdout
 
 METRIC_NAMES = {
@@ -31,7 +32,6 @@ METRIC_NAMES = {
     "/eval/loss": "eval_loss",
     "/eval/perplexity": "eval_perplexity",
 }
-CPU_FLOPS = 60e9  # effective FLOP/s of a 2-core CPU on these shapes (measured 40–85 G)
 
 
 def log(text: str) -> None:
@@ -116,29 +116,42 @@ def main(job_path: str) -> int:
         log(f"LoRA rank {job.lora_rank} alpha {job.lora_alpha} applied in {time.perf_counter() - t:.1f}s")
 
     tokens_per_step = job.batch_size * job.max_seq_length
-    width = 2 if job.dtype == "bfloat16" else 4
     params = base_params + lora_params
     trainable = lora_params if job.method == "lora" else base_params
     estimate = {
         "parameters": params,
         "trainable_parameters": trainable,
         "tokens_per_step": tokens_per_step,
-        # Weights + grads + two Adam moments for the trainable part (all in the run's dtype), plus activations.
-        "estimated_memory_mb": round(
-            (params * width + trainable * 3 * width + tokens_per_step * cfg.embed_dim * cfg.num_layers * 4 * 16)
-            / 2**20
-            + 700,
-            1,
+        **estimates.run_estimate(
+            estimates.ModelShape.from_config(cfg),
+            params,
+            trainable,
+            lora=job.method == "lora",
+            batch_size=job.batch_size,
+            seq_len=job.max_seq_length,
+            dtype=np.dtype(cfg.param_dtype).name,
+            devices=len(devices),
+            device_memory=estimates.device_memory(devices[0]),
+            platform=devices[0].platform,
+            device_kind=devices[0].device_kind,
+            calibration=job.step_time_calibration,
         ),
-        "estimated_seconds_per_step": round(6 * params * tokens_per_step / CPU_FLOPS + 0.02, 3),
     }
     emit("model", **estimate, base_parameters=base_params, lora_parameters=lora_params)
 
+    if estimate["fits"] is False:
+        log(f"warning: {estimates.does_not_fit(estimate)}")
     if job.mode == "dry_run":
-        ok = train.count > 0
+        # A dry run answers "will this run work?": no answer tokens or too little memory is a no.
+        problem = ""
+        if train.count == 0:
+            problem = "No training example has an answer token left within max_seq_length."
+        elif estimate["fits"] is False:
+            problem = estimates.does_not_fit(estimate)
+        ok = not problem
         report = {**data_report, **estimate, "ok": ok}
         if not ok:
-            report["problem"] = "No training example has an answer token left within max_seq_length."
+            report["problem"] = problem
         emit("dry_run", **report)
         emit("done", status="completed" if ok else "failed", summary=report)
         return 0 if ok else 3
@@ -323,6 +336,23 @@ def _train(
         "checkpoint_steps": saved,
         **estimate,
     }
+    if not hooks.rates and steps_done > resumed_at and train_seconds > 0:
+        # One step only (no interval between two step ends): the whole call, compile included;
+        # seconds_per_step stays 0 so the calibration skips the run.
+        summary["tokens_per_s"] = round(real_tokens * (steps_done - resumed_at) / train_seconds, 1)
+    peak = estimates.peak_device_memory(jax.devices()[0])
+    if peak is not None:
+        summary["peak_device_mb"] = round(peak / estimates.MB, 1)
+    if estimate["platform"] == "gpu" and summary["seconds_per_step"] > 0:
+        utilisation = estimates.mfu(
+            estimate["model_flops_per_step"],
+            summary["seconds_per_step"],
+            estimate["device_kind"],
+            estimate["dtype"],
+            estimate["devices"],
+        )
+        if utilisation is not None:
+            summary["mfu"] = round(utilisation, 4)
 
     if not cancelled:
         final_dir = out / "final"

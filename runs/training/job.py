@@ -48,6 +48,8 @@ class JobSpec(Hyperparameters):
     device: str = "auto"  # runs.training.devices.DEVICE_CHOICES
     dtype: str = "float32"  # runs.training.devices.DTYPE_CHOICES: parameter dtype (presets too)
     sample_prompts: list[str] = field(default_factory=list)
+    # {platform: {"factor", "runs"}} from this installation's completed runs (runs.training.estimates).
+    step_time_calibration: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2))
