@@ -14,9 +14,10 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from runs.training import templates
 from traces.choices import DatasetStatus, DatasetStrategy, ExportFormat, Split
 from traces.datasets.building import BuildInvalid, build_dataset, validate_build_spec
-from traces.datasets.exporting import export_response
+from traces.datasets.exporting import check_template, export_response
 from traces.models import Dataset, DatasetInUse
 from tunixrt.pagination import KeysetPagination
 from tunixrt.roles import Action
@@ -168,6 +169,12 @@ class DatasetViewSet(
         parameters=[
             OpenApiParameter("format", str, enum=ExportFormat.values, default=ExportFormat.TRACE),
             OpenApiParameter("split", str, enum=[*Split.values, "all"], default="all"),
+            OpenApiParameter(
+                "template",
+                str,
+                enum=[*templates.TEMPLATES],
+                description="chat template of tunix_sft's text (default gemma) and of chat's added text",
+            ),
         ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR, 409: dict},
         summary="Export as JSONL (streamed; 409 while the dataset builds or after its build failed)",
@@ -188,6 +195,12 @@ class DatasetViewSet(
             errors["format"] = [f"Must be one of {', '.join(ExportFormat.values)}."]
         if split not in (*Split.values, "all"):
             errors["split"] = ["Must be train, validation or all."]
+        template = request.query_params.get("template") or None
+        if not errors:
+            try:
+                check_template(fmt, template)
+            except ValueError as exc:
+                errors["template"] = [str(exc)]
         if errors:
             raise ValidationError(errors)
-        return export_response(dataset, fmt, split)
+        return export_response(dataset, fmt, split, template)

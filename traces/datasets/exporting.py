@@ -23,16 +23,17 @@ def reasoning_text(steps: list[dict[str, Any]], final_answer: str) -> str:
     return "\n".join(lines)
 
 
-def gemma_turns(prompt: str, response: str) -> str:
-    """The Gemma chat-turn template used for Tunix SFT."""
-    return templates.GEMMA.text(prompt, response)
+TEMPLATED = (ExportFormat.TUNIX_SFT, ExportFormat.CHAT)  # the formats that take a chat template
 
 
 def render_record(fmt: str, trace_id: int, prompt: str, steps: list[dict[str, Any]], answer: str,
-                  meta: dict[str, Any], review: dict[str, Any] | None = None) -> dict[str, Any]:
+                  meta: dict[str, Any], review: dict[str, Any] | None = None,
+                  template: str | None = None) -> dict[str, Any]:
     """One export record of a dataset member in `fmt` (see ExportFormat).
 
-    `review` (the trace's current rating and labels, traces.labelling.review_summaries) goes into the
+    `template` (runs.training.templates) renders `tunix_sft`'s text (Gemma turns when None) and adds
+    the rendered `text` to a `chat` record beside its messages (none when None: the records stay as
+    they always were). `review` (the trace's current rating and labels, traces.labelling.review_summaries) goes into the
     `trace` format's metadata as `human_review`; a trace nobody reviewed keeps its metadata as captured.
     """
     if fmt == ExportFormat.TRACE:
@@ -45,23 +46,39 @@ def render_record(fmt: str, trace_id: int, prompt: str, steps: list[dict[str, An
         }
     response = reasoning_text(steps, answer)
     if fmt == ExportFormat.TUNIX_SFT:
-        return {"text": gemma_turns(prompt, response)}
+        return {"text": templates.get(template or templates.GEMMA.name).text(prompt, response)}
     if fmt == ExportFormat.TRAINING_EXAMPLE:
         return {"prompt": prompt, "response": response}
     if fmt == ExportFormat.CHAT:
-        return {
+        record: dict[str, Any] = {
             "messages": [
                 {"role": "user", "content": prompt},
                 {"role": "assistant", "content": response},
             ]
         }
+        if template:
+            record["text"] = templates.get(template).text(prompt, response)
+        return record
     raise ValueError(f"Unknown export format {fmt!r}.")
 
 
-def iter_dataset_lines(dataset: Dataset, fmt: str, split: str = "all") -> Iterator[bytes]:
+def check_template(fmt: str, template: str | None) -> None:
+    """A ValueError naming what is wrong with a template choice for `fmt`."""
+    if template is None:
+        return
+    if template not in templates.TEMPLATES:
+        raise ValueError(f"Unknown template {template!r}; use one of {', '.join(templates.TEMPLATES)}.")
+    if fmt not in TEMPLATED:
+        raise ValueError(f"The {fmt} format takes no template (only {' and '.join(TEMPLATED)} do).")
+
+
+def iter_dataset_lines(
+    dataset: Dataset, fmt: str, split: str = "all", template: str | None = None
+) -> Iterator[bytes]:
     """JSONL export of a dataset's members in position order, streamed with a server-side cursor."""
     if fmt not in ExportFormat.values:
         raise ValueError(f"Unknown format {fmt!r}; use one of {', '.join(ExportFormat.values)}.")
+    check_template(fmt, template)
     if split not in (*Split.values, "all"):
         raise ValueError(f"Unknown split {split!r}; use train, validation or all.")
     members = DatasetMember.objects.filter(dataset=dataset).order_by("position")
@@ -79,21 +96,27 @@ def iter_dataset_lines(dataset: Dataset, fmt: str, split: str = "all") -> Iterat
             window_end = position + EXPORT_CHUNK
             window = DatasetMember.objects.filter(dataset=dataset, position__gte=position, position__lt=window_end)
             reviews = review_summaries(window.values("trace_id"))
-        yield dumps_line(render_record(fmt, trace_id, prompt, steps, answer, meta, reviews.get(trace_id)))
+        yield dumps_line(render_record(fmt, trace_id, prompt, steps, answer, meta, reviews.get(trace_id), template))
 
 
-def export_dataset(dataset: Dataset, fmt: str, out: IO[bytes], split: str = "all") -> int:
+def export_dataset(
+    dataset: Dataset, fmt: str, out: IO[bytes], split: str = "all", template: str | None = None
+) -> int:
     count = 0
-    for line in iter_dataset_lines(dataset, fmt, split):
+    for line in iter_dataset_lines(dataset, fmt, split, template):
         out.write(line)
         count += 1
     return count
 
 
-def export_response(dataset: Dataset, fmt: str, split: str) -> StreamingHttpResponse:
-    """A streamed JSONL download (validates format and split first: ValueError if bad)."""
-    lines = iter_dataset_lines(dataset, fmt, split)
+def export_response(
+    dataset: Dataset, fmt: str, split: str, template: str | None = None
+) -> StreamingHttpResponse:
+    """A streamed JSONL download (validates format, split and template first: ValueError if bad)."""
+    check_template(fmt, template)
+    lines = iter_dataset_lines(dataset, fmt, split, template)
     response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
-    filename = f"{dataset.name}-v{dataset.version}.{fmt}.{split}.jsonl"
+    suffix = f".{template}" if template else ""
+    filename = f"{dataset.name}-v{dataset.version}.{fmt}{suffix}.{split}.jsonl"
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response

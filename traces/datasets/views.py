@@ -12,9 +12,10 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_http_methods
 
+from runs.training import templates
 from traces.choices import DatasetStatus, ExportFormat, Split
 from traces.datasets.building import BuildInvalid, build_dataset, matching, sample_members, validate_build_spec
-from traces.datasets.exporting import export_response
+from traces.datasets.exporting import check_template, export_response
 from traces.datasets.forms import DatasetBuildForm, parse_trace_ids
 from traces.models import Dataset, DatasetInUse
 from tunixrt.middleware import HtmxHttpRequest
@@ -109,6 +110,7 @@ def dataset_detail(request: HtmxHttpRequest, key: str) -> HttpResponse:
         "dataset": dataset,
         "formats": ExportFormat.choices,
         "splits": ["all", *Split.values],
+        "chat_templates": [(t.name, t.label) for t in templates.TEMPLATES.values()],
         "sample": sample_members(dataset) if dataset.status == DatasetStatus.READY else [],
         "spec_json": json.dumps(dataset.spec, indent=2, ensure_ascii=False)[:20000],
         "runs": dataset.runs.order_by("-created_at", "-id")[:10],
@@ -132,7 +134,12 @@ def dataset_export(request: HtmxHttpRequest, key: str) -> HttpResponseBase:
         return HttpResponse(message, status=409, content_type="text/plain")
     if fmt not in ExportFormat.values or split not in ("all", *Split.values):
         return HttpResponse("Unknown format or split.", status=400, content_type="text/plain")
-    return export_response(dataset, fmt, split)
+    template = request.GET.get("template") or None
+    try:
+        check_template(fmt, template)
+    except ValueError as exc:
+        return HttpResponse(f"template: {exc}", status=400, content_type="text/plain")
+    return export_response(dataset, fmt, split, template)
 
 
 @require_http_methods(["GET", "POST"])

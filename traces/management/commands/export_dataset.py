@@ -7,8 +7,9 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from runs.training import templates
 from traces.choices import DatasetStatus, ExportFormat
-from traces.datasets.exporting import export_dataset
+from traces.datasets.exporting import check_template, export_dataset
 from traces.models import Dataset
 
 
@@ -20,6 +21,11 @@ class Command(BaseCommand):
         parser.add_argument("out")
         parser.add_argument("--format", choices=ExportFormat.values, default=ExportFormat.TRACE, dest="fmt")
         parser.add_argument("--split", choices=["all", "train", "validation"], default="all")
+        parser.add_argument(
+            "--template",
+            choices=list(templates.TEMPLATES),
+            help="chat template of tunix_sft's text (default gemma) and of the text added to chat records",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
@@ -29,12 +35,17 @@ class Command(BaseCommand):
         if dataset.status != DatasetStatus.READY:
             raise CommandError(f"Dataset {dataset.key} is {dataset.status}, not ready.")
         out = options["out"]
+        template = options.get("template")
+        try:
+            check_template(options["fmt"], template)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         try:
             if out == "-":
-                count = export_dataset(dataset, options["fmt"], sys.stdout.buffer, options["split"])
+                count = export_dataset(dataset, options["fmt"], sys.stdout.buffer, options["split"], template)
             else:
                 with open(out, "wb") as f:
-                    count = export_dataset(dataset, options["fmt"], f, options["split"])
+                    count = export_dataset(dataset, options["fmt"], f, options["split"], template)
         except OSError as exc:
             raise CommandError(f"Cannot write {out}: {exc.strerror}") from None
         self.stderr.write(f"{count:,} records written")
