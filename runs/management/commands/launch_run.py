@@ -23,7 +23,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--dataset", required=True)
-        parser.add_argument("--preset", default="tiny", help="base model")
+        parser.add_argument(
+            "--base-model", "--preset", dest="preset", default="tiny", help="tiny, small or local:<folder>"
+        )
         parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides")
         parser.add_argument("--wait", action="store_true")
         parser.add_argument(
