@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command, execute_from_command_line
+from django.core.management import ManagementUtility, call_command
 from django.core.management.base import CommandError
 
 from runs.choices import RunStatus
@@ -196,17 +196,25 @@ def test_check_regression_fails_with_exit_code_1_on_a_regression(gate):
     ]
 
 
+def _from_command_line(*args: str) -> None:
+    """What `manage.py check_regression …` does once Django is set up: run_from_argv turns a CommandError
+    into the process's exit status. (execute_from_command_line would also run django.setup() again, which
+    re-binds the logging handlers to this test's captured stderr, closed when the test ends.)"""
+    argv = ["manage.py", "check_regression", *args]
+    ManagementUtility(argv).fetch_command("check_regression").run_from_argv(argv)
+
+
 @pytest.mark.django_db(transaction=True)  # run_from_argv closes the database connections when it ends
 def test_check_regression_exits_1_from_the_command_line(gate, capsys):
     # What CI runs: manage.py turns the CommandError into the process's exit status.
     with pytest.raises(SystemExit) as caught:
-        execute_from_command_line(["manage.py", "check_regression", "--baseline", "ci", "--run", str(gate["worse"].pk)])
+        _from_command_line("--baseline", "ci", "--run", str(gate["worse"].pk))
     assert caught.value.code == 1
     captured = capsys.readouterr()
     assert "baseline 0.7500" in captured.out and "0.2500" in captured.out and "delta -0.5000" in captured.out
     assert "regression" in captured.err
 
-    execute_from_command_line(["manage.py", "check_regression", "--baseline", "ci", "--run", str(gate["same"].pk)])
+    _from_command_line("--baseline", "ci", "--run", str(gate["same"].pk))
     captured = capsys.readouterr()
     assert captured.out.splitlines()[-1] == "PASS"
     assert "delta +0.0000" in captured.out
