@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from traces.tests.factories import make_trace
-from traces.tests.test_browser import Watch, _rows
-from traces.tests.test_browser import anon as anon
-from traces.tests.test_browser import browser as browser
-from traces.tests.test_browser import chromium as chromium
-from traces.tests.test_browser import context as context
+from traces.tests.test_browser import Watch, _rows, launched_chromium, watched_page
+
+from playwright.sync_api import Browser  # isort: skip
 
 pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    """Chromium for this module only (the session one belongs to traces/tests/test_browser.py)."""
+    with launched_chromium(own_session=True) as browser:
+        yield browser
+
+
+@pytest.fixture
+def browser(chromium: Browser, live_server: Any, user: Any) -> Iterator[Watch]:
+    with watched_page(chromium, live_server.url, user) as watch:
+        yield watch
 
 
 def test_slash_focuses_search_and_j_k_enter_open_a_row(browser: Watch) -> None:
@@ -37,7 +49,6 @@ def test_slash_focuses_search_and_j_k_enter_open_a_row(browser: Watch) -> None:
     expect(page.locator("tr.kb-current")).to_contain_text("Keyboard question 2")
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(rf"/traces/{traces[2].pk}/$"))
-    browser.assert_clean()
 
 
 def test_x_ticks_shift_click_ticks_a_range_and_question_mark_lists_the_keys(browser: Watch) -> None:
