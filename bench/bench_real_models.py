@@ -18,6 +18,7 @@ Results: bench/out/real_models.json (and a markdown table on stdout).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -257,6 +258,12 @@ def main() -> int:
             events, wall, rss = run_child(job, out_dir / "child.stderr")
             done = (events.get("done") or [{}])[-1]
             summary = done.get("summary", {})
+            # Steady state from the step events' own clock: the median interval after the first two
+            # steps (they include XLA compilation), leaving out the last one (Tunix reports the final
+            # two steps together when training ends).
+            times = [e["t"] for e in events.get("step", [])]
+            gaps = [b - a for a, b in itertools.pairwise(times)][1:-1]
+            steady = float(np.median(gaps)) if gaps else None
             row = {
                 "model": name,
                 "parameters": params,
@@ -268,8 +275,9 @@ def main() -> int:
                 "steps": args.steps,
                 "status": done.get("status", "crashed"),
                 "error": done.get("error"),
-                "seconds_per_step": summary.get("seconds_per_step"),
-                "tokens_per_s": summary.get("tokens_per_s"),
+                "seconds_per_step": round(steady, 3) if steady else summary.get("seconds_per_step"),
+                "tokens_per_s": round(args.batch * args.seq / steady, 1) if steady else summary.get("tokens_per_s"),
+                "child_seconds_per_step": summary.get("seconds_per_step"),
                 "estimated_seconds_per_step": summary.get("estimated_seconds_per_step"),
                 "mfu": summary.get("mfu"),
                 "peak_rss_mb": summary.get("peak_rss_mb") or round(rss, 1),

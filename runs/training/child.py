@@ -271,15 +271,23 @@ def _train(
             pass
 
         def on_train_step_end(self, trainer: Any, train_step: int, train_loss: Any) -> None:
+            # JAX dispatches a step asynchronously and Tunix reports a step's metrics once the next
+            # one is under way, flushing the last ones together at the end: read the loss first (it
+            # waits for the step), then the clock, and skip an interval far shorter than the recent
+            # ones (a flush, not a step) so neither s/step nor tokens/s takes a bogus point.
+            loss = float(train_loss)
             now = time.perf_counter()
             step = int(train_step)
             if self.last_end is not None and now > self.last_end:
-                rate = real_tokens / (now - self.last_end)
-                self.rates.append(rate)
-                self.intervals.append(now - self.last_end)
-                emit("metric", name="tokens_per_s", step=step, value=round(rate, 1))
+                interval = now - self.last_end
+                recent = self.intervals[-5:]
+                if not recent or interval >= 0.2 * float(np.median(recent)):
+                    rate = real_tokens / interval
+                    self.rates.append(rate)
+                    self.intervals.append(interval)
+                    emit("metric", name="tokens_per_s", step=step, value=round(rate, 1))
             self.last_end = now
-            emit("step", step=step, loss=float(train_loss))
+            emit("step", step=step, loss=loss)
             if step % job.checkpoint_every_steps == 0:
                 emit("checkpoint", step=step)
 

@@ -57,23 +57,37 @@ ACTIVATION_FACTOR = {"cpu": 1.5, "gpu": 0.62, "tpu": 1.0}
 
 @dataclass(frozen=True, slots=True)
 class StepModel:
-    """seconds per step = overhead (+ lora_overhead for LoRA) + FLOPs / flops_per_s."""
+    """seconds per step = overhead (+ lora_overhead for LoRA) + FLOPs / flops_per_s + elements · per_element.
+
+    `elements` (activation_elements: batch × seq × layers × (hidden + MLP + attention widths))
+    carries the element-wise, memory-bound work that small models spend most of a CPU step on
+    and large ones hardly notice; without it one FLOP rate cannot fit both (a 0.3M-parameter
+    preset runs at ~60 GFLOP/s on 2 cores, a 270M-parameter model at ~180).
+    """
 
     overhead: float
     flops_per_s: float
     lora_overhead: float = 0.0
+    per_element: float = 0.0
 
-    def seconds(self, flops: float, lora: bool = False) -> float:
-        return self.overhead + (self.lora_overhead if lora else 0.0) + flops / self.flops_per_s
+    def seconds(self, flops: float, lora: bool = False, elements: float = 0.0) -> float:
+        return (
+            self.overhead
+            + (self.lora_overhead if lora else 0.0)
+            + flops / self.flops_per_s
+            + elements * self.per_element
+        )
 
 
-# Fitted by bench/calibrate_estimates.py (docs/benchmarks.md). cpu: 27 runs (3 passes) of tiny, small
-# on 2 shared cores, full and LoRA. gpu: 4 full runs on an H200 in float32 (tiny, small, a Qwen3-0.6B
-# shape): 95 TFLOP/s, GPU_PEAK_FRACTION of the chip's peak, which scales it to other chips.
+# Fitted on measured runs (docs/benchmarks.md). cpu: the tiny and small presets (bench/calibrate_estimates.py,
+# full and LoRA at several batch × seq) and Gemma 3 270M / Qwen3 0.6B shapes (bench/bench_real_models.py)
+# on 2 cores, least squares in relative error: within 0.6–1.2× of every measured step. gpu: 4 full
+# runs on an H200 in float32 (tiny, small, a Qwen3-0.6B shape): 95 TFLOP/s, GPU_PEAK_FRACTION of the
+# chip's peak, which scales it to other chips.
 # tpu: unmeasured. This installation's completed runs correct all three
 # (Run.objects.step_time_calibration).
 STEP_MODELS: dict[str, StepModel] = {
-    "cpu": StepModel(overhead=0.0014, flops_per_s=58e9, lora_overhead=0.01),
+    "cpu": StepModel(overhead=0.0014, flops_per_s=191e9, per_element=3.08e-8),
     "gpu": StepModel(overhead=0.0054, flops_per_s=95e12),
     "tpu": StepModel(overhead=0.01, flops_per_s=0.3 * 197e12),
 }
@@ -236,13 +250,19 @@ def step_flops(
     return float(6 * matmul * tokens + attention)
 
 
+def activation_elements(shape: ModelShape, batch_size: int, seq_len: int) -> float:
+    """The element-wise work of a step: batch × seq × layers × (hidden + MLP + attention widths)."""
+    width = shape.embed_dim + shape.hidden_dim + shape.num_heads * shape.head_dim
+    return float(batch_size * seq_len * shape.num_layers * width)
+
+
 def step_model(platform: str, device_kind: str = "", dtype: str = "float32") -> StepModel:
     """The platform's fitted model; on a GPU in PEAK_FLOPS, its rate scaled to that chip's peak."""
     model = STEP_MODELS.get(platform, STEP_MODELS["gpu"])
     peak = peak_flops(device_kind, dtype) if platform == "gpu" else None
     if peak is None:
         return model
-    return StepModel(model.overhead, GPU_PEAK_FRACTION * peak, model.lora_overhead)
+    return StepModel(model.overhead, GPU_PEAK_FRACTION * peak, model.lora_overhead, model.per_element)
 
 
 def seconds_per_step(
@@ -252,8 +272,9 @@ def seconds_per_step(
     correction: float = 1.0,
     device_kind: str = "",
     dtype: str = "float32",
+    elements: float = 0.0,
 ) -> float:
-    return step_model(platform, device_kind, dtype).seconds(flops, lora) * correction
+    return step_model(platform, device_kind, dtype).seconds(flops, lora, elements) * correction
 
 
 def fit_step_time(points: Iterable[tuple[float, bool, float]]) -> StepModel:
@@ -407,7 +428,8 @@ def run_estimate(
     factor, runs = float(entry.get("factor") or 1.0), int(entry.get("runs") or 0)
     if runs == 0:
         factor = 1.0
-    base = seconds_per_step(flops, platform, lora, device_kind=device_kind, dtype=dtype)
+    elements = activation_elements(shape, batch_size, seq_len)
+    base = seconds_per_step(flops, platform, lora, device_kind=device_kind, dtype=dtype, elements=elements)
     return {
         "platform": platform,
         "device_kind": device_kind,
