@@ -24,7 +24,7 @@ from typing import Any
 from django.conf import settings
 
 from runs.training import templates
-from runs.training.tokenizers import BYTE_TOKENIZER_CLASS
+from runs.training.tokenizers import BYTE_TOKENIZER_CLASS, token_ids
 
 LOCAL_PREFIX = "local:"
 INDEX_FILE = "model.safetensors.index.json"
@@ -318,16 +318,6 @@ def _token(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _ids(value: Any) -> list[int]:
-    if isinstance(value, bool):
-        return []
-    if isinstance(value, int):
-        return [value]
-    if isinstance(value, list):
-        return [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
-    return []
-
-
 @dataclass
 class _Tokenizer:
     kind: str = ""
@@ -383,10 +373,11 @@ def _inspect_tokenizer(folder: Path) -> _Tokenizer:
     if (folder / "generation_config.json").is_file():
         generation = _read_json(folder / "generation_config.json")
         if isinstance(generation, dict):
-            found.eos_token_ids = _ids(generation.get("eos_token_id"))
+            found.eos_token_ids = token_ids(generation.get("eos_token_id"))
     if found.kind != "byte" and not found.special_tokens["eos"] and not found.eos_token_ids:
         model_config = _read_json(folder / "config.json")
-        if not _ids(_text_config(model_config).get("eos_token_id")) and not _ids(model_config.get("eos_token_id")):
+        text_eos = token_ids(_text_config(model_config).get("eos_token_id"))
+        if not text_eos and not token_ids(model_config.get("eos_token_id")):
             raise Unusable(
                 "No end-of-sequence token: tokenizer_config.json has no eos_token and neither "
                 "generation_config.json nor config.json has an eos_token_id."

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -25,7 +24,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from flax import nnx
 from tunix.models.qwen3 import model as qwen3_model
 from tunix.models.qwen3 import params as qwen3_params
@@ -60,18 +58,25 @@ def _head_dim(cfg: Mapping[str, Any]) -> int:
     return _int(cfg, "head_dim", _int(cfg, "hidden_size") // _int(cfg, "num_attention_heads"))
 
 
-def _qwen3_config(cfg: Mapping[str, Any], dtype: Any) -> Any:
+def _decoder_fields(cfg: Mapping[str, Any], *, rope_theta: int, norm_eps: float) -> dict[str, Any]:
+    """The ModelConfig fields the Qwen3, Qwen2 and Llama 3 decoders share, from config.json."""
     heads = _int(cfg, "num_attention_heads")
+    return {
+        "num_layers": _int(cfg, "num_hidden_layers"),
+        "vocab_size": _int(cfg, "vocab_size"),
+        "embed_dim": _int(cfg, "hidden_size"),
+        "hidden_dim": _int(cfg, "intermediate_size"),
+        "num_heads": heads,
+        "head_dim": _head_dim(cfg),
+        "num_kv_heads": _int(cfg, "num_key_value_heads", heads),
+        "rope_theta": int(cfg.get("rope_theta", rope_theta)),
+        "norm_eps": float(cfg.get("rms_norm_eps", norm_eps)),
+    }
+
+
+def _qwen3_config(cfg: Mapping[str, Any], dtype: Any) -> Any:
     return qwen3_model.ModelConfig(
-        num_layers=_int(cfg, "num_hidden_layers"),
-        vocab_size=_int(cfg, "vocab_size"),
-        embed_dim=_int(cfg, "hidden_size"),
-        hidden_dim=_int(cfg, "intermediate_size"),
-        num_heads=heads,
-        head_dim=_head_dim(cfg),
-        num_kv_heads=_int(cfg, "num_key_value_heads", heads),
-        rope_theta=int(cfg.get("rope_theta", 1_000_000)),
-        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        **_decoder_fields(cfg, rope_theta=1_000_000, norm_eps=1e-6),
         use_tied_embedding=bool(cfg.get("tie_word_embeddings", False)),
         dtype=dtype,
         param_dtype=dtype,
@@ -81,17 +86,8 @@ def _qwen3_config(cfg: Mapping[str, Any], dtype: Any) -> Any:
 def _qwen2_config(cfg: Mapping[str, Any], dtype: Any) -> Any:
     from tunix.models.qwen2 import model
 
-    heads = _int(cfg, "num_attention_heads")
     return model.ModelConfig(
-        num_layers=_int(cfg, "num_hidden_layers"),
-        vocab_size=_int(cfg, "vocab_size"),
-        embed_dim=_int(cfg, "hidden_size"),
-        hidden_dim=_int(cfg, "intermediate_size"),
-        num_heads=heads,
-        head_dim=_head_dim(cfg),
-        num_kv_heads=_int(cfg, "num_key_value_heads", heads),
-        rope_theta=int(cfg.get("rope_theta", 1_000_000)),
-        norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
+        **_decoder_fields(cfg, rope_theta=1_000_000, norm_eps=1e-6),
         use_tied_embedding=bool(cfg.get("tie_word_embeddings", False)),
         dtype=dtype,
         param_dtype=dtype,
@@ -102,17 +98,8 @@ def _llama3_config(cfg: Mapping[str, Any], dtype: Any) -> Any:
     # Tunix's Llama 3 config has no dtype fields: the loader casts every tensor to `dtype`.
     from tunix.models.llama3 import model
 
-    heads = _int(cfg, "num_attention_heads")
     return model.ModelConfig(
-        num_layers=_int(cfg, "num_hidden_layers"),
-        vocab_size=_int(cfg, "vocab_size"),
-        embed_dim=_int(cfg, "hidden_size"),
-        hidden_dim=_int(cfg, "intermediate_size"),
-        num_heads=heads,
-        head_dim=_head_dim(cfg),
-        num_kv_heads=_int(cfg, "num_key_value_heads", heads),
-        rope_theta=int(cfg.get("rope_theta", 500_000)),
-        norm_eps=float(cfg.get("rms_norm_eps", 1e-5)),
+        **_decoder_fields(cfg, rope_theta=500_000, norm_eps=1e-5),
         weight_tying=bool(cfg.get("tie_word_embeddings", False)),
     )
 
@@ -247,25 +234,6 @@ def config_from_hf(directory: Path, dtype: str = "float32") -> Any:
     return family_of(data).config(data, DTYPES[dtype])
 
 
-def hf_config(cfg: qwen3_model.ModelConfig) -> dict[str, Any]:
-    return {
-        "architectures": ["Qwen3ForCausalLM"],
-        "model_type": "qwen3",
-        "hidden_size": cfg.embed_dim,
-        "intermediate_size": cfg.hidden_dim,
-        "num_hidden_layers": cfg.num_layers,
-        "num_attention_heads": cfg.num_heads,
-        "num_key_value_heads": cfg.num_kv_heads,
-        "head_dim": cfg.head_dim,
-        "vocab_size": cfg.vocab_size,
-        "rope_theta": cfg.rope_theta,
-        "rms_norm_eps": cfg.norm_eps,
-        "tie_word_embeddings": cfg.use_tied_embedding,
-        "torch_dtype": "float32",
-        "hidden_act": "silu",
-    }
-
-
 def reinit_zero_kernels(model: nnx.Module, seed: int, std: float = 0.02) -> int:
     """Re-draw every all-zero ≥2-D parameter.
 
@@ -392,57 +360,11 @@ def count_params(model: nnx.Module, kind: type = nnx.Param) -> int:
     return int(sum(x.size for x in jax.tree.leaves(nnx.state(model, kind))))
 
 
-def _flat_params(model: nnx.Module) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    for path, var in nnx.iter_graph(model):
-        if isinstance(var, nnx.Param) and not isinstance(var, nnx.LoRAParam):
-            out[".".join(str(p) for p in path)] = np.asarray(var.value)
-    return out
-
-
-def hf_state_dict(model: nnx.Module, cfg: Any) -> dict[str, np.ndarray]:
-    """The model's weights under Hugging Face Qwen3 names and shapes (inverse of Tunix's loader)."""
-    d, h, kv, hd = cfg.embed_dim, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-    out: dict[str, np.ndarray] = {}
-    for name, value in _flat_params(model).items():
-        m = re.fullmatch(r"layers\.(\d+)\.(.+)", name)
-        if name == "embedder.input_embedding":
-            out["model.embed_tokens.weight"] = value
-        elif name == "final_norm.w":
-            out["model.norm.weight"] = value
-        elif name == "lm_head.w":
-            out["lm_head.weight"] = value.T
-        elif m:
-            layer, rest = m.group(1), m.group(2)
-            prefix = f"model.layers.{layer}"
-            if rest == "attn.q_proj.w":
-                out[f"{prefix}.self_attn.q_proj.weight"] = value.reshape(d, h * hd).T
-            elif rest in ("attn.k_proj.w", "attn.v_proj.w"):
-                which = rest.split(".")[1]
-                out[f"{prefix}.self_attn.{which}.weight"] = value.reshape(d, kv * hd).T
-            elif rest == "attn.o_proj.w":
-                out[f"{prefix}.self_attn.o_proj.weight"] = value.reshape(h * hd, d).T
-            elif rest in ("attn.q_norm.w", "attn.k_norm.w"):
-                out[f"{prefix}.self_attn.{rest.split('.')[1]}.weight"] = value
-            elif rest in ("mlp.gate_proj.kernel", "mlp.up_proj.kernel", "mlp.down_proj.kernel"):
-                out[f"{prefix}.mlp.{rest.split('.')[1]}.weight"] = value.T
-            elif rest in ("input_layernorm.w", "post_attention_layernorm.w"):
-                out[f"{prefix}.{rest.split('.')[0]}.weight"] = value
-            else:
-                raise ValueError(f"Unexpected parameter {name}")
-        else:
-            raise ValueError(f"Unexpected parameter {name}")
-    return {k: np.ascontiguousarray(v.astype(np.float32)) for k, v in out.items()}
-
-
 def save_hf(model: nnx.Module, cfg: Any, tokenizer: Any, directory: Path) -> None:
-    """Write `model.safetensors`, `config.json` and the tokenizer in the HF Qwen3 layout."""
-    import safetensors.numpy
+    """A Qwen3-class model (a preset's random base) in the Hugging Face layout, with its own tokenizer."""
+    from runs.training import export
 
-    directory.mkdir(parents=True, exist_ok=True)
-    safetensors.numpy.save_file(hf_state_dict(model, cfg), str(directory / "model.safetensors"))
-    (directory / "config.json").write_text(json.dumps(hf_config(cfg), indent=2))
-    tokenizer.save(directory)
+    export.export_hf(model, cfg, QWEN3.name, directory, base_dir=None, tokenizer=tokenizer)
 
 
 def save_final(

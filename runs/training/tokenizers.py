@@ -224,17 +224,17 @@ class SpecialTokens:
                 value = value.get("content")
             return token_id(value) if isinstance(value, str) and value else None
 
-        generation_eos = _ids(generation.get("eos_token_id"))
-        config_eos = _ids(model_config.get("eos_token_id"))
+        generation_eos = token_ids(generation.get("eos_token_id"))
+        config_eos = token_ids(model_config.get("eos_token_id"))
         eos = named("eos")
         if eos is None:
             eos = _first(generation_eos + config_eos)
         bos = named("bos")
         if bos is None and "bos_token" not in tok_config:  # an explicit null (Qwen) means none
-            bos = _first(_ids(generation.get("bos_token_id")) + _ids(model_config.get("bos_token_id")))
+            bos = _first(token_ids(generation.get("bos_token_id")) + token_ids(model_config.get("bos_token_id")))
         pad = named("pad")
         if pad is None:
-            pad = _first(_ids(generation.get("pad_token_id")) + _ids(model_config.get("pad_token_id")))
+            pad = _first(token_ids(generation.get("pad_token_id")) + token_ids(model_config.get("pad_token_id")))
         add_bos = tok_config.get("add_bos_token")
         return cls(bos, eos, pad, add_bos if isinstance(add_bos, bool) else None, generation_eos + config_eos)
 
@@ -246,7 +246,8 @@ def _json_object(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _ids(value: Any) -> list[int]:
+def token_ids(value: Any) -> list[int]:
+    """The ids a config file gives for a token: one int, a list of them, or none (bools are not ids)."""
     if isinstance(value, bool):
         return []
     if isinstance(value, int):
