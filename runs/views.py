@@ -20,6 +20,7 @@ from runs.forms import RunDescribeForm, RunLaunchForm
 from runs.hyperparameters import BOUNDS
 from runs.launching import artifact_path, delete_run, launch_run, list_artifacts, retry_run
 from runs.models import CONFIG_FIELDS, EvalSet, Evaluation, Run, RunLog
+from runs.presentation import summary_groups
 from runs.training.estimates import ESTIMATE_KEYS
 from runs.validation import LaunchInvalid, validate_launch
 from tunixrt.jobs import Job, JobNotActive
@@ -160,9 +161,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "last_seq": logs[-1].seq if logs else -1,
         "poll_logs": run.is_active,
         **_artifact_groups(run),
-        "summary_items": sorted(
-            (k, v) for k, v in run.summary.items() if k != "samples" and k not in ESTIMATE_KEYS
-        ),
+        "summary_groups": summary_groups(run.summary, {"samples", *ESTIMATE_KEYS}),
         "evaluations": run.evaluations.select_related("eval_set").order_by("-created_at")[:20],
         "eval_sets": EvalSet.objects.order_by("name"),
         "versions": run.model_versions.select_related("model"),

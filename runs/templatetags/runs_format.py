@@ -48,3 +48,11 @@ def duration(seconds: Any) -> Any:
         return f"{hours} h {minutes:02d} min"
     days, hours = divmod(hours, 24)
     return f"{days} d {hours} h"
+
+
+@register.filter
+def label(key: Any) -> Any:
+    """A summary or config key as people write it ("final_train_loss" → "Final train loss")."""
+    from runs.presentation import label as people_label
+
+    return people_label(key) if isinstance(key, str) else key

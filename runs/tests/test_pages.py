@@ -181,10 +181,10 @@ def test_the_detail_page_shows_status_config_summary_log_chart_and_artifacts(pag
     assert f"Run #{run.pk}" in text
     assert '<span class="badge completed" id="run-status">Completed</span>' in text
     assert 'id="status"' in text and 'hx-trigger="every 2s"' not in text  # finished: no polling
-    assert "<th>learning_rate</th><td>0.004</td>" in text
-    assert "<th>final_train_loss</th><td>3.5</td>" in text
-    assert "<th>parameters</th><td>328832</td>" in text
-    assert "<th>tokens_per_s</th><td>5,000</td>" in text
+    assert "<th>Learning rate</th><td>0.004</td>" in text
+    assert "<th>Final train loss</th><td>3.5</td>" in text
+    assert "<th>Parameters</th><td>328832</td>" in text
+    assert "<th>Tokens/s</th><td>5,000</td>" in text
     for n in range(5):
         assert f'<span class="seq">{n}</span> line {n}' in text
     assert text.count('<svg class="chart"') == 2  # a loss panel and a learning rate panel
@@ -264,11 +264,11 @@ def test_compare_two_runs_shows_a_config_diff_and_overlaid_curves(page, dataset)
     response = page.get("/runs/compare/", {"id": [one.pk, two.pk]})
     assert response.status_code == 200
     text = html(response)
-    rows = {name: classes.split() for classes, name in re.findall(r'<tr class="([^"]*)"><th>(\w+)</th>', text)}
-    assert "differs" in rows["learning_rate"]
-    assert "differs" not in rows["max_steps"]
-    assert "differs" not in rows["dataset"]
-    assert "result" in rows["final_train_loss"]
+    rows = {name: classes.split() for classes, name in re.findall(r'<tr class="([^"]*)"><th>([^<]+)</th>', text)}
+    assert "differs" in rows["Learning rate"]
+    assert "differs" not in rows["Max steps"]
+    assert "differs" not in rows["Dataset"]
+    assert "result" in rows["Final train loss"]
     assert '<svg class="chart"' in text
     assert text.count("<polyline") == 6  # train and eval loss, learning rate, of each run
     assert f"#{one.pk} train loss" in text and f"#{two.pk} train loss" in text
@@ -363,3 +363,16 @@ def test_summary_numbers_are_shown_rounded(value, shown):
     from runs.templatetags.runs_format import number
 
     assert str(number(value)) == str(shown)
+
+
+@pytest.mark.django_db
+def test_the_run_summary_is_grouped_and_labelled_for_people(page, dataset):
+    run = finished_run(dataset)
+    run.summary = {**run.summary, "steps_done": 20, "train_examples": 90, "peak_rss_mb": 812.5, "odd_key": 1}
+    run.save(update_fields=["summary"])
+    text = html(page.get(f"/runs/{run.pk}/"))
+    summary = text[text.index("<h2>Summary</h2>") : text.index("</section>", text.index("<h2>Summary</h2>"))]
+    groups = re.findall(r'<h3 class="kv-group">(\w+)</h3>', summary)
+    assert groups[:2] == ["Result", "Data"] and groups[-1] == "Other"
+    assert "<th>Steps done</th><td>20</td>" in summary and "<th>Peak RSS (MB)</th><td>812.5</td>" in summary
+    assert "_" not in "".join(re.findall(r"<th>([^<]+)</th>", summary))
