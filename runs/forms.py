@@ -9,6 +9,7 @@ from django import forms
 from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod
 from runs.hyperparameters import BOUNDS
 from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX
+from runs.presentation import label
 from runs.training import templates
 from runs.validation import LaunchInvalid, as_written, base_model_choices, default_value, validate_launch
 from traces.choices import DatasetStatus
@@ -41,7 +42,7 @@ class RunLaunchForm(forms.Form):
                 required=False,
                 initial=default_value(name),
                 help_text=f"{bound.help} ({as_written(bound.low)}–{as_written(bound.high)})",
-                label=name.replace("_", " ").capitalize(),
+                label=label(name),
             )
 
     def clean(self) -> dict[str, Any]:
