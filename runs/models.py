@@ -248,7 +248,7 @@ class Run(Job):
             "memory": memory,
             "total_mb": summary.get("total_mb"),
             "device_memory_mb": summary.get("device_memory_mb"),
-            "devices": summary.get("devices"),
+            "devices": summary.get("device_count"),
             "platform": summary.get("platform"),
             "device_kind": summary.get("device_kind"),
             "dtype": summary.get("dtype"),

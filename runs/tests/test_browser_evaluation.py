@@ -112,7 +112,9 @@ def test_evaluate_a_run_from_its_page_and_find_it_on_the_leaderboard(browser: Wa
     expect(row).to_have_count(1)
     expect(row).to_contain_text(f"{evaluation.correct}/{len(SUMS)}")
     expect(row).to_contain_text("sums@v1")
-    expect(row.get_by_role("link", name=f"{evaluation.accuracy * 100:.1f} %")).to_have_attribute(
+    accuracy = evaluation.accuracy
+    assert accuracy is not None
+    expect(row.get_by_role("link", name=f"{accuracy * 100:.1f} %")).to_have_attribute(
         "href", f"/evaluations/{evaluation_id}/"
     )
     browser.shot("leaderboard")

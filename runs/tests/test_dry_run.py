@@ -41,7 +41,7 @@ def test_a_dry_run_reports_data_and_estimates_and_trains_nothing(dataset):
     assert summary["weights_mb"] == pytest.approx(TINY_PARAMETERS * 4 / 2**20, abs=0.05)  # float32
     assert summary["optimizer_mb"] == pytest.approx(TINY_PARAMETERS * 8 / 2**20, abs=0.05)  # two Adam moments
     assert 0 < summary["logits_mb"] < summary["activations_mb"]
-    assert summary["devices"] == 1
+    assert summary["device_count"] == 1
     assert summary["platform"] == "cpu"
     assert summary["dtype"] == "float32"
     assert summary["device_memory_mb"] > summary["total_mb"]

@@ -70,7 +70,7 @@ def test_fsdp_divides_weights_gradients_and_optimizer_over_the_devices_and_the_b
     assert four.overhead == one.overhead
     assert replicated.weights == one.weights
     assert replicated.activations == four.activations
-    assert four.as_dict()["devices"] == 4
+    assert four.as_dict()["device_count"] == 4
     with pytest.raises(ValueError, match="devices"):
         memory_estimate(TINY, TINY_PARAMS, TINY_PARAMS, batch_size=8, seq_len=128, devices=0)
 

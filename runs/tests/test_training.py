@@ -72,7 +72,7 @@ def test_a_tiny_run_trains_and_records_metrics_logs_checkpoints_and_the_final_mo
     # The estimate, next to what was measured (platform cpu: no MFU).
     for key in ("weights_mb", "gradients_mb", "optimizer_mb", "activations_mb", "total_mb", "device_memory_mb"):
         assert summary[key] > 0, key
-    assert summary["devices"] == 1 and summary["fits"] is True
+    assert summary["device_count"] == 1 and summary["fits"] is True
     assert summary["estimated_seconds_per_step"] > 0
     assert summary["calibration_basis"] == "default calibration"
     assert "mfu" not in summary

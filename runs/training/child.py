@@ -129,7 +129,7 @@ def main(job_path: str) -> int:
             lora=job.method == "lora",
             batch_size=job.batch_size,
             seq_len=job.max_seq_length,
-            dtype=np.dtype(cfg.param_dtype).name,
+            dtype=job.dtype,
             devices=len(devices),
             device_memory=estimates.device_memory(devices[0]),
             platform=devices[0].platform,
@@ -357,7 +357,7 @@ def _train(
             summary["seconds_per_step"],
             estimate["device_kind"],
             estimate["dtype"],
-            estimate["devices"],
+            estimate["device_count"],
         )
         if utilisation is not None:
             summary["mfu"] = round(utilisation, 4)

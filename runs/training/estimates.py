@@ -188,7 +188,7 @@ class MemoryEstimate:
             "logits_mb": round(self.logits / MB, 1),
             "overhead_mb": round(self.overhead / MB, 1),
             "total_mb": round(self.total / MB, 1),
-            "devices": self.devices,
+            "device_count": self.devices,
             "device_memory_mb": round(self.device_memory / MB, 1) if self.device_memory else None,
             "fits": self.fits,
         }
@@ -466,7 +466,7 @@ ESTIMATE_KEYS = (
     "overhead_mb",
     "total_mb",
     "estimated_memory_mb",
-    "devices",
+    "device_count",
     "device_memory_mb",
     "fits",
     "platform",

@@ -709,3 +709,60 @@ def test_bulk_label_two_traces_on_the_list(browser: Watch) -> None:
     expect(page).to_have_url(re.compile(r"/datasets/new/\?id="))
     expect(page.get_by_label("Trace ids")).to_have_value(str(first.pk))
     expect(page.locator(".match-count")).to_have_text("1")
+
+
+# Keyboard --------------------------------------------------------------------
+
+
+def test_slash_focuses_search_and_j_k_enter_open_a_row(browser: Watch) -> None:
+    traces = [make_trace(prompt=f"Keyboard question {n}") for n in range(3)]
+    page = browser.page
+    page.goto(browser.url("/traces/"))
+    expect(_rows(page)).to_have_count(3)
+    page.keyboard.press("/")
+    expect(page.locator("input[name=q]")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("input[name=q]")).not_to_be_focused()
+    page.keyboard.press("j")
+    page.keyboard.press("j")
+    current = page.locator("tr.kb-current")
+    expect(current).to_have_count(1)
+    expect(current).to_contain_text("Keyboard question 1")  # newest first: 2, 1, 0
+    page.keyboard.press("k")
+    expect(page.locator("tr.kb-current")).to_contain_text("Keyboard question 2")
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(re.compile(rf"/traces/{traces[2].pk}/$"))
+
+
+def test_x_ticks_shift_click_ticks_a_range_and_question_mark_lists_the_keys(browser: Watch) -> None:
+    for n in range(5):
+        make_trace(prompt=f"Range question {n}")
+    page = browser.page
+    page.goto(browser.url("/traces/"))
+    boxes = page.locator("#trace-table tbody input[type=checkbox][name=id]")
+    expect(boxes).to_have_count(5)
+    page.keyboard.press("j")
+    page.keyboard.press("x")
+    expect(boxes.nth(0)).to_be_checked()
+    boxes.nth(3).click(modifiers=["Shift"])
+    for n in range(4):
+        expect(boxes.nth(n)).to_be_checked()
+    expect(boxes.nth(4)).not_to_be_checked()
+    page.keyboard.press("?")
+    help_box = page.locator("#keys-help")
+    expect(help_box).to_be_visible()
+    expect(help_box).to_contain_text("Ctrl-Enter")
+    page.keyboard.press("Escape")
+    expect(help_box).to_be_hidden()
+
+
+def test_ctrl_enter_submits_the_form_being_typed_in(browser: Watch, user: Any) -> None:
+    page = browser.page
+    page.goto(browser.url("/traces/upload/"))
+    box = page.locator("textarea").first
+    box.fill(
+        '{"trace_version": "1.0", "prompt": "Keyboard upload", '
+        '"steps": [{"i": 0, "type": "note", "content": "one"}], "final_answer": "1"}'
+    )
+    box.press("Control+Enter")
+    expect(page.locator("#paste-result")).to_contain_text("Stored.")
