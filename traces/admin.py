@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.paginator import Paginator
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
@@ -71,8 +71,16 @@ class TraceAdmin(admin.ModelAdmin[Trace]):
     list_display = ("id", "short_prompt", "source", "step_count", "char_count", "created_at")
     list_filter = ("source",)
     search_fields = ("=id", "^content_hash", "=source")
-    search_help_text = "Trace id, content-hash prefix or exact source."
+    search_help_text = "Trace id, content-hash prefix (8+ characters) or exact source."
     show_full_result_count = False
+
+    def get_search_results(self, request: Any, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        """A short number is an id (or a source), never a hash prefix: "1" would also list every trace
+        whose SHA-256 starts with 1 (one in sixteen)."""
+        term = search_term.strip()
+        if term.isdigit() and len(term) < 8:
+            return queryset.filter(Q(pk=int(term)) | Q(source=term)), False
+        return super().get_search_results(request, queryset, search_term)
     paginator = EstimatedCountPaginator
     list_per_page = 50
     ordering = ("-created_at", "-id")

@@ -57,6 +57,13 @@ def test_the_changelist_searches_by_id_hash_prefix_and_source(admin_page):
     assert listed(admin_page.get(CHANGELIST, {"q": "no such thing"})) == []
 
 
+def test_a_short_number_is_an_id_not_a_hash_prefix(admin_page):
+    traces = [make_trace(prompt=f"numbered {n}") for n in range(20)]
+    # With 20 traces some hash almost surely starts with each searched digit: only the id may match.
+    for trace in traces[:9]:
+        assert listed(admin_page.get(CHANGELIST, {"q": str(trace.pk)})) == [trace.pk]
+
+
 def test_the_changelist_does_not_load_payloads(admin_page):
     make_trace(prompt="p" * 300)
     make_trace(meta={"source": "s"})
