@@ -108,7 +108,7 @@ def test_launch_a_tiny_run_watch_it_finish_and_download_its_model(
     expect(page.locator('#chart [data-chart="learning-rate"] canvas').first).to_be_visible()
     expect(page.locator("#log")).to_contain_text("finished: completed")
     expect(page.locator("#log")).to_contain_text(f"step {FAST['max_steps']}: loss")
-    expect(page.locator(".kv").first).to_contain_text("final_train_loss")
+    expect(page.locator(".kv").first).to_contain_text("Final train loss")
     anon.shot("run-detail")
     # An ended run's page is quiet: no log poller left to fire again and again.
     log_fetches: list[str] = []
