@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from django import forms
@@ -41,7 +42,11 @@ class DatasetBuildForm(forms.Form):
         help_text="instead of the filters: these traces (ids separated by commas or spaces)",
     )
     strategy = forms.ChoiceField(choices=DatasetStrategy.choices, initial=DatasetStrategy.LATEST)
-    seed = forms.CharField(required=False, help_text="required for random")
+    seed = forms.CharField(
+        required=False,
+        initial=lambda: str(secrets.randbelow(10_000)),
+        help_text="for random: the same seed picks the same traces (a fresh one is filled in)",
+    )
     limit = forms.CharField(required=False, initial="1000", help_text="1–1,000,000")
     # 0, as the API and `build_dataset` default to: a split is asked for, never implied.
     validation_fraction = forms.CharField(
@@ -58,6 +63,8 @@ class DatasetBuildForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        if data.get("strategy") != DatasetStrategy.RANDOM:
+            data["seed"] = ""  # the pre-filled seed means nothing to the other strategies
         try:
             self.spec = validate_build_spec({k: v for k, v in data.items() if v not in (None, "")})
         except BuildInvalid as exc:

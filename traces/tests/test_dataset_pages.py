@@ -226,3 +226,20 @@ def test_the_build_page_and_the_api_default_to_no_validation_split(page, api, fr
     response = api.post("/api/datasets", {"name": "api-default"}, format="json")
     assert response.status_code in (201, 202), response.content
     assert Dataset.objects.get(name="api-default").spec["validation_fraction"] == 0
+
+
+@pytest.mark.django_db
+def test_the_build_page_fills_in_a_seed_so_a_random_build_needs_no_extra_typing(page):
+    for n in range(3):
+        make_trace(prompt=f"seeded {n}")
+    text = page.get("/datasets/new/").content.decode()
+    match = re.search(r'name="seed" value="(\d+)"', text)
+    assert match, "a seed is pre-filled"
+    response = page.post("/datasets/new/", {"name": "seeded", "strategy": "random", "seed": match.group(1),
+                                            "limit": "2", "validation_fraction": "0", "validation_seed": "0"})
+    assert response.status_code == 302
+    latest = page.post("/datasets/new/", {"name": "newest", "strategy": "latest", "seed": "42",
+                                          "limit": "2", "validation_fraction": "0", "validation_seed": "0"})
+    assert latest.status_code == 302
+    assert Dataset.objects.get(name="seeded").spec["seed"] == int(match.group(1))
+    assert Dataset.objects.get(name="newest").spec.get("seed") is None
