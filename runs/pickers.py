@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from runs.choices import RunStatus
-from runs.models import EvalSet, Evaluation, RegisteredModel, Run
+from runs.models import EvalSet, Evaluation, RegisteredModel
 
 PICK_LIMIT = 200
 
@@ -32,20 +32,6 @@ def evaluated_runs(eval_set: EvalSet | None = None, limit: int = PICK_LIMIT) -> 
     return [
         (run_id, f"#{run_id}{' ' + names[run_id] if names[run_id] else ''} — {', '.join(parts)}")
         for run_id, parts in list(labels.items())[:limit]
-    ]
-
-
-def completed_runs(limit: int = PICK_LIMIT) -> list[tuple[int, str]]:
-    """(run id, label) of completed training runs, newest first: "#12 lr sweep — tiny, lora, arith@v1"."""
-    runs = (
-        Run.objects.filter(status=RunStatus.COMPLETED, mode="train")
-        .select_related("dataset")
-        .only("id", "name", "base_model", "method", "dataset__name", "dataset__version")
-        .order_by("-id")[:limit]
-    )
-    return [
-        (r.pk, f"#{r.pk}{' ' + r.name if r.name else ''} — {r.base_model}, {r.method}, {r.dataset.key}")
-        for r in runs
     ]
 
 

@@ -6,6 +6,8 @@ from typing import Any
 
 from django import template
 
+from runs.presentation import label as people_label
+
 register = template.Library()
 
 
@@ -53,6 +55,4 @@ def duration(seconds: Any) -> Any:
 @register.filter
 def label(key: Any) -> Any:
     """A summary or config key as people write it ("final_train_loss" → "Final train loss")."""
-    from runs.presentation import label as people_label
-
     return people_label(key) if isinstance(key, str) else key

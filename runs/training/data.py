@@ -10,8 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from runs.training.templates import TEMPLATES as TEMPLATES  # re-exported
-from runs.training.templates import render as render  # re-exported
+from runs.training.templates import render
 
 
 class Tokenizer(Protocol):
