@@ -27,6 +27,14 @@ def number(value: Any) -> Any:
 
 
 @register.filter
+def thousands(value: Any) -> Any:
+    """A whole number with thousands separated (12,345); anything else unchanged."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    return f"{value:,}"
+
+
+@register.filter
 def percent(value: Any) -> Any:
     """A fraction (0–1) as a percentage with one decimal: 0.4567 → "45.7 %"; None stays None."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value != value:
