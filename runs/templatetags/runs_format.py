@@ -13,11 +13,13 @@ register = template.Library()
 
 @register.filter
 def number(value: Any) -> Any:
-    """A float as people read it: four decimals at most, thousands separated, no trailing zeros.
+    """A number as people read it: thousands separated; floats with four decimals at most, no trailing zeros.
 
     Tiny magnitudes keep their significant digits (2.5e-05); everything that is not a
-    float (ints, text, lists, None) is returned unchanged.
+    number (text, lists, None) is returned unchanged.
     """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     if not isinstance(value, float) or value != value or value in (float("inf"), float("-inf")):
         return value
     if value != 0 and abs(value) < 1e-3:

@@ -17,7 +17,7 @@ from tunixrt.tests.role_support import html
 
 pytestmark = pytest.mark.django_db
 
-T0 = timezone.now() - dt.timedelta(days=1)
+T0 = (timezone.now() - dt.timedelta(days=1)).replace(second=0, microsecond=0)
 
 
 def traces_with(specs: list[tuple[int, str, list[str]]]) -> list[Trace]:
@@ -224,3 +224,14 @@ def test_detail_page_ignores_a_broken_list_query(page, spread):
 
     assert response.status_code == 200
     assert positions(page, c, "?min_steps=lots&sort=loudest")[:2] == (d.pk, b.pk)
+
+
+def test_the_build_page_asks_dates_with_a_picker_and_reads_its_value(page, spread):
+    body = html(page.get("/datasets/new/"))
+    assert 'type="datetime-local" name="created_after"' in body
+    picked = timezone.localtime(T0 + dt.timedelta(minutes=3)).strftime("%Y-%m-%dT%H:%M")
+
+    preview = html(page.get("/datasets/preview/", {"created_after": picked}))
+
+    # The two traces created from the picked minute on (at +3 and +4 minutes).
+    assert '<strong class="match-count">2</strong> traces match.' in preview
