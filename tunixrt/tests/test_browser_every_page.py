@@ -21,11 +21,11 @@ from traces.models import TraceReview
 from traces.tests.factories import make_trace
 from traces.tests.test_browser import Watch, launched_chromium, watched_page
 
-from playwright.sync_api import Browser, expect  # isort: skip
+from playwright.sync_api import Browser, ViewportSize, expect  # isort: skip
 
 pytestmark = pytest.mark.browser
 
-WIDTHS = {"desktop": {"width": 1280, "height": 860}, "phone": {"width": 390, "height": 844}}
+WIDTHS: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 860}, "phone": {"width": 390, "height": 844}}
 
 
 @pytest.fixture(scope="module")
