@@ -1,11 +1,10 @@
 """Exploring the traces: orders, how many match, their top sources and tags, neighbours.
 
 Counting is exact up to `EXACT_COUNT_LIMIT` matching traces (a bounded
-`COUNT(*)` over a `LIMIT`-ed subquery, so a filter that matches a million rows
-stops at 100,001); above it PostgreSQL's planner estimate is reported and said
-to be one. The source and tag facets are counted over the newest
-`FACET_SCOPE` matching traces (all of them when fewer match), so they cost the
-same at a million rows as at a hundred thousand.
+`COUNT(*)` over a `LIMIT`-ed subquery); above it PostgreSQL's planner estimate
+is reported and said to be one. The source and tag facets are counted over the
+newest `FACET_SCOPE` matching traces (all of them when fewer match), so they
+cost the same at a million rows as at ten thousand (bench/bench_list.py).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import connection
-from django.db.models import Count, QuerySet
+from django.db.models import QuerySet
 
 from traces.models import Trace
 from tunixrt.pagination import NEWEST, Order, after
@@ -31,7 +30,8 @@ ORDERS: dict[str, Order] = {
 }
 
 EXACT_COUNT_LIMIT = 100_000
-FACET_SCOPE = 100_000
+SANITY_COUNT = 1_000  # an estimate above the limit is checked against this many rows
+FACET_SCOPE = 10_000
 FACET_TOP = 12
 
 
@@ -45,14 +45,25 @@ class MatchCount:
 
 
 def count_matching(queryset: QuerySet[Trace]) -> MatchCount:
-    """How many traces `queryset` holds: exact up to 100,000, PostgreSQL's estimate above."""
+    """How many traces `queryset` holds: exact up to 100,000, PostgreSQL's estimate above.
+
+    On PostgreSQL the planner's estimate comes first (one EXPLAIN, no rows read): above the
+    limit it is the answer, unless a cheap look (at most 1,001 rows) shows that the planner
+    guessed far too high; otherwise the rows are counted, at most 100,001 of them.
+    """
     qs = queryset.order_by().values("pk")
     if connection.vendor != "postgresql":
         return MatchCount(qs.count(), exact=True)
+    estimate = _planner_rows(qs)
+    if estimate > EXACT_COUNT_LIMIT:
+        few = qs[: SANITY_COUNT + 1].count()
+        if few <= SANITY_COUNT:
+            return MatchCount(few, exact=True)
+        return MatchCount(estimate, exact=False)
     bounded = qs[: EXACT_COUNT_LIMIT + 1].count()
     if bounded <= EXACT_COUNT_LIMIT:
         return MatchCount(bounded, exact=True)
-    return MatchCount(max(_planner_rows(qs), EXACT_COUNT_LIMIT + 1), exact=False)
+    return MatchCount(max(estimate, EXACT_COUNT_LIMIT + 1), exact=False)
 
 
 def _planner_rows(queryset: QuerySet[Any]) -> int:
@@ -66,42 +77,40 @@ def _planner_rows(queryset: QuerySet[Any]) -> int:
 
 
 def facets(queryset: QuerySet[Trace], matching: MatchCount) -> dict[str, Any]:
-    """The most frequent sources and tags among the matching traces (the newest 100,000 of them)."""
-    if matching.exact and matching.count <= FACET_SCOPE:
-        scope = queryset.order_by().values("pk")
-        scope_size = matching.count
-    else:
-        scope = queryset.order_by(*NEWEST.order_by).values("pk")[:FACET_SCOPE]
-        scope_size = FACET_SCOPE
-    sources = (
-        Trace.objects.filter(pk__in=scope)
-        .exclude(source="")
-        .values("source")
-        .annotate(count=Count("id"))
-        .order_by("-count", "source")[:FACET_TOP]
-    )
-    return {
-        "scope": scope_size,
-        "sources": [{"source": row["source"], "count": row["count"]} for row in sources],
-        "tags": _tag_counts(scope),
-    }
+    """The most frequent sources and tags among the newest 10,000 matching traces (all when fewer).
 
-
-def _tag_counts(scope: QuerySet[Any]) -> list[dict[str, Any]]:
+    One statement: the newest matching rows are read once, by the list's own index, and
+    both counts are taken from them.
+    """
+    scope = queryset.order_by(*NEWEST.order_by).values("source", "tags")[:FACET_SCOPE]
     sql, params = scope.query.sql_with_params()
-    table = Trace._meta.db_table
     if connection.vendor == "postgresql":
-        elements = 'jsonb_array_elements_text(t."tags") AS tag(value)'
+        elements = 'jsonb_array_elements_text(s."tags") AS tag(value)'
     else:
-        elements = 'json_each(t."tags") AS tag'
-    # Only identifiers of ours and the ORM's own compiled SQL are formatted in; values are parameters.
+        elements = 'json_each(s."tags") AS tag'
+    # Only fixed SQL of ours and the ORM's own compiled query are formatted in; values are parameters.
     query = (
-        f'SELECT tag.value, COUNT(*) AS n FROM "{table}" t, {elements} '  # noqa: S608
-        f'WHERE t."id" IN ({sql}) GROUP BY tag.value ORDER BY n DESC, tag.value LIMIT %s'
+        f"WITH s AS ({sql}) "  # noqa: S608
+        "SELECT * FROM (SELECT 'source', s.\"source\", COUNT(*) AS n FROM s WHERE s.\"source\" <> '' "
+        "GROUP BY s.\"source\" ORDER BY n DESC, s.\"source\" LIMIT %s) AS sources "
+        "UNION ALL "
+        f"SELECT * FROM (SELECT 'tag', tag.value, COUNT(*) AS n FROM s, {elements} "
+        "GROUP BY tag.value ORDER BY n DESC, tag.value LIMIT %s) AS tags"
     )
+    sources: list[dict[str, Any]] = []
+    tags: list[dict[str, Any]] = []
     with connection.cursor() as cursor:
-        cursor.execute(query, [*params, FACET_TOP])
-        return [{"tag": str(value), "count": int(n)} for value, n in cursor.fetchall()]
+        cursor.execute(query, [*params, FACET_TOP, FACET_TOP])
+        for kind, value, n in cursor.fetchall():
+            if kind == "source":
+                sources.append({"source": str(value), "count": int(n)})
+            else:
+                tags.append({"tag": str(value), "count": int(n)})
+    return {
+        "scope": min(matching.count, FACET_SCOPE),
+        "sources": sources,
+        "tags": tags,
+    }
 
 
 def neighbours(queryset: QuerySet[Trace], trace: Trace, order: Order) -> tuple[int | None, int | None]:

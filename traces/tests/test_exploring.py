@@ -141,6 +141,7 @@ def test_facets_count_only_the_newest_matching_traces_beyond_their_scope(api, sp
 
 def test_above_the_exact_limit_postgresql_reports_its_estimate_and_says_so(api, page, spread, monkeypatch):
     monkeypatch.setattr(exploring, "EXACT_COUNT_LIMIT", 3)
+    monkeypatch.setattr(exploring, "SANITY_COUNT", 2)
 
     body = api.get("/api/traces/summary").json()
     fragment = html(page.get("/traces/summary/"))
@@ -235,3 +236,17 @@ def test_the_build_page_asks_dates_with_a_picker_and_reads_its_value(page, sprea
 
     # The two traces created from the picked minute on (at +3 and +4 minutes).
     assert '<strong class="match-count">2</strong> traces match.' in preview
+
+
+def test_a_wild_overestimate_is_caught_and_the_few_matches_counted(api, spread, monkeypatch):
+    monkeypatch.setattr(exploring, "EXACT_COUNT_LIMIT", 3)
+    monkeypatch.setattr(exploring, "_planner_rows", lambda qs: 5_000_000)
+
+    body = api.get("/api/traces/summary").json()
+
+    if connection.vendor == "postgresql":
+        assert (body["count"], body["exact"]) == (5, True)  # 5 rows are fewer than the 1,000 looked at
+        monkeypatch.setattr(exploring, "SANITY_COUNT", 2)
+        assert api.get("/api/traces/summary").json()["count"] == 5_000_000
+    else:
+        assert (body["count"], body["exact"]) == (5, True)
