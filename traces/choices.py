@@ -33,3 +33,12 @@ class ExportFormat(models.TextChoices):
     TUNIX_SFT = "tunix_sft", "tunix_sft (Gemma turn template)"
     TRAINING_EXAMPLE = "training_example", "training_example (prompt, response)"
     CHAT = "chat", "chat (messages)"
+
+
+class PairSource(models.TextChoices):
+    """Where a preference pair came from."""
+
+    COMPARE = "compare", "Compare page"
+    API = "api", "API"
+    IMPORT = "import", "Import"
+    EVALUATION = "evaluation", "Evaluation"

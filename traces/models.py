@@ -14,9 +14,9 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from traces import pgwrite, searchindex
-from traces.choices import DatasetStatus, Rating, ScoreCriteria, Split
+from traces.choices import DatasetStatus, PairSource, Rating, ScoreCriteria, Split
 from traces.scoring import score_trace
-from traces.validation import SOURCE_MAX, CleanTrace
+from traces.validation import NOTE_MAX, SOURCE_MAX, CleanPair, CleanTrace
 from tunixrt.jobs import Job
 
 if TYPE_CHECKING:
@@ -473,6 +473,15 @@ class DatasetQuerySet(models.QuerySet["Dataset"]):
         )
         return [f"{name}@v{version}" for name, version in rows]
 
+    def keys_containing_pairs(self, pair_ids: Iterable[int]) -> list[str]:
+        rows = (
+            self.filter(pair_members__pair_id__in=list(pair_ids))
+            .values_list("name", "version")
+            .distinct()
+            .order_by("name", "version")
+        )
+        return [f"{name}@v{version}" for name, version in rows]
+
 
 class Dataset(Job):
     """An immutable, versioned snapshot of traces: `name@vN`.
@@ -565,3 +574,203 @@ class DatasetMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset_id}#{self.position} → trace {self.trace_id}"
+
+
+class PairInUse(Exception):
+    """The preference pair belongs to datasets (their keys in `keys`) and cannot be deleted."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"The pair belongs to dataset {', '.join(keys)} and cannot be deleted.")
+        self.keys = keys
+
+
+@dataclass(frozen=True, slots=True)
+class PairIngestResult:
+    """Where one submitted pair ended up: a new row, or the stored one with the same content."""
+
+    id: int
+    created_at: dt.datetime
+    created: bool
+
+
+class PreferencePairQuerySet(models.QuerySet["PreferencePair"]):
+    def newest_first(self) -> PreferencePairQuerySet:
+        return self.order_by("-created_at", "-id")
+
+    def search(self, text: str) -> PreferencePairQuerySet:
+        """Every word (up to ten) must appear, case-insensitively, in the prompt, the chosen or the rejected text."""
+        qs = self
+        for word in text.split()[:10]:
+            qs = qs.filter(Q(prompt__icontains=word) | Q(chosen__icontains=word) | Q(rejected__icontains=word))
+        return qs
+
+
+class PreferencePairManager(models.Manager["PreferencePair"]):
+    def get_queryset(self) -> PreferencePairQuerySet:
+        return PreferencePairQuerySet(self.model, using=self._db)
+
+    def newest_first(self) -> PreferencePairQuerySet:
+        return self.get_queryset().newest_first()
+
+    def search(self, text: str) -> PreferencePairQuerySet:
+        return self.get_queryset().search(text)
+
+    def ingest(
+        self,
+        cleans: Sequence[CleanPair],
+        source: str,
+        user: AbstractBaseUser | AnonymousUser | None = None,
+        **links: Any,
+    ) -> list[PairIngestResult]:
+        """Store validated pairs idempotently, all or nothing, one result per input in input order.
+
+        A pair whose content hash is stored already (or repeats in `cleans`) maps to
+        that row, which keeps its first provenance. `links` (chosen_trace,
+        rejected_trace, chosen_evaluation, rejected_evaluation, eval_item) go on
+        every new row.
+        """
+        creator = user if user is not None and user.is_authenticated else None
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    return self._ingest_once(cleans, source, creator, links)
+            except IntegrityError:
+                # A concurrent request stored one of these hashes between our lookup and
+                # insert: the next pass finds it stored.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _ingest_once(
+        self, cleans: Sequence[CleanPair], source: str, creator: Any, links: dict[str, Any]
+    ) -> list[PairIngestResult]:
+        hashes = list(dict.fromkeys(c.content_hash for c in cleans))
+        known: dict[str, PairIngestResult] = {
+            h: PairIngestResult(pk, created_at, False)
+            for h, pk, created_at in self.filter(content_hash__in=hashes).values_list(
+                "content_hash", "id", "created_at"
+            )
+        }
+        now = timezone.now()
+        new_rows: dict[str, PreferencePair] = {}
+        for clean in cleans:
+            if clean.content_hash not in known and clean.content_hash not in new_rows:
+                new_rows[clean.content_hash] = PreferencePair.from_clean(
+                    clean, source=source, created_at=now, created_by=creator, **links
+                )
+        if new_rows:
+            self.bulk_create(new_rows.values())
+            for h, row in new_rows.items():
+                known[h] = PairIngestResult(row.pk, now, True)
+        results: list[PairIngestResult] = []
+        seen: set[str] = set()
+        for clean in cleans:
+            result = known[clean.content_hash]
+            if result.created and clean.content_hash in seen:
+                # The same pair twice in one request: the second is a duplicate.
+                result = PairIngestResult(result.id, result.created_at, False)
+            seen.add(clean.content_hash)
+            results.append(result)
+        return results
+
+
+class PreferencePair(models.Model):
+    """A preference: for `prompt`, the `chosen` answer is better than the `rejected` one.
+
+    Provenance: `source` (compare page, API, import or evaluation), the traces or
+    evaluations the two answers came from when known, a note and free `meta`.
+    `content_hash` (SHA-256 of prompt, chosen and rejected; traces.validation.pair_hash)
+    is unique, so every capture path is idempotent. Pairs are immutable.
+    """
+
+    prompt = models.TextField()
+    chosen = models.TextField()
+    rejected = models.TextField()
+    source = models.CharField(max_length=16, choices=PairSource.choices)
+    note = models.TextField(blank=True, default="", max_length=NOTE_MAX)
+    meta = models.JSONField(default=dict, blank=True)
+    chosen_trace = models.ForeignKey(Trace, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    rejected_trace = models.ForeignKey(Trace, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    chosen_evaluation = models.ForeignKey(
+        "runs.Evaluation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rejected_evaluation = models.ForeignKey(
+        "runs.Evaluation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    eval_item = models.ForeignKey("runs.EvalItem", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    content_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    objects = PreferencePairManager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="pair_newest_idx"),
+            models.Index(fields=["source", "-created_at", "-id"], name="pair_source_newest_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Pair {self.pk}: {self.prompt[:60]}"
+
+    @classmethod
+    def from_clean(
+        cls,
+        clean: CleanPair,
+        *,
+        source: str,
+        created_at: dt.datetime | None = None,
+        created_by: Any = None,
+        **links: Any,
+    ) -> PreferencePair:
+        return cls(
+            prompt=clean.prompt,
+            chosen=clean.chosen,
+            rejected=clean.rejected,
+            note=clean.note,
+            meta=clean.meta,
+            source=source,
+            content_hash=clean.content_hash,
+            created_at=created_at or timezone.now(),
+            created_by=created_by,
+            **links,
+        )
+
+    def document(self) -> dict[str, Any]:
+        """The pair in its exchange format (re-imports as the same pair)."""
+        doc: dict[str, Any] = {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+        if self.note:
+            doc["note"] = self.note
+        doc["meta"] = self.meta
+        return doc
+
+    def dataset_keys(self) -> list[str]:
+        return Dataset.objects.keys_containing_pairs([self.pk])
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Delete the pair, unless a dataset holds it (datasets are immutable)."""
+        keys = self.dataset_keys()
+        if keys:
+            raise PairInUse(keys)
+        return super().delete(*args, **kwargs)
+
+
+class PreferenceMember(models.Model):
+    """One preference pair's place in a preference dataset. PROTECT keeps member pairs from being deleted."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="pair_members")
+    pair = models.ForeignKey(PreferencePair, on_delete=models.PROTECT, related_name="memberships")
+    position = models.PositiveIntegerField()
+    split = models.CharField(max_length=16, choices=Split.choices, default=Split.TRAIN)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "position"], name="pair_member_position"),
+        ]
+        indexes = [models.Index(fields=["pair"], name="pair_member_pair_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}#{self.position} → pair {self.pair_id}"
