@@ -29,7 +29,9 @@ def run(*args: object) -> tuple[str, str]:
 def failed(*args: object) -> str:
     err = io.StringIO()
     with pytest.raises(CommandError) as exc:
-        call_command("import_preferences", "--quiet-progress", *(str(a) for a in args), stdout=io.StringIO(), stderr=err)
+        call_command(
+            "import_preferences", "--quiet-progress", *(str(a) for a in args), stdout=io.StringIO(), stderr=err
+        )
     return err.getvalue() + str(exc.value)
 
 
