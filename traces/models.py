@@ -15,8 +15,9 @@ from django.utils import timezone
 
 from traces import pgwrite, searchindex
 from traces.choices import DatasetStatus, PairSource, Rating, ScoreCriteria, Split
+from traces.formats import reasoning_text
 from traces.scoring import score_trace
-from traces.validation import NOTE_MAX, SOURCE_MAX, CleanPair, CleanTrace
+from traces.validation import NOTE_MAX, SOURCE_MAX, CleanPair, CleanTrace, PairInvalid, validate_pair
 from tunixrt.jobs import Job
 
 if TYPE_CHECKING:
@@ -672,6 +673,37 @@ class PreferencePairManager(models.Manager["PreferencePair"]):
             seen.add(clean.content_hash)
             results.append(result)
         return results
+
+    def from_traces(
+        self,
+        chosen: Trace,
+        rejected: Trace,
+        *,
+        note: str = "",
+        user: AbstractBaseUser | AnonymousUser | None = None,
+    ) -> PairIngestResult:
+        """Record that `chosen` answers the prompt better than `rejected` (the compare page's buttons).
+
+        Both traces must answer the same prompt (compared without surrounding
+        whitespace). Each side is the trace rendered as a training target
+        (`traces.formats.reasoning_text`: `Reasoning:`, numbered steps, `Answer:`),
+        exactly what SFT exports train on, so DPO prefers one SFT target over another.
+        Raises PairInvalid naming the problem.
+        """
+        if chosen.pk == rejected.pk:
+            raise PairInvalid({"non_field_errors": ["Pick two different traces."]})
+        if chosen.prompt.strip() != rejected.prompt.strip():
+            reason = "The traces answer different prompts; a preference pair compares two answers to one prompt."
+            raise PairInvalid({"non_field_errors": [reason]})
+        clean = validate_pair(
+            {
+                "prompt": chosen.prompt,
+                "chosen": reasoning_text(chosen.steps, chosen.final_answer),
+                "rejected": reasoning_text(rejected.steps, rejected.final_answer),
+                "note": note,
+            }
+        )
+        return self.ingest([clean], PairSource.COMPARE, user, chosen_trace=chosen, rejected_trace=rejected)[0]
 
 
 class PreferencePair(models.Model):

@@ -10,18 +10,9 @@ from django.http import StreamingHttpResponse
 from runs.training import templates
 from traces.choices import ExportFormat, Split
 from traces.exporting import EXPORT_CHUNK, with_review
-from traces.formats import dumps_line
+from traces.formats import dumps_line, reasoning_text
 from traces.labelling import review_summaries
 from traces.models import Dataset, DatasetMember
-
-
-def reasoning_text(steps: list[dict[str, Any]], final_answer: str) -> str:
-    """The model's side of a training example: numbered reasoning, then the answer."""
-    lines = ["Reasoning:"]
-    lines.extend(f"{n}. {step['content']}" for n, step in enumerate(steps, start=1))
-    lines.append(f"Answer: {final_answer}")
-    return "\n".join(lines)
-
 
 TEMPLATED = (ExportFormat.TUNIX_SFT, ExportFormat.CHAT)  # the formats that take a chat template
 
