@@ -16,6 +16,11 @@ class DatasetStrategy(models.TextChoices):
     ALL = "all", "All, oldest first"
 
 
+class DatasetKind(models.TextChoices):
+    SFT = "sft", "SFT (traces)"
+    PREFERENCE = "preference", "Preference (pairs)"
+
+
 class DatasetStatus(models.TextChoices):
     PENDING = "pending", "Queued"
     BUILDING = "building", "Building"
@@ -33,6 +38,7 @@ class ExportFormat(models.TextChoices):
     TUNIX_SFT = "tunix_sft", "tunix_sft (Gemma turn template)"
     TRAINING_EXAMPLE = "training_example", "training_example (prompt, response)"
     CHAT = "chat", "chat (messages)"
+    DPO = "dpo", "dpo (prompt, chosen, rejected; preference datasets)"
 
 
 class PairSource(models.TextChoices):

@@ -14,7 +14,7 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from traces import pgwrite, searchindex
-from traces.choices import DatasetStatus, PairSource, Rating, ScoreCriteria, Split
+from traces.choices import DatasetKind, DatasetStatus, PairSource, Rating, ScoreCriteria, Split
 from traces.formats import reasoning_text
 from traces.scoring import score_trace
 from traces.validation import NOTE_MAX, SOURCE_MAX, CleanPair, CleanTrace, PairInvalid, validate_pair
@@ -485,14 +485,16 @@ class DatasetQuerySet(models.QuerySet["Dataset"]):
 
 
 class Dataset(Job):
-    """An immutable, versioned snapshot of traces: `name@vN`.
+    """An immutable, versioned snapshot of traces (`sft`) or preference pairs (`preference`): `name@vN`.
 
     Building an existing name creates the next version; nothing is changed after
-    the build. Membership is an ordered list of DatasetMember rows, each marked
-    train or validation. `spec` records how it was built, `stats` what it holds.
+    the build. Membership is an ordered list of DatasetMember rows (traces) or
+    PreferenceMember rows (pairs), each marked train or validation. `spec`
+    records how it was built, `stats` what it holds.
     """
 
     name = models.SlugField(max_length=100)
+    kind = models.CharField(max_length=16, choices=DatasetKind.choices, default=DatasetKind.SFT)
     version = models.PositiveIntegerField()
     description = models.TextField(blank=True, default="")
     spec = models.JSONField(default=dict)
@@ -522,6 +524,10 @@ class Dataset(Job):
     @property
     def key(self) -> str:
         return f"{self.name}@v{self.version}"
+
+    @property
+    def is_preference(self) -> bool:
+        return self.kind == DatasetKind.PREFERENCE
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """Delete the snapshot, unless runs trained on it (their provenance needs it)."""
