@@ -627,6 +627,8 @@ class PreferencePairManager(models.Manager["PreferencePair"]):
         cleans: Sequence[CleanPair],
         source: str,
         user: AbstractBaseUser | AnonymousUser | None = None,
+        *,
+        item_links: Sequence[dict[str, Any]] | None = None,
         **links: Any,
     ) -> list[PairIngestResult]:
         """Store validated pairs idempotently, all or nothing, one result per input in input order.
@@ -634,13 +636,14 @@ class PreferencePairManager(models.Manager["PreferencePair"]):
         A pair whose content hash is stored already (or repeats in `cleans`) maps to
         that row, which keeps its first provenance. `links` (chosen_trace,
         rejected_trace, chosen_evaluation, rejected_evaluation, eval_item) go on
-        every new row.
+        every new row; `item_links`, one dict per pair, on that pair's row.
         """
         creator = user if user is not None and user.is_authenticated else None
+        per_item = [{**links, **extra} for extra in item_links] if item_links is not None else [links] * len(cleans)
         for attempt in range(3):
             try:
                 with transaction.atomic():
-                    return self._ingest_once(cleans, source, creator, links)
+                    return self._ingest_once(cleans, source, creator, per_item)
             except IntegrityError:
                 # A concurrent request stored one of these hashes between our lookup and
                 # insert: the next pass finds it stored.
@@ -649,7 +652,7 @@ class PreferencePairManager(models.Manager["PreferencePair"]):
         raise AssertionError("unreachable")
 
     def _ingest_once(
-        self, cleans: Sequence[CleanPair], source: str, creator: Any, links: dict[str, Any]
+        self, cleans: Sequence[CleanPair], source: str, creator: Any, links: Sequence[dict[str, Any]]
     ) -> list[PairIngestResult]:
         hashes = list(dict.fromkeys(c.content_hash for c in cleans))
         known: dict[str, PairIngestResult] = {
@@ -660,10 +663,10 @@ class PreferencePairManager(models.Manager["PreferencePair"]):
         }
         now = timezone.now()
         new_rows: dict[str, PreferencePair] = {}
-        for clean in cleans:
+        for clean, row_links in zip(cleans, links, strict=True):
             if clean.content_hash not in known and clean.content_hash not in new_rows:
                 new_rows[clean.content_hash] = PreferencePair.from_clean(
-                    clean, source=source, created_at=now, created_by=creator, **links
+                    clean, source=source, created_at=now, created_by=creator, **row_links
                 )
         if new_rows:
             self.bulk_create(new_rows.values())

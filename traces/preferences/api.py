@@ -13,10 +13,12 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from runs.models import Evaluation
 from traces.api.views import require_body_within
 from traces.choices import PairSource
 from traces.filters import PairFilter
 from traces.models import PairInUse, PreferencePair
+from traces.preferences.generating import GenerationInvalid, pairs_from_evaluations
 from traces.validation import NOTE_MAX, TEXT_MAX, CleanPair, PairInvalid, validate_pair
 from tunixrt.pagination import KeysetPagination
 from tunixrt.roles import Action
@@ -91,6 +93,39 @@ class PairDetailSerializer(serializers.ModelSerializer[PreferencePair]):
         ]
 
 
+class FromEvaluationsSerializer(serializers.Serializer[Any]):
+    """Two completed evaluations on one eval set: a trained run's and its baseline's, or two runs'."""
+
+    evaluation = serializers.IntegerField(min_value=1)
+    other = serializers.IntegerField(min_value=1)
+
+
+class GeneratedPairsSerializer(serializers.Serializer[Any]):
+    compared = serializers.IntegerField(help_text="items both evaluations answered")
+    disagreements = serializers.IntegerField(help_text="items one answered correctly and the other did not")
+    created = serializers.IntegerField()
+    duplicates = serializers.IntegerField(help_text="pairs stored before")
+    skipped = serializers.IntegerField(help_text="disagreements whose outputs make no valid pair")
+    ids = serializers.ListField(child=serializers.IntegerField())
+
+
+def evaluations_from(data: Any) -> tuple[Evaluation, Evaluation]:
+    """The two evaluations a request names (ValidationError naming the field otherwise)."""
+    params = FromEvaluationsSerializer(data=data)
+    params.is_valid(raise_exception=True)
+    found = Evaluation.objects.select_related("eval_set").in_bulk(
+        [params.validated_data["evaluation"], params.validated_data["other"]]
+    )
+    errors = {
+        name: [f"No evaluation {params.validated_data[name]}."]
+        for name in ("evaluation", "other")
+        if params.validated_data[name] not in found
+    }
+    if errors:
+        raise ValidationError(errors)
+    return found[params.validated_data["evaluation"]], found[params.validated_data["other"]]
+
+
 def _items(data: Any) -> list[Any]:
     items = data["pairs"] if isinstance(data, dict) and list(data) == ["pairs"] else data
     limit = settings.TRACE_BATCH_MAX_ITEMS
@@ -112,7 +147,12 @@ class PreferencePairViewSet(
     queryset = PreferencePair.objects.select_related("created_by")
     filterset_class = PairFilter
     pagination_class = KeysetPagination
-    role_actions = {"create": Action.CREATE, "batch": Action.CREATE, "destroy": Action.CHANGE}
+    role_actions = {
+        "create": Action.CREATE,
+        "batch": Action.CREATE,
+        "from_evaluations": Action.CREATE,
+        "destroy": Action.CHANGE,
+    }
 
     def get_queryset(self) -> QuerySet[PreferencePair]:
         qs = PreferencePair.objects.select_related("created_by")
@@ -187,4 +227,24 @@ class PreferencePairViewSet(
         return Response(
             {"ids": [r.id for r in results], "created": created, "duplicates": len(results) - created},
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        request=FromEvaluationsSerializer,
+        responses={201: GeneratedPairsSerializer, 200: GeneratedPairsSerializer},
+        summary="Generate pairs from two evaluations on one eval set: for each item one got right and the other "
+        "wrong, the right output is chosen over the wrong one (200 when every pair was stored before)",
+    )
+    @action(detail=False, methods=["post"], url_path="from-evaluations", filter_backends=[], pagination_class=None)
+    def from_evaluations(self, request: Request) -> Response:
+        if not isinstance(request.data, dict):
+            raise ValidationError({"non_field_errors": ["Expected a JSON object."]})
+        first, second = evaluations_from(request.data)
+        try:
+            result = pairs_from_evaluations(first, second, request.user)
+        except GenerationInvalid as exc:
+            raise ValidationError(exc.errors) from None
+        return Response(
+            GeneratedPairsSerializer(result).data,
+            status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )

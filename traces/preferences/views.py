@@ -13,10 +13,13 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST
+from rest_framework.exceptions import ValidationError
 
 from traces.filters import PairFilter
 from traces.models import PairInUse, PreferencePair, Trace
+from traces.preferences.api import evaluations_from
 from traces.preferences.forms import PreferenceForm
+from traces.preferences.generating import GenerationInvalid, pairs_from_evaluations
 from traces.validation import PairInvalid
 from tunixrt.middleware import HtmxHttpRequest
 from tunixrt.pagination import InvalidPage, keyset_page, parse_limit
@@ -125,3 +128,31 @@ def pair_from_compare(request: HtmxHttpRequest) -> HttpResponse:
         messages.error(request, error)
     back = urlencode({"base": request.POST.get("base", ""), "other": request.POST.get("other", "")})
     return redirect(f"{reverse('trace-compare')}?{back}")
+
+
+@require_POST
+def pairs_from_evaluations_page(request: HtmxHttpRequest) -> HttpResponse:
+    """The evaluation compare page's "Make preference pairs": the right answers over the wrong ones."""
+    require(request.user, Action.CREATE)
+    context: dict[str, Any] = {}
+    status = 400
+    try:
+        first, second = evaluations_from(request.POST)
+        context["generated"] = pairs_from_evaluations(first, second, request.user)
+    except ValidationError as exc:
+        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
+        context["errors"] = [f"{k}: {' '.join(str(m) for m in v)}" for k, v in details.items()]
+    except GenerationInvalid as exc:
+        context["errors"] = [f"{k}: {' '.join(v)}" for k, v in exc.errors.items()]
+    else:
+        status = 201 if context["generated"].created else 200
+    if request.htmx:
+        return TemplateResponse(request, "traces/preferencepair_generated.html", context, status=status)
+    if "generated" in context:
+        g = context["generated"]
+        messages.success(
+            request, f"{g.created} new preference pairs, {g.duplicates} already stored, {g.skipped} skipped."
+        )
+    for error in context.get("errors", []):
+        messages.error(request, error)
+    return redirect(f"{reverse('pair-list')}?source=evaluation")
