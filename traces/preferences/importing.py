@@ -3,7 +3,9 @@
 Like trace imports (traces.importing): records are streamed one at a time,
 validated with the shared validator (`validate_pair`) and written in batches,
 so memory stays flat whatever the file size; bad records are reported as
-file, line and reason, and the good ones stored.
+file, line and reason, and the good ones stored. On PostgreSQL a batch is one
+indexed lookup of the stored hashes and one COPY of the rest (the ORM's model
+instances and SQL building cost three times what PostgreSQL spends storing them).
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import nullcontext
 from typing import IO, Any
 
+import orjson
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from traces.choices import PairSource
@@ -42,8 +45,54 @@ def _clean_records(name: str, records: Iterable[Record], report: ImportReport) -
         yield clean
 
 
+COPY_COLUMNS = ("prompt", "chosen", "rejected", "source", "note", "meta", "content_hash", "created_at", "created_by_id")
+
+
+def _copy(batch: list[CleanPair], created_by_id: int | None) -> int:
+    """PostgreSQL: look up the stored hashes, COPY the rest, in one transaction."""
+    from psycopg.errors import UniqueViolation
+
+    table = PreferencePair._meta.db_table
+    try:
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute(
+                f'SELECT content_hash FROM "{table}" WHERE content_hash = ANY(%s)',  # noqa: S608 - no user text
+                [[c.content_hash for c in batch]],
+            )
+            known = {row[0] for row in cur.fetchall()}
+            rows = [c for c in batch if c.content_hash not in known]
+            if rows:
+                now = timezone.now()
+                dumps = orjson.dumps
+                with cur.cursor.copy(f'COPY "{table}" ({", ".join(COPY_COLUMNS)}) FROM STDIN') as copy:
+                    for c in rows:
+                        copy.write_row(
+                            (
+                                c.prompt,
+                                c.chosen,
+                                c.rejected,
+                                PairSource.IMPORT,
+                                c.note,
+                                dumps(c.meta).decode(),
+                                c.content_hash,
+                                now,
+                                created_by_id,
+                            )
+                        )
+            return len(rows)
+    except (IntegrityError, UniqueViolation):
+        # A concurrent writer stored one of these pairs since the lookup: take the portable path.
+        return _insert(batch, created_by_id)
+
+
 def _write(batch: list[CleanPair], created_by_id: int | None) -> int:
     """Store the batch's pairs not stored yet; returns how many were new."""
+    if connection.vendor == "postgresql":
+        return _copy(batch, created_by_id)
+    return _insert(batch, created_by_id)
+
+
+def _insert(batch: list[CleanPair], created_by_id: int | None) -> int:
     known = set(
         PreferencePair.objects.filter(content_hash__in=[c.content_hash for c in batch]).values_list(
             "content_hash", flat=True
