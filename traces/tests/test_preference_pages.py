@@ -176,3 +176,12 @@ def test_the_admin_lists_and_shows_pairs(client, django_user_model):
     assert client.get("/admin/traces/preferencepair/", {"q": str(pair.pk)}).status_code == 200
     assert client.get(f"/admin/traces/preferencepair/{pair.pk}/change/").status_code == 200
     assert client.get("/admin/traces/preferencemember/").status_code == 200
+
+
+def test_the_list_links_to_a_preference_build_with_its_filters(page, user):
+    make_pair(1, source="compare", created_by=user)
+    html = page.get("/preferences/", {"source": "compare"}, headers=HTMX).content.decode()
+    assert 'href="/datasets/new/?kind=preference&amp;source=compare"' in html
+    build = page.get("/datasets/new/", {"kind": "preference", "source": "compare"}).content.decode()
+    assert '<option value="preference" selected>' in build
+    assert "1</strong> preference pair match" in build
