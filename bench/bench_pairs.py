@@ -55,8 +55,10 @@ def generate(path: Path, count: int, seed: int = 0) -> None:
             a, b = rng.randint(2, 999), rng.randint(2, 999)
             words = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 40)))
             prompt = f"Problem {n}: {words}. What is {a} + {b}?"
-            steps = [f"{i}. {' '.join(rng.choice(WORDS) for _ in range(rng.randint(6, 18)))}"
-                     for i in range(1, rng.randint(2, 5) + 1)]
+            steps = [
+                f"{i}. {' '.join(rng.choice(WORDS) for _ in range(rng.randint(6, 18)))}"
+                for i in range(1, rng.randint(2, 5) + 1)
+            ]
             body = "\n".join(["Reasoning:", *steps, f"{len(steps) + 1}. {a} + {b} = "])
             record = {
                 "prompt": prompt,
@@ -78,8 +80,9 @@ def pairs_file(count: int) -> Path:
 def run_import(path: Path, extra: list[str]) -> dict[str, float | int | str]:
     cmd = [common.PY, str(common.ROOT / "manage.py"), "import_preferences", str(path), "--quiet-progress", *extra]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=common.ROOT, env=common.app_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=common.ROOT, env=common.app_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     code = os.waitstatus_to_exitcode(status)
@@ -111,8 +114,9 @@ def timed_manage(*args: str) -> tuple[str, float, float]:
     """Run a manage.py command as a child; (stdout + stderr, wall seconds, peak RSS in MB)."""
     cmd = [common.PY, str(common.ROOT / "manage.py"), *args]
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=common.ROOT, env=common.app_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        cmd, cwd=common.ROOT, env=common.app_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - started
     out = (proc.stdout.read() if proc.stdout else "") + (proc.stderr.read() if proc.stderr else "")
@@ -124,8 +128,18 @@ def timed_manage(*args: str) -> tuple[str, float, float]:
 def run_dataset() -> dict[str, float | int | str]:
     name = f"bench-prefs-{int(time.time())}"
     out, build_wall, _ = timed_manage(
-        "build_dataset", name, "--kind", "preference", "--strategy", "random", "--seed", "1",
-        "--limit", "100000", "--validation-fraction", "0.1",
+        "build_dataset",
+        name,
+        "--kind",
+        "preference",
+        "--strategy",
+        "random",
+        "--seed",
+        "1",
+        "--limit",
+        "100000",
+        "--validation-fraction",
+        "0.1",
     )
     key = re.search(r"Built (\S+):", out)
     if key is None:
@@ -183,12 +197,16 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     for r in results:
         if "pairs_per_s" not in r:
-            print(f"{r['dataset']}: built in {r['build_process_wall_s']} s (process), exported {r['dpo_records']:,} "
-                  f"dpo records in {r['export_process_wall_s']} s, peak RSS {r['export_peak_rss_mb']} MB")
+            print(
+                f"{r['dataset']}: built in {r['build_process_wall_s']} s (process), exported {r['dpo_records']:,} "
+                f"dpo records in {r['export_process_wall_s']} s, peak RSS {r['export_peak_rss_mb']} MB"
+            )
             continue
         ok = "OK" if int(r["pairs_per_s"]) >= TARGET_RATE else "MISSED"
-        print(f"{r['file']}: {r['pairs_per_s']:,} pairs/s (target {TARGET_RATE:,}: {ok}), "
-              f"again (all duplicates) {r['again_pairs_per_s']:,}/s, peak RSS {r['peak_rss_mb']} MB")
+        print(
+            f"{r['file']}: {r['pairs_per_s']:,} pairs/s (target {TARGET_RATE:,}: {ok}), "
+            f"again (all duplicates) {r['again_pairs_per_s']:,}/s, peak RSS {r['peak_rss_mb']} MB"
+        )
     common.OUT.mkdir(parents=True, exist_ok=True)
     (common.OUT / "bench_pairs.json").write_text(json.dumps(results, indent=2))
 
