@@ -310,7 +310,7 @@ class Trace(models.Model):
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="trace_newest_idx"),
             models.Index(fields=["source", "-created_at", "-id"], name="trace_source_newest_idx"),
-            models.Index(fields=["step_count"], name="trace_step_count_idx"),
+            models.Index(fields=["step_count", "id"], name="trace_steps_id_idx"),
         ]
 
     def __str__(self) -> str:

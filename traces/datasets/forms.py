@@ -35,8 +35,9 @@ class DatasetBuildForm(forms.Form):
     tag = forms.CharField(required=False)
     min_steps = forms.CharField(required=False, label="Steps ≥")
     max_steps = forms.CharField(required=False, label="Steps ≤")
-    created_after = forms.CharField(required=False)
-    created_before = forms.CharField(required=False)
+    # A date picker; the filter takes ISO 8601 (the picker's "2026-11-30T09:00" is read in the server's zone).
+    created_after = forms.CharField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    created_before = forms.CharField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     rating = forms.ChoiceField(
         required=False, choices=[("", "any"), ("good", "good"), ("bad", "bad"), ("unrated", "unrated")]
     )

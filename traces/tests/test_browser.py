@@ -276,7 +276,7 @@ def test_login_upload_browse_and_compare(anon: Watch, user: Any) -> None:
     assert second != first
 
     # Both are in the list, newest first.
-    page.get_by_role("navigation").get_by_role("link", name="Traces").click()
+    page.get_by_role("navigation").get_by_role("link", name="Traces", exact=True).click()
     expect(_rows(page)).to_have_count(2)
     expect(_rows(page).nth(0)).to_contain_text("Convert 100°C to Fahrenheit")
     expect(_rows(page).nth(1)).to_contain_text("Convert 68°F to Celsius")
@@ -296,7 +296,7 @@ def test_login_upload_browse_and_compare(anon: Watch, user: Any) -> None:
     anon.shot("detail")
 
     # Compare the two through the list's checkboxes.
-    page.get_by_role("navigation").get_by_role("link", name="Traces").click()
+    page.get_by_role("navigation").get_by_role("link", name="Traces", exact=True).click()
     page.get_by_label(f"select trace {first}").check()
     page.get_by_label(f"select trace {second}").check()
     page.get_by_role("button", name="Compare 2 selected").click()
@@ -766,3 +766,49 @@ def test_ctrl_enter_submits_the_form_being_typed_in(browser: Watch, user: Any) -
     )
     box.press("Control+Enter")
     expect(page.locator("#paste-result")).to_contain_text("Stored.")
+
+
+def test_explore_count_facets_sort_previous_next_and_build_from_the_view(browser: Watch) -> None:
+    for n in range(4):
+        make_trace(prompt=f"Explore gsm {n}", steps=n + 1, meta={"source": "gsm8k", "tags": ["math"]})
+    make_trace(prompt="Explore units", steps=2, meta={"source": "physics", "tags": ["units", "math"]})
+    page = browser.page
+    page.goto(browser.url("/traces/"))
+    summary = page.locator("#trace-summary")
+    expect(summary).to_contain_text("5 traces match")
+    expect(summary.get_by_role("link", name="gsm8k 4")).to_be_visible()
+    browser.shot("explore-summary")
+
+    # A tag facet narrows the list and the count follows.
+    summary.get_by_role("link", name="units 1").click()
+    expect(_rows(page)).to_have_count(1)
+    expect(page.locator("#trace-summary")).to_contain_text("1 trace matches")
+    # A source chip in a row is a filter too.
+    page.goto(browser.url("/traces/"))
+    _rows(page).nth(1).get_by_role("link", name="gsm8k").click()
+    expect(page.locator("#trace-summary")).to_contain_text("4 traces match")
+
+    # Sorting by steps, in place.
+    page.get_by_label("Sort").select_option("most_steps")
+    expect(page).to_have_url(re.compile(r"sort=most_steps"))
+    expect(_rows(page).nth(0)).to_contain_text("Explore gsm 3")
+    expect(_rows(page).nth(3)).to_contain_text("Explore gsm 0")
+
+    # Open the first row; "n" and "p" walk the same filtered, sorted list.
+    _rows(page).nth(0).get_by_role("link", name=re.compile(r"^#\d+$")).click()
+    expect(page.locator("#prompt")).to_have_text("Explore gsm 3")
+    expect(page.locator("a[rel=prev]")).to_have_count(0)
+    page.keyboard.press("n")
+    expect(page.locator("#prompt")).to_have_text("Explore gsm 2")
+    page.keyboard.press("n")
+    expect(page.locator("#prompt")).to_have_text("Explore gsm 1")
+    page.keyboard.press("p")
+    expect(page.locator("#prompt")).to_have_text("Explore gsm 2")
+    page.get_by_role("link", name="← Traces").click()
+    expect(page).to_have_url(re.compile(r"source=gsm8k.*sort=most_steps"))
+
+    # "Build a dataset from this view" carries the filters to the build page and its preview.
+    page.locator("#trace-summary").get_by_role("link", name="Build a dataset from this view").click()
+    expect(page.get_by_label("Source", exact=True)).to_have_value("gsm8k")
+    expect(page.locator("#preview")).to_contain_text("4 traces match")
+    browser.shot("explore-build")
