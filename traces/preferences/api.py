@@ -1,4 +1,4 @@
-"""The preference pair API: capture (single and batch), browse, delete."""
+"""The preference pair API: capture (single and batch), generate from evaluations, browse, delete."""
 
 from __future__ import annotations
 
