@@ -311,4 +311,5 @@ def trace_compare(request: HtmxHttpRequest) -> TemplateResponse:
                 pair.append(trace)
         if len(pair) == 2:
             context["pair"] = [(t, t.ensure_scores()) for t in pair]
+            context["same_prompt"] = pair[0].prompt.strip() == pair[1].prompt.strip() and pair[0].pk != pair[1].pk
     return TemplateResponse(request, "traces/trace_compare.html", context)

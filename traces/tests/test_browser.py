@@ -27,7 +27,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from traces.models import Trace, TraceLabel, TraceReview
+from traces.models import PreferencePair, Trace, TraceLabel, TraceReview
 from traces.tests.factories import TraceFactory, make_trace
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -812,3 +812,55 @@ def test_explore_count_facets_sort_previous_next_and_build_from_the_view(browser
     expect(page.get_by_label("Source", exact=True)).to_have_value("gsm8k")
     expect(page.locator("#preview")).to_contain_text("4 traces match")
     browser.shot("explore-build")
+
+
+# Preference pairs: compare page → pairs list → preference dataset → dpo export.
+
+
+def test_mark_a_preference_build_a_preference_dataset_and_download_dpo(browser: Watch) -> None:
+    prompt = "What is 2 + 3?"
+    good = make_trace(prompt=prompt, steps=[{"i": 0, "type": "add", "content": "2 + 3 = 5"}], final_answer="5")
+    bad = make_trace(prompt=prompt, steps=[{"i": 0, "type": "add", "content": "2 + 3 = 6"}], final_answer="6")
+    page = browser.page
+
+    page.goto(browser.url(f"/traces/compare/?base={bad.pk}&other={good.pk}"))
+    page.locator("#preference [name=note]").fill("B adds correctly")
+    page.get_by_role("button", name="B is better").click()
+    # htmx swaps the result in place: the page (and its note) stays.
+    expect(page.locator("#preference-result")).to_contain_text("Recorded preference pair")
+    assert page.url.endswith(f"/traces/compare/?base={bad.pk}&other={good.pk}")
+    pair = PreferencePair.objects.get()
+    assert (pair.chosen_trace_id, pair.rejected_trace_id, pair.note) == (good.pk, bad.pk, "B adds correctly")
+    browser.shot("preference-recorded")
+
+    page.locator("#preference-result a").click()
+    expect(page.locator("#chosen")).to_contain_text("2 + 3 = 5")
+    expect(page.locator("#rejected")).to_contain_text("2 + 3 = 6")
+
+    page.locator("nav").get_by_role("link", name="Pairs").click()
+    page.get_by_label("Source").select_option("compare")
+    expect(page).to_have_url(re.compile(r"/preferences/\?.*source=compare"))
+    expect(page.locator("#pair-table tbody tr")).to_have_count(1)
+    page.locator("#build-preference").click()
+
+    form = page.locator("#build-form")
+    expect(form.locator("[name=kind]")).to_have_value("preference")
+    form.locator("[name=name]").fill("browser-prefs")
+    form.locator("[name=name]").blur()
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#preview .match-count")).to_have_text("1")
+    page.locator("#build-button").click()
+
+    expect(page).to_have_url(re.compile(r"/datasets/browser-prefs@v1/$"))
+    expect(page.locator("#stat-count")).to_have_text("1")
+    browser.shot("preference-dataset")
+    with page.expect_download() as info:
+        page.locator("a[data-format=dpo][data-split=all]").click()
+    records = [json.loads(line) for line in Path(info.value.path()).read_text(encoding="utf-8").splitlines()]
+    assert records == [
+        {
+            "prompt": f"<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n",
+            "chosen": "Reasoning:\n1. 2 + 3 = 5\nAnswer: 5<end_of_turn>",
+            "rejected": "Reasoning:\n1. 2 + 3 = 6\nAnswer: 6<end_of_turn>",
+        }
+    ]

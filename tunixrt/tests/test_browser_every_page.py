@@ -17,7 +17,8 @@ from django.utils import timezone
 from runs.models import Run
 from runs.tests.eval_support import hand_evaluation, make_eval_set
 from runs.tests.run_support import build_arithmetic_dataset, finished_run
-from traces.models import TraceReview
+from traces.datasets.building import build_dataset, validate_build_spec
+from traces.models import PreferencePair, TraceReview
 from traces.tests.factories import make_trace
 from traces.tests.test_browser import Watch, launched_chromium, watched_page
 
@@ -50,6 +51,9 @@ def week(user: Any) -> dict[str, str]:
     quiz = make_eval_set("quiz")
     a = hand_evaluation(first, quiz, {"q1": True, "q2": False, "q3": True, "q4": False}, created_by=user)
     hand_evaluation(second, quiz, {"q1": True, "q2": True, "q3": True, "q4": False}, created_by=user)
+    same = make_trace(prompt=other.prompt, final_answer="20 °C, roughly", created_by=user)
+    pair = PreferencePair.objects.get(pk=PreferencePair.objects.from_traces(other, same, note="exact", user=user).id)
+    prefs = build_dataset(validate_build_spec({"name": "prefs", "kind": "preference"}), user)
     return {
         "dashboard": "/",
         "traces": "/traces/",
@@ -57,6 +61,11 @@ def week(user: Any) -> dict[str, str]:
         "trace-upload": "/traces/upload/",
         "trace-compare": f"/traces/compare/?base={long.pk}&other={other.pk}",
         "trace-delete": f"/traces/{other.pk}/delete/",
+        "trace-compare-same-prompt": f"/traces/compare/?base={other.pk}&other={same.pk}",
+        "pairs": "/preferences/",
+        "pair": f"/preferences/{pair.pk}/",
+        "pair-delete": f"/preferences/{pair.pk}/delete/",
+        "preference-dataset": f"/datasets/{prefs.key}/",
         "datasets": "/datasets/",
         "dataset-build": "/datasets/new/",
         "dataset": f"/datasets/{dataset.key}/",
