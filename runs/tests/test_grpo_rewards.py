@@ -84,7 +84,7 @@ def test_a_spec_is_validated_and_errors_name_the_field():
     for empty in ({}, [], "correctness", None):
         with pytest.raises(rewards.RewardSpecInvalid, match="rewards"):
             rewards.validate_spec(empty)
-    with pytest.raises(rewards.RewardSpecInvalid, match="rewards.format: the weight must be a number"):
+    with pytest.raises(rewards.RewardSpecInvalid, match=r"rewards\.format: the weight must be a number"):
         rewards.validate_spec({"format": True})
 
 
