@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -81,7 +82,8 @@ def test_a_spec_is_validated_and_errors_name_the_field():
     with pytest.raises(rewards.RewardSpecInvalid) as zero:
         rewards.validate_spec({"correctness": 0.0})
     assert zero.value.errors == {"rewards": "at least one reward weight must be above 0"}
-    for empty in ({}, [], "correctness", None):
+    empties: list[Any] = [{}, [], "correctness", None]
+    for empty in empties:
         with pytest.raises(rewards.RewardSpecInvalid, match="rewards"):
             rewards.validate_spec(empty)
     with pytest.raises(rewards.RewardSpecInvalid, match=r"rewards\.format: the weight must be a number"):

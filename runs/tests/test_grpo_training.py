@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import signal
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,10 +22,10 @@ from runs.tests.run_support import TINY_PARAMETERS
 
 ON_POSTGRES_ONLY = pytest.mark.skipif(
     connection.vendor == "sqlite",
-    reason="an SFT warm start and two 60-step GRPO runs take minutes on 2 CPU cores; they run on the PostgreSQL pass",
+    reason="more real training than one tiny run (minutes on 2 CPU cores): on the PostgreSQL pass",
 )
 # From the random-initialised preset: small shapes, so each run is a few seconds after its compile.
-QUICK = {
+QUICK: dict[str, Any] = {
     "batch_size": 2,
     "num_generations": 2,
     "max_tokens_to_generate": 16,
@@ -80,7 +81,7 @@ def test_a_tiny_grpo_run_streams_rewards_and_samples_and_exports_its_model(tmp_p
         parts = sum(w * gs.metrics(events, f"reward_{name}")[step] for name, w in weights.items())
         assert mean == pytest.approx(parts, abs=1e-5)
 
-    samples = [e for e in events if e["event"] == "samples"]
+    samples = [e for e in events if e["event"] == "grpo_samples"]
     assert [e["step"] for e in samples] == [1, 2, 4]  # the first step, each checkpoint, the last
     for sample in samples[-1]["samples"]:
         assert sample["prompt"].startswith("What is ")  # the question, not the chat-template turn
@@ -88,7 +89,7 @@ def test_a_tiny_grpo_run_streams_rewards_and_samples_and_exports_its_model(tmp_p
         total = sum(weights[name] * value for name, value in sample["rewards"].items())
         assert sample["reward"] == pytest.approx(total, abs=1e-4)
         assert sample["answer"] == str(eval(sample["prompt"][8:-1]))  # noqa: S307 - "a + b" of our own prompts
-    assert done["summary"]["samples"] == samples[-1]["samples"]
+    assert done["summary"]["grpo_samples"] == samples[-1]["samples"]
 
     assert done["summary"]["steps_done"] == 4
     assert done["summary"]["checkpoint_steps"] == [2, 4]
@@ -169,3 +170,26 @@ def test_grpo_raises_the_sampled_reward_over_the_same_run_at_learning_rate_zero(
     # Measured: 0.487 against 0.344 (docs/benchmarks.md); the control's own drift is a few hundredths.
     assert np.mean(trained[half:]) > np.mean(control[half:]) + 0.05
     assert np.mean(trained[half:]) > np.mean(trained[:half])
+
+
+@ON_POSTGRES_ONLY
+def test_a_lora_grpo_run_trains_only_its_adapter_and_exports_it_merged(tmp_path):
+    prompts = gs.prompt_file(tmp_path / "prompts.jsonl", count=8)
+    folder = tmp_path / "run"
+    options = {**QUICK, "kl_mode": "low_var_kl", "top_p": 0.9, "method": "lora", "lora_rank": 4, "lora_alpha": 8.0}
+    job = gs.grpo_job(folder, None, prompts, max_steps=3, checkpoint_every_steps=3, **options)
+    code, events = gs.run_child("runs.training.grpo", job, JAX_CACHE)
+
+    assert code == 0
+    assert _done(events)["status"] == "completed"
+    started = next(e for e in events if e["event"] == "started")
+    # Rank-4 adapters on 7 projections × 2 layers: far fewer than the base's parameters.
+    assert 0 < started["trainable_parameters"] < TINY_PARAMETERS // 10
+    assert started["parameters"] == TINY_PARAMETERS + started["trainable_parameters"]
+    assert sorted(gs.metrics(events, "kl")) == [1, 2, 3]
+    assert all(v >= 0 for v in gs.metrics(events, "kl").values())  # low_var_kl is never negative
+    final = folder / "final"
+    assert (final / "model.safetensors").is_file()
+    adapter = json.loads((final / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"]) == (4, 8.0)
+    assert (folder / "base" / "model.safetensors").is_file()  # the preset's random base, merged into

@@ -25,8 +25,22 @@ runs.training.rewards) for GRPO; `method == "lora"` or a true `lora` field train
 Events (runs.training.events, as the SFT child): `started`, `step` (step, loss), `metric` per
 step (train_loss, kl, clip_fraction, grad_norm, learning_rate, reward_mean, reward_min,
 reward_max, reward_<function> (unweighted mean), completion_length_mean/min/max (tokens)),
-`samples` (a few completions with their per-function rewards, at the first step, every
-checkpoint and the last step), `checkpoint`, `artifact` and `done` (with the summary).
+`grpo_samples` (a few completions with their per-function rewards, at the first step, every
+checkpoint and the last step; the latest also in the summary as `grpo_samples`), `checkpoint`,
+`artifact` and `done` (with the summary).
+
+Wiring into the training child (runs.training.child.main), after `build_base` and the `devices`
+event, before the SFT data is encoded:
+
+    if job.method == "grpo":
+        from runs.training import grpo
+        examples = grpo.read_prompts(Path(job.train_file))
+        with modeling.active_mesh(mesh):
+            return grpo.train_grpo(job, loaded, examples, out, cancel, mesh)
+
+and the worker's job preparation writes `train_file` as the prompt file above (an SFT dataset's
+members: prompt and final answer; an eval set's items: prompt and expected_answer). A job whose
+base is a parent run's `final/` folder is a chain (SFT → GRPO): `base_model` {"kind": "local"}.
 
 Pitfalls of Tunix 0.1.7 on jax 0.10 handled here (the RL notes): Auto mesh axes; the reference
 placed on the mesh before the cluster is built (so roles share weights); a separate copy for a
@@ -375,7 +389,8 @@ def train_grpo(
         # Steady state: the first steps include XLA compilation.
         "seconds_per_step": round(float(np.median(hooks.intervals[2:] or hooks.intervals or [0.0])), 4),
         "checkpoint_steps": saved,
-        "samples": hooks.last_samples,
+        # Not `samples`: that key holds the SFT child's greedy generations ({prompt, output}) on the run page.
+        "grpo_samples": hooks.last_samples,
     }
     if not cancelled and steps_done >= settings.max_steps:
         final_dir = out / "final"
@@ -505,7 +520,7 @@ class _Hooks:
         every = self.settings.checkpoint_every_steps
         if step == 1 or step % every == 0 or step >= self.settings.max_steps or not self.last_samples:
             self.last_samples = self._samples(batch)
-            emit("samples", step=step, samples=self.last_samples)
+            emit("grpo_samples", step=step, samples=self.last_samples)
 
     def _samples(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """One completion of each of the first prompts (a group's generations are adjacent)."""
