@@ -102,8 +102,11 @@ def test_a_tiny_grpo_run_streams_rewards_and_samples_and_exports_its_model(tmp_p
     assert (final / "model.safetensors").stat().st_size > TINY_PARAMETERS * 4  # float32 weights
 
 
-def test_a_cancelled_grpo_run_keeps_a_checkpoint_and_resumes_at_its_step(tmp_path):
+def test_a_cancelled_grpo_run_keeps_a_checkpoint_and_resumes_where_it_stopped(tmp_path):
     prompts = gs.prompt_file(tmp_path / "prompts.jsonl", count=8)
+    job = gs.grpo_job(tmp_path / "whole", None, prompts, max_steps=10, checkpoint_every_steps=100, **QUICK)
+    code, whole = gs.run_child("runs.training.grpo", job, JAX_CACHE)
+    assert code == 0
     folder = tmp_path / "run"
     job = gs.grpo_job(folder, None, prompts, max_steps=500, checkpoint_every_steps=100, **QUICK)
     events = gs.stop_at_step(gs.start("runs.training.grpo", job, JAX_CACHE), 2, signal.SIGTERM)
@@ -111,7 +114,7 @@ def test_a_cancelled_grpo_run_keeps_a_checkpoint_and_resumes_at_its_step(tmp_pat
     done = _done(events)
     assert done["status"] == "cancelled"
     stopped = done["summary"]["steps_done"]
-    assert 2 <= stopped < 10
+    assert 2 <= stopped <= 8
     assert done["summary"]["checkpoint_steps"][-1] == stopped  # written on the way out
     assert not (folder / "final").exists()
 
@@ -125,6 +128,9 @@ def test_a_cancelled_grpo_run_keeps_a_checkpoint_and_resumes_at_its_step(tmp_pat
         assert sorted(gs.metrics(resumed, name)) == [stopped + 1, stopped + 2], name
     assert _done(resumed)["status"] == "completed"
     assert (folder / "final" / "model.safetensors").is_file()
+    # The resumed steps are the uninterrupted run's: the same batches, rollout seeds and weights.
+    for name in ("reward_mean", "completion_length_mean", "train_loss"):
+        assert gs.metrics(resumed, name) == {s: gs.metrics(whole, name)[s] for s in (stopped + 1, stopped + 2)}, name
 
 
 def test_a_killed_grpo_run_resumes_from_its_last_checkpoint_with_the_same_rollouts(tmp_path):

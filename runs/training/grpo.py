@@ -326,6 +326,7 @@ def train_grpo(
         # The checkpoint close() writes (end of run, cancel) has no metadata, so the learner
         # restores global step 0 while the actor restores its step: one global step per actor
         # step here (one iteration, one mini-batch), so realign the labels.
+        emit("log", text=f"global step realigned from {cluster.global_steps} to the actor's {resumed_at}")
         cluster.global_steps = resumed_at
     emit(
         "started",
