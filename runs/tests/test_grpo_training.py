@@ -17,6 +17,7 @@ import pytest
 from django.db import connection
 
 from runs.tests import grpo_support as gs
+from runs.tests.checkpoint_support import write_checkpoint
 from runs.tests.conftest import JAX_CACHE
 from runs.tests.run_support import TINY_PARAMETERS
 
@@ -199,3 +200,27 @@ def test_a_lora_grpo_run_trains_only_its_adapter_and_exports_it_merged(tmp_path)
     adapter = json.loads((final / "adapter" / "adapter_config.json").read_text())
     assert (adapter["r"], adapter["lora_alpha"]) == (4, 8.0)
     assert (folder / "base" / "model.safetensors").is_file()  # the preset's random base, merged into
+
+
+@ON_POSTGRES_ONLY
+@pytest.mark.parametrize(("family", "template"), [("qwen3", "chatml"), ("gemma3_text", "gemma")])
+def test_grpo_trains_a_checkpoint_with_its_own_tokenizer_and_template(tmp_path, family, template):
+    write_checkpoint(tmp_path / "base", family)
+    prompts = gs.prompt_file(tmp_path / "prompts.jsonl", count=8)
+    job = gs.grpo_job(
+        tmp_path / "run",
+        tmp_path / "base",
+        prompts,
+        max_steps=2,
+        checkpoint_every_steps=2,
+        chat_template=template,
+        **QUICK,
+    )
+    code, events = gs.run_child("runs.training.grpo", job, JAX_CACHE)
+
+    assert code == 0
+    assert _done(events)["status"] == "completed"
+    assert sorted(gs.metrics(events, "reward_mean")) == [1, 2]
+    final = tmp_path / "run" / "final"
+    assert json.loads((final / "config.json").read_text())["model_type"] == family
+    assert (final / "tokenizer.json").is_file()  # the base's own tokenizer travels with the model
