@@ -133,3 +133,52 @@ def test_the_prompt_file_names_a_bad_line(tmp_path):
         path.write_text(json.dumps({"prompt": "q", "answer": "1"}) + "\n" + line + "\n")
         with pytest.raises(PromptFileInvalid, match=f"prompts.jsonl:2: {reason}"):
             read_prompts(path)
+
+
+def test_the_grpo_estimate_is_an_sft_step_over_every_rollout_plus_the_reference_and_kv_cache():
+    from runs.training import estimates
+    from runs.training.grpo import GRPO_STEP_FACTOR, does_not_fit, estimate
+    from runs.training.job import PRESETS
+
+    cfg = PRESETS["tiny"]
+    settings = GrpoSettings(batch_size=4, num_generations=8, max_tokens_to_generate=48)
+    common: dict[str, Any] = {
+        "prompt_length": 72,
+        "dtype": "float32",
+        "devices": 1,
+        "device_memory": None,
+        "platform": "cpu",
+    }
+    full = estimate(settings, cfg, 328_832, 328_832, **common)
+    sft = estimates.run_estimate(
+        estimates.ModelShape.from_config(cfg),
+        328_832,
+        328_832,
+        lora=False,
+        batch_size=32,
+        seq_len=120,
+        dtype="float32",
+        devices=1,
+        device_memory=None,
+        platform="cpu",
+    )
+    assert (full["rollouts_per_step"], full["tokens_per_step"]) == (32, 32 * 120)
+    assert full["estimated_seconds_per_step"] == pytest.approx(
+        sft["estimated_seconds_per_step"] * GRPO_STEP_FACTOR, abs=1e-4
+    )
+    assert full["reference_mb"] == round(328_832 * 4 / estimates.MB, 1)  # the frozen copy a full fine-tune keeps
+    assert full["kv_cache_mb"] > 0
+    assert full["total_mb"] == pytest.approx(sft["total_mb"] + full["reference_mb"] + full["kv_cache_mb"], abs=0.2)
+    assert full["fits"] is None  # no device memory known
+
+    lora = estimate(GrpoSettings(lora=True, batch_size=4, num_generations=8), cfg, 340_000, 11_168, **common)
+    assert lora["reference_mb"] == 0.0  # the adapter's base is the reference
+    more = estimate(
+        GrpoSettings(batch_size=4, num_generations=16, max_tokens_to_generate=48), cfg, 328_832, 328_832, **common
+    )
+    assert more["kv_cache_mb"] > full["kv_cache_mb"] and more["total_mb"] > full["total_mb"]
+
+    small = estimate(settings, cfg, 328_832, 328_832, **{**common, "device_memory": 200 * estimates.MB})
+    assert small["fits"] is False
+    assert "32 rollouts of 120 tokens" in does_not_fit(small)
+    assert "num_generations" in does_not_fit(small)

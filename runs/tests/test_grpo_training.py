@@ -103,6 +103,27 @@ def test_a_tiny_grpo_run_streams_rewards_and_samples_and_exports_its_model(tmp_p
     assert (final / "model.safetensors").stat().st_size > TINY_PARAMETERS * 4  # float32 weights
 
 
+def test_a_grpo_dry_run_reports_the_rollout_shape_and_estimates_without_training(tmp_path):
+    prompts = gs.prompt_file(tmp_path / "prompts.jsonl", count=8)
+    job = gs.grpo_job(tmp_path / "run", None, prompts, mode="dry_run", max_steps=4, **QUICK)
+    code, events = gs.run_child("runs.training.grpo", job, JAX_CACHE)
+
+    assert code == 0
+    report = next(e for e in events if e["event"] == "dry_run")
+    assert report["ok"] is True
+    assert report["prompts"] == 8
+    assert report["rollouts_per_step"] == QUICK["batch_size"] * QUICK["num_generations"]
+    assert report["tokens_per_step"] == report["rollouts_per_step"] * (
+        report["max_prompt_length"] + QUICK["max_tokens_to_generate"]
+    )
+    assert report["trainable_parameters"] == TINY_PARAMETERS
+    assert report["reference_mb"] > 0 and report["kv_cache_mb"] > 0
+    assert report["estimated_seconds_per_step"] > 0 and report["fits"] is True  # the host's memory
+    assert _done(events)["status"] == "completed"
+    assert not any(e["event"] in ("step", "started") for e in events)
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "final").exists()
+
+
 def test_a_cancelled_grpo_run_keeps_a_checkpoint_and_resumes_where_it_stopped(tmp_path):
     prompts = gs.prompt_file(tmp_path / "prompts.jsonl", count=8)
     job = gs.grpo_job(tmp_path / "whole", None, prompts, max_steps=10, checkpoint_every_steps=100, **QUICK)

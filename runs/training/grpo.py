@@ -22,6 +22,11 @@ max_tokens_to_generate, grpo_beta, epsilon, kl_mode and rewards (a {name: weight
 runs.training.rewards) for GRPO; `method == "lora"` or a true `lora` field trains a LoRA adapter
 (lora_rank, lora_alpha) on the frozen base, which then also serves as the reference.
 
+Before training it emits `model`: `estimate` (an SFT step over every rollout, × GRPO_STEP_FACTOR,
+plus the rollout KV cache and a full fine-tune's frozen reference). A job with `mode ==
+"dry_run"` stops there with a `dry_run` event (`ok`, and `problem` when it does not fit) and
+`done`, exit 0 (3 when it does not fit), having trained and written nothing.
+
 Events (runs.training.events, as the SFT child): `started`, `step` (step, loss), `metric` per
 step (train_loss, kl, clip_fraction, grad_norm, learning_rate, reward_mean, reward_min,
 reward_max, reward_<function> (unweighted mean), completion_length_mean/min/max (tokens)),
@@ -38,9 +43,10 @@ event, before the SFT data is encoded:
         with modeling.active_mesh(mesh):
             return grpo.train_grpo(job, loaded, examples, out, cancel, mesh)
 
-and the worker's job preparation writes `train_file` as the prompt file above (an SFT dataset's
-members: prompt and final answer; an eval set's items: prompt and expected_answer). A job whose
-base is a parent run's `final/` folder is a chain (SFT → GRPO): `base_model` {"kind": "local"}.
+(a dry run included: the engine answers it). The worker's job preparation writes `train_file` as
+the prompt file above (an SFT dataset's members: prompt and final answer; an eval set's items:
+prompt and expected_answer). A job whose base is a parent run's `final/` folder is a chain
+(SFT → GRPO): `base_model` {"kind": "local", "path": …}.
 
 Pitfalls of Tunix 0.1.7 on jax 0.10 handled here (the RL notes): Auto mesh axes; the reference
 placed on the mesh before the cluster is built (so roles share weights); a separate copy for a
@@ -167,6 +173,81 @@ class GrpoSettings:
         validate_spec(self.rewards)
 
 
+# A GRPO step over B prompts × G generations of up to T tokens after a P-token prompt, against an SFT
+# step of the same B·G × (P + T) tokens: measured 1.10 and 1.18 on the tiny preset on CPU (rollout,
+# reference forward, policy update; docs/benchmarks.md). Completed runs calibrate it further.
+GRPO_STEP_FACTOR = 1.2
+
+
+def estimate(
+    settings: GrpoSettings,
+    cfg: Any,
+    parameters: int,
+    trainable: int,
+    *,
+    prompt_length: int,
+    dtype: str,
+    devices: int,
+    device_memory: int | None,
+    platform: str,
+    device_kind: str = "",
+    calibration: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """runs.training.estimates.run_estimate for one GRPO step, plus the rollout's KV cache and the reference.
+
+    The policy update is an SFT step over every rollout (batch_size × num_generations rows of
+    prompt + generated tokens); a full fine-tune also keeps the frozen reference's weights (LoRA's
+    reference is the base the adapter already counts), and the sampler a KV cache for every row.
+    """
+    from runs.training import estimates
+
+    rows = settings.batch_size * settings.num_generations
+    seq = prompt_length + settings.max_tokens_to_generate
+    report = estimates.run_estimate(
+        estimates.ModelShape.from_config(cfg),
+        parameters,
+        trainable,
+        lora=settings.lora,
+        batch_size=rows,
+        seq_len=seq,
+        dtype=dtype,
+        devices=devices,
+        device_memory=device_memory,
+        platform=platform,
+        device_kind=device_kind,
+        calibration=calibration,
+    )
+    width = estimates.dtype_bytes(dtype)
+    reference = 0.0 if settings.lora else parameters * width / devices
+    kv = 2 * cfg.num_layers * cfg.num_kv_heads * cfg.head_dim * (seq + 8) * math.ceil(rows / devices) * width
+    total = report["total_mb"] * estimates.MB + reference + kv
+    limit = device_memory * (1 - estimates.HEADROOM) if device_memory else None
+    report.update(
+        {
+            "rollouts_per_step": rows,
+            "tokens_per_step": rows * seq,
+            "reference_mb": round(reference / estimates.MB, 1),
+            "kv_cache_mb": round(kv / estimates.MB, 1),
+            "total_mb": round(total / estimates.MB, 1),
+            "estimated_memory_mb": round(total / estimates.MB, 1),
+            "fits": None if limit is None else total <= limit,
+            "model_seconds_per_step": round(report["model_seconds_per_step"] * GRPO_STEP_FACTOR, 4),
+            "estimated_seconds_per_step": round(report["estimated_seconds_per_step"] * GRPO_STEP_FACTOR, 4),
+        }
+    )
+    return report
+
+
+def does_not_fit(report: dict[str, Any]) -> str:
+    return (
+        f"Estimated {report['total_mb']:,.0f} MB per device does not fit in {report['device_memory_mb']:,.0f} MB: "
+        f"{report['rollouts_per_step']} rollouts of {report['tokens_per_step'] // report['rollouts_per_step']} "
+        f"tokens per step (activations {report['activations_mb']:,.0f} MB, KV cache {report['kv_cache_mb']:,.0f} MB, "
+        f"weights {report['weights_mb']:,.0f} MB + reference {report['reference_mb']:,.0f} MB). "
+        "Lower batch_size, num_generations or max_tokens_to_generate."
+    )
+
+
 def rss_mb() -> float:
     import resource
 
@@ -195,7 +276,7 @@ def train_grpo(
     from tunix.sft import metrics_logger as ml
 
     from runs.training import data as data_lib
-    from runs.training import modeling, templates
+    from runs.training import estimates, modeling, templates
     from runs.training.tokenizers import stop_ids
 
     settings = GrpoSettings.from_job(job)
@@ -260,9 +341,41 @@ def train_grpo(
             )
         trainable = modeling.count_params(actor, nnx.LoRAParam)
     else:
+        actor = None  # copied below, once a dry run has answered
+        trainable = modeling.count_params(reference)
+    base_params = modeling.count_params(reference)
+    device = jax.devices()[0]
+    report = {
+        "parameters": base_params + (trainable if settings.lora else 0),
+        "trainable_parameters": trainable,
+        **estimate(
+            settings,
+            cfg,
+            base_params + (trainable if settings.lora else 0),
+            trainable,
+            prompt_length=max_prompt,
+            dtype=dtype,
+            devices=int(mesh.size),
+            device_memory=estimates.device_memory(device),
+            platform=device.platform,
+            device_kind=device.device_kind,
+            calibration=get("step_time_calibration", None),
+        ),
+    }
+    emit("model", **report)
+    if report["fits"] is False:
+        emit("log", text=f"warning: {does_not_fit(report)}")
+    if get("mode", "train") == "dry_run":
+        problem = does_not_fit(report) if report["fits"] is False else ""
+        result = {**report, "prompts": len(examples), "max_prompt_length": max_prompt, "ok": not problem}
+        if problem:
+            result["problem"] = problem
+        emit("dry_run", **result)
+        emit("done", status="failed" if problem else "completed", summary=result)
+        return 3 if problem else 0
+    if actor is None:
         graphdef, state = nnx.split(reference)
         actor = nnx.merge(graphdef, jax.tree.map(jnp.copy, state))  # a separate copy: the reference stays
-        trainable = modeling.count_params(actor)
 
     rewards = RewardSet(
         settings.rewards,
@@ -328,15 +441,7 @@ def train_grpo(
         # step here (one iteration, one mini-batch), so realign the labels.
         emit("log", text=f"global step realigned from {cluster.global_steps} to the actor's {resumed_at}")
         cluster.global_steps = resumed_at
-    emit(
-        "started",
-        resumed_at_step=resumed_at,
-        method="grpo",
-        parameters=modeling.count_params(reference) + (trainable if settings.lora else 0),
-        trainable_parameters=trainable,
-        rollouts_per_step=settings.batch_size * settings.num_generations,
-        settings=asdict(settings),
-    )
+    emit("started", resumed_at_step=resumed_at, method="grpo", settings=asdict(settings), **report)
     if resumed_at:
         emit("log", text=f"resumed from the checkpoint at step {resumed_at}")
 
@@ -390,6 +495,7 @@ def train_grpo(
         # Steady state: the first steps include XLA compilation.
         "seconds_per_step": round(float(np.median(hooks.intervals[2:] or hooks.intervals or [0.0])), 4),
         "checkpoint_steps": saved,
+        **report,
         # Not `samples`: that key holds the SFT child's greedy generations ({prompt, output}) on the run page.
         "grpo_samples": hooks.last_samples,
     }
