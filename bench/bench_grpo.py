@@ -59,6 +59,8 @@ def one_run(folder: Path, base: Path, prompts: Path, cache: Path, **overrides: A
         "seconds_per_step": round(float(np.median(np.diff(ends)[2:])), 4),
         "first_step_seconds": round(first_step, 2),
         "peak_rss_mb": summary["peak_rss_mb"],
+        "estimated_seconds_per_step": summary["estimated_seconds_per_step"],
+        "estimated_memory_mb": summary["estimated_memory_mb"],
         "child_wall_seconds": round(wall, 1),
         "trainable_parameters": started["trainable_parameters"],
         "rollouts_per_step": started["rollouts_per_step"],
@@ -101,13 +103,17 @@ def main() -> None:
     (OUT / "grpo.json").write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
     print()
-    print("| method | lr | s/step | first step | peak RSS | reward 1st → 2nd half | control 2nd half | KL max |")
+    print(
+        "| method | lr | s/step (estimated) | first step | peak RSS (estimated) "
+        "| reward 1st → 2nd half | control 2nd half | KL max |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for method, r in results["runs"].items():
         tr, ctl = r["trained"], r.get("control")
         print(
-            f"| {method} | {r['learning_rate']:g} | {tr['seconds_per_step']} | {tr['first_step_seconds']} s "
-            f"| {tr['peak_rss_mb']:.0f} MB | {tr['reward_first_half']} → {tr['reward_second_half']} "
+            f"| {method} | {r['learning_rate']:g} | {tr['seconds_per_step']} ({tr['estimated_seconds_per_step']}) "
+            f"| {tr['first_step_seconds']} s | {tr['peak_rss_mb']:.0f} MB ({tr['estimated_memory_mb']:.0f} MB) "
+            f"| {tr['reward_first_half']} → {tr['reward_second_half']} "
             f"| {ctl['reward_second_half'] if ctl else '—'} | {tr['kl_max']} |"
         )
 
