@@ -35,7 +35,7 @@ checkpoint and the last step; the latest also in the summary as `grpo_samples`),
 `artifact` and `done` (with the summary).
 
 Wiring into the training child (runs.training.child.main), after `build_base` and the `devices`
-event, before the SFT data is encoded:
+event, before the SFT examples are read (the prompt file has no `response`):
 
     if job.method == "grpo":
         from runs.training import grpo
