@@ -9,7 +9,7 @@ import pytest
 
 from runs.training import rewards
 from runs.training.grpo import GrpoSettings, PromptFileInvalid, read_prompts
-from traces.datasets.exporting import reasoning_text
+from traces.formats import reasoning_text
 
 SFT_TARGET = reasoning_text([{"content": "15 + 27 = 42"}, {"content": "check: 42 - 27 = 15"}], "42")
 
