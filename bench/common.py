@@ -13,6 +13,7 @@ import contextlib
 import http.client
 import os
 import resource
+import socket
 import subprocess
 import sys
 import tempfile
@@ -131,6 +132,12 @@ def vacuum_analyze() -> None:
 def gunicorn(workers: int = 1, port: int = BENCH_PORT, extra: Sequence[str] = ()) -> Iterator[int]:
     """gunicorn with `workers` sync workers on 127.0.0.1:`port`; yields the master pid."""
     OUT.mkdir(parents=True, exist_ok=True)
+    try:  # a server left over from an interrupted bench would answer instead of this one
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        pass
+    else:
+        raise RuntimeError(f"something already listens on 127.0.0.1:{port} (a leftover bench server?)")
     log = open(OUT / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [GUNICORN, "tunixrt.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
