@@ -121,7 +121,7 @@ def test_the_launch_form_refuses_gpu_on_the_device_field_and_shows_the_choices_o
     run = Run.objects.get()
     assert (run.device, run.dtype) == ("cpu", "bfloat16")
     body = page.get(f"/runs/{run.pk}/").content.decode()
-    assert "<th>Device</th><td>cpu</td>" in body
+    assert "<th>Device</th><td>CPU</td>" in body
     assert "<th>Dtype</th><td>bfloat16</td>" in body
 
 
