@@ -312,7 +312,9 @@ class Run(Job):
                 ("activations", "activations_mb"),
                 ("of which logits", "logits_mb"),
                 ("runtime overhead", "overhead_mb"),
+                ("reference model", "reference_mb"),
             )
+            if key != "reference_mb" or summary.get(key)
         ]
         return {
             "memory": memory,
@@ -506,7 +508,6 @@ class Evaluation(Job):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
-
 
 
 class Prediction(models.Model):
