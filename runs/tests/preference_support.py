@@ -25,8 +25,8 @@ DPO_FAST: dict[str, Any] = {
     "learning_rate": 0.001,
     "eval_every_steps": 6,
     "checkpoint_every_steps": 6,
-    "max_prompt_length": 64,
-    "max_response_length": 48,
+    "max_prompt_length": 112,
+    "max_response_length": 64,
 }
 
 

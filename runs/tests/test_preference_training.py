@@ -77,7 +77,9 @@ def test_a_tiny_dpo_run_learns_the_preferred_format(pairs):
     # A full fine-tune's reference is its own frozen copy of the starting model.
     assert "reference model: a frozen copy of the starting model" in log_text(run)
     assert run.summary["reference_mb"] > 0
-    assert run.summary["tokens_per_step"] == 2 * DPO_FAST["batch_size"] * (64 + 48)
+    assert run.summary["tokens_per_step"] == 2 * DPO_FAST["batch_size"] * (
+        DPO_FAST["max_prompt_length"] + DPO_FAST["max_response_length"]
+    )
     final = output(run) / "final"
     assert (final / "model.safetensors").is_file()
     meta = json.loads((final / "tunixrt.json").read_text())
@@ -239,7 +241,9 @@ def test_a_dpo_dry_run_estimates_the_reference_and_both_answers(pairs):
     assert summary["train_pairs"] == 64
     # Chosen and rejected go through the policy together (2 × batch), prompt + answer long;
     # the reference's own weights are counted beside the policy's.
-    assert summary["tokens_per_step"] == 2 * DPO_FAST["batch_size"] * (64 + 48)
+    assert summary["tokens_per_step"] == 2 * DPO_FAST["batch_size"] * (
+        DPO_FAST["max_prompt_length"] + DPO_FAST["max_response_length"]
+    )
     assert summary["reference_mb"] == summary["weights_mb"]
     assert summary["estimated_seconds_per_step"] > 0
     assert not (output(run) / "checkpoints").exists()
