@@ -23,6 +23,7 @@ class RunLaunchForm(forms.Form):
     objective = forms.ChoiceField(
         choices=RunObjective.choices,
         initial=RunObjective.SFT,
+        required=False,  # omitted: SFT, as before methods existed
         label="Training method",
         help_text="SFT on an SFT dataset; DPO or ORPO on a preference dataset",
     )

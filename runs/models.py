@@ -50,8 +50,8 @@ CONFIG_FIELDS = (
     "base_model",
     "objective",
     "method",
-    "parent_id",
-    "reference_run_id",
+    "parent",
+    "reference_run",
     "chat_template",
     "device",
     "dtype",
@@ -59,6 +59,9 @@ CONFIG_FIELDS = (
     "kl_mode",
     *BOUNDS,
 )
+
+
+RUN_LINKS = ("parent", "reference_run")
 
 
 # The failure reason when something outside tunix-rt SIGKILLed the training child.
@@ -257,7 +260,8 @@ class Run(Job):
 
     def config(self) -> dict[str, object]:
         """The launch settings (what retry copies and compare diffs)."""
-        return {name: getattr(self, name) for name in CONFIG_FIELDS}
+        # The run links by id: what the API shows and a launch takes.
+        return {name: getattr(self, f"{name}_id" if name in RUN_LINKS else name) for name in CONFIG_FIELDS}
 
     @property
     def devices_used(self) -> str:

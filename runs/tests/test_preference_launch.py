@@ -228,3 +228,15 @@ def test_dpo_estimates_count_the_reference_model():
 )
 def test_preference_metrics_get_their_panels(name, key):
     assert panel_kind(name)[1] == key
+
+
+@pytest.mark.django_db
+def test_retrying_a_chained_run_keeps_its_parent_and_objective(api, dataset, sent_tasks, user):
+    as_preference_dataset(dataset)
+    parent = finished_run(dataset)
+    child = finished_run(dataset, RunStatus.FAILED, objective="dpo", parent=parent.pk, beta=0.3, created_by=user)
+    response = api.post(f"/api/runs/{child.pk}/retry")
+    assert response.status_code == 201, response.json()
+    again = Run.objects.get(pk=response.json()["id"])
+    assert (again.objective, again.parent_id, again.beta, again.retry_of_id) == ("dpo", parent.pk, 0.3, child.pk)
+    assert response.json()["config"]["parent"] == parent.pk

@@ -172,7 +172,7 @@ def test_sft_then_dpo_chains_with_the_parent_recorded(dataset, api, page):
     assert [r.pk for r in dpo.lineage()] == [sft.pk, dpo.pk]
     detail = api.get(f"/api/runs/{dpo.pk}").json()
     assert [r["id"] for r in detail["lineage"]] == [sft.pk, dpo.pk]
-    assert detail["config"]["parent_id"] == sft.pk
+    assert detail["config"]["parent"] == sft.pk
     assert detail["config"]["objective"] == "dpo"
     html = page.get(f"/runs/{dpo.pk}/").content.decode()
     assert 'id="run-lineage"' in html
