@@ -52,7 +52,7 @@ def completed(run: Run) -> Run:
     return run
 
 
-def test_a_tiny_dpo_run_learns_the_preferred_format(pairs):
+def test_a_tiny_dpo_run_learns_the_preferred_format(pairs, page):
     run = preference_run(pairs)
 
     assert execute_run(run.pk) == RunStatus.COMPLETED
@@ -96,6 +96,10 @@ def test_a_tiny_dpo_run_learns_the_preferred_format(pairs):
         "eval_reward_accuracy",
     }
     assert {"train_logp_chosen", "train_logp_rejected"} <= {s.metric for s in panels["preference-logps"].series}
+    html = page.get(f"/runs/{run.pk}/").content.decode()
+    assert "Preference accuracy" in html
+    assert '<span id="run-objective">DPO</span>' in html
+    assert "Train pairs" in html
 
 
 def test_an_orpo_run_trains_without_a_reference_model(pairs):
