@@ -103,7 +103,7 @@ def run_child(name: str, steps: int, folder: Path, files: dict[str, dict[str, Pa
     )
     wall = time.perf_counter() - started
     events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith(b"{")]
-    done = next((e for e in events if e["event"] == "done"), {})
+    done: dict[str, Any] = next((e for e in events if e["event"] == "done"), {})
     summary = done.get("summary") or {}
     metrics: dict[str, list[float]] = {}
     for e in events:
@@ -115,6 +115,7 @@ def run_child(name: str, steps: int, folder: Path, files: dict[str, dict[str, Pa
         part = values[-10:] if last else values[:10]
         return round(sum(part) / len(part), 3) if part else None
 
+    evals = metrics.get("eval_reward_accuracy") or []
     return {
         "status": done.get("status"),
         "error": done.get("error"),
@@ -132,7 +133,7 @@ def run_child(name: str, steps: int, folder: Path, files: dict[str, dict[str, Pa
         "accuracy_last10": window("train_reward_accuracy", True),
         "margin_first10": window("train_reward_margin", False),
         "margin_last10": window("train_reward_margin", True),
-        "eval_accuracy": (metrics.get("eval_reward_accuracy") or [None])[-1],
+        "eval_accuracy": evals[-1] if evals else None,
     }
 
 

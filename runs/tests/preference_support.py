@@ -45,7 +45,8 @@ def toy_pair(rng: random.Random, template: str = "gemma") -> dict[str, str]:
 def as_preference_dataset(dataset: Dataset) -> Dataset:
     """Mark the dataset a preference one where datasets have a kind (they gain it with preference datasets)."""
     if any(f.name == "kind" for f in Dataset._meta.get_fields()):
-        Dataset.objects.filter(pk=dataset.pk).update(kind="preference")
+        kind: dict[str, Any] = {"kind": "preference"}
+        Dataset.objects.filter(pk=dataset.pk).update(**kind)
         dataset.refresh_from_db()
     return dataset
 
