@@ -10,8 +10,10 @@ from django.utils import timezone
 
 from runs.charts import metric_panels
 from runs.choices import RunStatus
+from runs.evaluation.running import execute_evaluation, launch_evaluation
 from runs.execution import Supervisor, execute_run
-from runs.models import Run, RunMetric
+from runs.models import Prediction, Run, RunMetric
+from runs.tests.eval_support import make_eval_set, record_evaluation_tasks, use_eval_folders
 from runs.tests.preference_support import DPO_FAST, as_preference_dataset, mean, series, write_pairs
 from runs.tests.run_support import StepTrigger, kill_child_once_saved, log_text, make_run, output
 from runs.tests.test_families import ON_POSTGRES_ONLY
@@ -120,7 +122,7 @@ def test_an_orpo_run_trains_without_a_reference_model(pairs):
 
 
 @ON_POSTGRES_ONLY
-def test_a_lora_dpo_run_uses_the_frozen_base_as_its_reference(pairs):
+def test_a_lora_dpo_run_uses_the_frozen_base_as_its_reference_and_is_evaluated(pairs, settings, tmp_path, monkeypatch):
     run = preference_run(pairs, method="lora", learning_rate=0.003)
 
     assert execute_run(run.pk) == RunStatus.COMPLETED
@@ -134,6 +136,14 @@ def test_a_lora_dpo_run_uses_the_frozen_base_as_its_reference(pairs):
     assert mean(margin[-4:]) > mean(margin[:3])
     assert (output(run) / "final" / "model.safetensors").is_file()
     assert (output(run) / "final" / "adapter" / "adapter_config.json").is_file()
+
+    # Its final model is evaluated like any run's.
+    use_eval_folders(settings, tmp_path)
+    record_evaluation_tasks(monkeypatch)
+    evaluation = launch_evaluation(run, make_eval_set("dpo-quiz"), max_new_tokens=8)
+    assert execute_evaluation(evaluation.pk) == RunStatus.COMPLETED
+    evaluation.refresh_from_db()
+    assert Prediction.objects.filter(evaluation=evaluation).count() == evaluation.done > 0
 
 
 @ON_POSTGRES_ONLY
