@@ -56,7 +56,7 @@ class Hyperparameters:
     max_response_length: int = _hp(128, 8, 8192, "DPO/ORPO: tokens per chosen or rejected answer (the end is cut)")
     # Reinforcement learning (objective grpo).
     num_generations: int = _hp(4, 2, 64, "GRPO: completions sampled per prompt")
-    temperature: float = _hp(0.9, 0.0, 5.0, "GRPO: sampling temperature")
+    temperature: float = _hp(0.9, 0.01, 5.0, "GRPO: sampling temperature (above 0)")
     top_p: float = _hp(1.0, 0.01, 1.0, "GRPO: nucleus sampling probability mass")
     max_tokens_to_generate: int = _hp(64, 1, 8192, "GRPO: tokens generated per completion")
     grpo_beta: float = _hp(0.04, 0.0, 10.0, "GRPO: KL penalty coefficient")

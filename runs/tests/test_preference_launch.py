@@ -34,7 +34,7 @@ BAD_PREFERENCE_VALUES: list[tuple[str, Any, str]] = [
     ("max_prompt_length", 1.5, "whole number"),
     ("max_response_length", 9000, "between"),
     ("num_generations", 1, "between"),
-    ("temperature", -1, "between"),
+    ("temperature", 0, "between"),
     ("top_p", 0, "between"),
     ("max_tokens_to_generate", 0, "between"),
     ("grpo_beta", -1, "between"),
