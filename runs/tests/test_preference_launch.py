@@ -240,3 +240,13 @@ def test_retrying_a_chained_run_keeps_its_parent_and_objective(api, dataset, sen
     again = Run.objects.get(pk=response.json()["id"])
     assert (again.objective, again.parent_id, again.beta, again.retry_of_id) == ("dpo", parent.pk, 0.3, child.pk)
     assert response.json()["config"]["parent"] == parent.pk
+
+
+@pytest.mark.django_db
+def test_runs_are_filtered_by_training_method(api, dataset):
+    sft = finished_run(dataset, files=False)
+    as_preference_dataset(dataset)
+    dpo = finished_run(dataset, files=False, objective="dpo")
+    assert [r["id"] for r in api.get("/api/runs?objective=dpo").json()["results"]] == [dpo.pk]
+    assert [r["id"] for r in api.get("/api/runs?objective=sft").json()["results"]] == [sft.pk]
+    assert api.get("/api/runs?objective=ppo").status_code == 400
