@@ -21,8 +21,9 @@ class RunFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices, empty_label="Any status", label="Status")
     dataset = django_filters.CharFilter(method="filter_dataset", max_length=120, label="Dataset (name or name@vN)")
     base_model = django_filters.CharFilter(max_length=200, label="Base model")
+    # Short labels: the filter bar fits a phone's width.
     objective = django_filters.ChoiceFilter(
-        choices=RunObjective.choices, empty_label="Any training method", label="Training method"
+        choices=[(value, value.upper()) for value in RunObjective.values], empty_label="Any", label="Training"
     )
     method = django_filters.ChoiceFilter(choices=RunMethod.choices, empty_label="Any method", label="Method")
     mode = django_filters.ChoiceFilter(choices=RunMode.choices, empty_label="Training and dry runs", label="Kind")
