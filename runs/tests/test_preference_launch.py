@@ -250,3 +250,18 @@ def test_runs_are_filtered_by_training_method(api, dataset):
     assert [r["id"] for r in api.get("/api/runs?objective=dpo").json()["results"]] == [dpo.pk]
     assert [r["id"] for r in api.get("/api/runs?objective=sft").json()["results"]] == [sft.pk]
     assert api.get("/api/runs?objective=ppo").status_code == 400
+
+
+@pytest.mark.django_db
+def test_compare_shows_the_training_method_and_parent(page, dataset):
+    sft = finished_run(dataset)
+    as_preference_dataset(dataset)
+    dpo = finished_run(dataset, objective="dpo", parent=sft.pk, beta=0.25)
+    response = page.get("/runs/compare/", {"id": [sft.pk, dpo.pk]})
+    assert response.status_code == 200
+    rows = {row["name"]: row for row in response.context["rows"]}
+    assert rows["objective"]["values"] == ["sft", "dpo"] and rows["objective"]["differs"]
+    assert rows["parent"]["values"] == [None, sft]
+    assert rows["beta"]["values"] == [0.1, 0.25]
+    html = response.content.decode()
+    assert str(sft) in html
