@@ -6,6 +6,7 @@ import json
 import time
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from runs.charts import metric_panels
@@ -16,10 +17,13 @@ from runs.models import Prediction, Run, RunMetric
 from runs.tests.eval_support import make_eval_set, record_evaluation_tasks, use_eval_folders
 from runs.tests.preference_support import DPO_FAST, as_preference_dataset, mean, series, write_pairs
 from runs.tests.run_support import StepTrigger, kill_child_once_saved, log_text, make_run, output
-from runs.tests.test_families import ON_POSTGRES_ONLY
 from runs.tests.test_worker_loss import checkpoints, lose_worker, reap_runs
 
 pytestmark = pytest.mark.django_db(transaction=True)
+ON_POSTGRES_ONLY = pytest.mark.skipif(
+    connection.vendor == "sqlite",
+    reason="more real training (LoRA, a two-run chain) than 2 CPU cores take twice; it runs on the PostgreSQL pass",
+)
 
 PREFERENCE_SERIES = (
     "train_loss",
