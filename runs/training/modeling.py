@@ -315,7 +315,9 @@ def training_mesh(devices: list[Any]) -> jax.sharding.Mesh | None:
         return None
     from jax.sharding import AxisType
 
-    return jax.make_mesh((len(devices), 1), ("fsdp", "tp"), axis_types=(AxisType.Auto, AxisType.Auto), devices=devices)
+    return jax.make_mesh(
+        (len(devices), 1), ("fsdp", "tp"), axis_types=(AxisType.Auto, AxisType.Auto), devices=devices
+    )
 
 
 @contextlib.contextmanager
