@@ -23,6 +23,13 @@ token auth), latency taken around request + full response read:
   ~0.4 % of traces: the band where PostgreSQL walks the newest-first index
   and checks each row) and `?q=zephyrine` (rare, ~1/10,000)
 * the second page of each filter, through its `next_cursor`
+* the other orders: `?sort=oldest`, `most_steps`, `fewest_steps` (and page 2)
+* what the trace list loads beside its rows, `/api/traces/summary` (how many
+  match, exact up to 100,000 and PostgreSQL's estimate above; top sources and
+  tags among the newest 100,000 matching): unfiltered, by source, tag and text
+* the pages themselves, with a session cookie (after `collectstatic`, as
+  deployed): the list filtered and sorted, its summary fragment, and a trace
+  opened from it (previous / next in that list)
 """
 
 from __future__ import annotations
@@ -82,10 +89,13 @@ def deep_cursor(depth: int) -> str:
 
 
 class Client:
-    def __init__(self, port: int, token: str) -> None:
+    def __init__(self, port: int, token: str = "", session: str = "") -> None:
         self.port = port
         self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        self.headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
+        if session:
+            self.headers = {"Cookie": f"sessionid={session}", "Accept": "text/html"}
+        else:
+            self.headers = {"Authorization": f"Token {token}", "Accept": "application/json"}
 
     def get(self, path: str) -> tuple[int, bytes]:
         self.conn.request("GET", path, headers=self.headers)
@@ -106,13 +116,24 @@ def measure(client: Client, path: str, requests: int) -> dict[str, Any]:
         status, data = client.get(path)
         latencies.append(time.perf_counter() - t0)
         assert status == 200, (path, status, data[:300])
-    body = orjson.loads(data)
-    return {
-        "path": path if len(path) < 80 else path[:77] + "...",
-        "rows": len(body["results"]),
-        "next_cursor": body["next_cursor"],
-        **common.summary_ms(latencies),
-    }
+    described: dict[str, Any] = {"path": path if len(path) < 80 else path[:77] + "..."}
+    if data.startswith(b"{"):
+        body = orjson.loads(data)
+        if "results" in body:
+            described.update(rows=len(body["results"]), next_cursor=body["next_cursor"])
+        else:  # the summary
+            described.update(rows=body["count"], exact=body["exact"], next_cursor=None)
+    else:
+        described.update(rows=data.count(b"<tr"), bytes=len(data), next_cursor=None)
+    return {**described, **common.summary_ms(latencies)}
+
+
+def some_trace_id(source: str) -> int:
+    return int(common.psql(
+        f"SELECT id FROM traces_trace WHERE source = '{source}' ORDER BY step_count DESC, id DESC "  # noqa: S608
+        "OFFSET 1000 LIMIT 1",
+        db=common.BENCH_DB,
+    ))
 
 
 def main() -> None:
@@ -141,7 +162,29 @@ def main() -> None:
         f"q={COMMON_WORD} (common)": (f"/api/traces?q={COMMON_WORD}", TARGET_FILTER_P95_MS),
         f"q={MID_WORD} (~0.4%)": (f"/api/traces?q={MID_WORD}", TARGET_FILTER_P95_MS),
         f"q={RARE_WORD} (rare)": (f"/api/traces?q={RARE_WORD}", TARGET_FILTER_P95_MS),
+        "sort=oldest": ("/api/traces?sort=oldest", TARGET_PAGE_P95_MS),
+        "sort=most_steps": ("/api/traces?sort=most_steps", TARGET_PAGE_P95_MS),
+        "sort=fewest_steps": ("/api/traces?sort=fewest_steps", TARGET_PAGE_P95_MS),
+        "source=gsm8k&sort=most_steps": ("/api/traces?source=gsm8k&sort=most_steps", TARGET_FILTER_P95_MS),
+        "summary (count, facets)": ("/api/traces/summary", TARGET_FILTER_P95_MS),
+        "summary source=gsm8k": ("/api/traces/summary?source=gsm8k", TARGET_FILTER_P95_MS),
+        "summary source=redteam": ("/api/traces/summary?source=redteam", TARGET_FILTER_P95_MS),
+        "summary tag=hard": ("/api/traces/summary?tag=hard", TARGET_FILTER_P95_MS),
+        f"summary q={COMMON_WORD}": (f"/api/traces/summary?q={COMMON_WORD}", TARGET_FILTER_P95_MS),
+        f"summary q={RARE_WORD}": (f"/api/traces/summary?q={RARE_WORD}", TARGET_FILTER_P95_MS),
     }
+    opened = some_trace_id("gsm8k")
+    pages = {
+        "page: list source=gsm8k, most steps (50 rows)": (
+            "/traces/?source=gsm8k&sort=most_steps", TARGET_FILTER_P95_MS
+        ),
+        "page: its summary fragment": ("/traces/summary/?source=gsm8k", TARGET_FILTER_P95_MS),
+        "page: a trace opened from it (previous/next)": (
+            f"/traces/{opened}/?source=gsm8k&sort=most_steps", TARGET_FILTER_P95_MS
+        ),
+    }
+    common.manage("collectstatic", "--noinput", "-v0")
+    session = common.bench_session()
     load = common.wait_quiet(args.wait_quiet)
     results: dict[str, Any] = {"stored_rows": count, "loadavg_before": load, "cases": {}}
     with common.gunicorn(workers=1, port=args.port):
@@ -151,13 +194,19 @@ def main() -> None:
             result["target_p95_ms"] = target
             results["cases"][name] = result
             common.log(f"{name}: {json.dumps(result)}")
-            if result["next_cursor"] and name != "first page" and "depth" not in name:
+            if result.get("next_cursor") and name != "first page" and "depth" not in name:
                 sep = "&" if "?" in path else "?"
                 page2 = f"{path}{sep}cursor={urllib.parse.quote(result['next_cursor'])}"
                 result2 = measure(client, page2, args.requests)
                 result2["target_p95_ms"] = target
                 results["cases"][f"{name}, page 2"] = result2
                 common.log(f"{name}, page 2: {json.dumps(result2)}")
+        pager = Client(args.port, session=session)
+        for name, (path, target) in pages.items():
+            result = measure(pager, path, args.requests)
+            result["target_p95_ms"] = target
+            results["cases"][name] = result
+            common.log(f"{name}: {json.dumps(result)}")
     results["loadavg_after"] = os.getloadavg()[0]
     print(json.dumps(results, indent=2))
     for name, r in results["cases"].items():

@@ -102,6 +102,23 @@ def bench_token() -> str:
     return manage("shell", "-c", code, capture=True).strip().splitlines()[-1]
 
 
+def bench_session() -> str:
+    """A logged-in session key of the `bench` user, for the pages (a viewer: reads only)."""
+    code = (
+        "from importlib import import_module\n"
+        "from django.conf import settings\n"
+        "from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model\n"
+        f"u, _ = get_user_model().objects.get_or_create(username={BENCH_USER!r})\n"
+        "s = import_module(settings.SESSION_ENGINE).SessionStore()\n"
+        "s[SESSION_KEY] = str(u.pk)\n"
+        "s[BACKEND_SESSION_KEY] = 'django.contrib.auth.backends.ModelBackend'\n"
+        "s[HASH_SESSION_KEY] = u.get_session_auth_hash()\n"
+        "s.save()\n"
+        "print(s.session_key)\n"
+    )
+    return manage("shell", "-c", code, capture=True).strip().splitlines()[-1]
+
+
 def trace_count() -> int:
     return int(psql("SELECT count(*) FROM traces_trace", db=BENCH_DB))
 

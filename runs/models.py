@@ -263,6 +263,14 @@ class Run(Job):
         # The run links by id: what the API shows and a launch takes.
         return {name: getattr(self, f"{name}_id" if name in RUN_LINKS else name) for name in CONFIG_FIELDS}
 
+    def config_for_people(self) -> dict[str, object]:
+        """The launch settings as pages show them: choices by their labels ("Full fine-tune", not "full")."""
+        return {name: self.display_value(name) for name in CONFIG_FIELDS}
+
+    def display_value(self, name: str) -> object:
+        display = getattr(self, f"get_{name}_display", None)
+        return display() if callable(display) else getattr(self, name)
+
     @property
     def devices_used(self) -> str:
         """What the training child ran on, as it reported ("CPU (2 devices, …), mesh fsdp=2 tp=1"); empty before."""

@@ -156,7 +156,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
     logs = list(RunLog.objects.filter(run=run).order_by("-seq")[:LOG_TAIL])[::-1]
     return {
         "run": run,
-        "config": run.config(),
+        "config": run.config_for_people(),
         "panels": metric_panels([run]),
         "logs": logs,
         "last_seq": logs[-1].seq if logs else -1,
@@ -299,7 +299,7 @@ def run_compare(request: HtmxHttpRequest) -> TemplateResponse:
     rows = []
     if runs:
         for name in ("dataset", *CONFIG_FIELDS):
-            values = [r.dataset.key if name == "dataset" else getattr(r, name) for r in runs]
+            values = [r.dataset.key if name == "dataset" else r.display_value(name) for r in runs]
             rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1})
         for name in ("steps_done", "final_train_loss", "best_eval_loss", "tokens_per_s", "mfu", "peak_rss_mb"):
             values = [r.summary.get(name) for r in runs]

@@ -18,7 +18,16 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 
-from traces.models import Dataset, DatasetMember, Trace, TraceLabel, TraceReview, TraceScore
+from traces.models import (
+    Dataset,
+    DatasetMember,
+    PreferenceMember,
+    PreferencePair,
+    Trace,
+    TraceLabel,
+    TraceReview,
+    TraceScore,
+)
 
 
 class EstimatedCountPaginator(Paginator):  # type: ignore[type-arg]
@@ -220,6 +229,83 @@ class DatasetMemberAdmin(admin.ModelAdmin[DatasetMember]):
     def trace_link(self, obj: DatasetMember) -> str:
         url = reverse("admin:traces_trace_change", args=[obj.trace_id])
         return format_html('<a href="{}">#{}</a>', url, obj.trace_id)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PreferencePair)
+class PreferencePairAdmin(admin.ModelAdmin[PreferencePair]):
+    """Read-only pairs; deleting one a dataset holds is refused (its membership is PROTECTed)."""
+
+    list_display = ("id", "short_prompt", "source", "created_by", "created_at")
+    list_filter = ("source",)
+    list_select_related = ("created_by",)
+    search_fields = ("=id", "^content_hash")
+    search_help_text = "Pair id or content-hash prefix (8+ characters)."
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    ordering = ("-created_at", "-id")
+    readonly_fields = (
+        "prompt",
+        "chosen",
+        "rejected",
+        "source",
+        "note",
+        "meta",
+        "chosen_trace",
+        "rejected_trace",
+        "chosen_evaluation",
+        "rejected_evaluation",
+        "eval_item",
+        "content_hash",
+        "created_at",
+        "created_by",
+    )
+
+    def get_search_results(self, request: Any, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        """A short number is an id, never a hash prefix (see TraceAdmin)."""
+        term = search_term.strip()
+        if term.isdigit() and len(term) < 8:
+            return queryset.filter(pk=int(term)), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[PreferencePair]:
+        qs = super().get_queryset(request)
+        if request.resolver_match and request.resolver_match.url_name == "traces_preferencepair_changelist":
+            return qs.defer("chosen", "rejected", "meta")
+        return qs
+
+    @admin.display(description="Prompt")
+    def short_prompt(self, obj: PreferencePair) -> str:
+        return obj.prompt[:120]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(PreferenceMember)
+class PreferenceMemberAdmin(admin.ModelAdmin[PreferenceMember]):
+    """Read-only membership of preference datasets, paginated by position."""
+
+    list_display = ("dataset", "position", "split", "pair_id")
+    list_filter = ("split",)
+    list_select_related = ("dataset",)
+    search_fields = ("=pair__id",)
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    ordering = ("dataset", "position")
+    list_per_page = 100
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -16,6 +16,11 @@ class DatasetStrategy(models.TextChoices):
     ALL = "all", "All, oldest first"
 
 
+class DatasetKind(models.TextChoices):
+    SFT = "sft", "SFT (traces)"
+    PREFERENCE = "preference", "Preference (pairs)"
+
+
 class DatasetStatus(models.TextChoices):
     PENDING = "pending", "Queued"
     BUILDING = "building", "Building"
@@ -33,3 +38,13 @@ class ExportFormat(models.TextChoices):
     TUNIX_SFT = "tunix_sft", "tunix_sft (Gemma turn template)"
     TRAINING_EXAMPLE = "training_example", "training_example (prompt, response)"
     CHAT = "chat", "chat (messages)"
+    DPO = "dpo", "dpo (prompt, chosen, rejected; preference datasets)"
+
+
+class PairSource(models.TextChoices):
+    """Where a preference pair came from."""
+
+    COMPARE = "compare", "Compare page"
+    API = "api", "API"
+    IMPORT = "import", "Import"
+    EVALUATION = "evaluation", "Evaluation"

@@ -9,7 +9,8 @@ import django_filters
 from django import forms
 from django_filters.fields import IsoDateTimeField
 
-from traces.models import Trace, TraceQuerySet
+from traces.choices import PairSource
+from traces.models import PreferencePair, PreferencePairQuerySet, Trace, TraceQuerySet
 
 
 class IntegerFilter(django_filters.NumberFilter):
@@ -78,3 +79,22 @@ class TraceFilter(django_filters.FilterSet):
 
     def filter_label(self, queryset: TraceQuerySet, name: str, value: str) -> Any:
         return queryset.with_label(value.strip()) if value.strip() else queryset
+
+
+class PairFilter(django_filters.FilterSet):
+    """source, who made it (`created_by`, a username), created range, and `q` over prompt, chosen and rejected."""
+
+    q = django_filters.CharFilter(method="filter_q", label="Search", max_length=500)
+    source = django_filters.ChoiceFilter(choices=PairSource.choices)
+    created_by = django_filters.CharFilter(
+        field_name="created_by__username", max_length=150, label="Created by", help_text="a username"
+    )
+    created_after = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = UtcIsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = PreferencePair
+        fields: list[str] = []
+
+    def filter_q(self, queryset: PreferencePairQuerySet, name: str, value: str) -> Any:
+        return queryset.search(value)

@@ -173,3 +173,11 @@ def read_json_array(stream: IO[bytes], max_bytes: int) -> Iterator[Record]:
 def dumps_line(document: dict[str, Any]) -> bytes:
     """One JSON Lines record (UTF-8, no ASCII escaping, newline-terminated)."""
     return orjson.dumps(document) + b"\n"
+
+
+def reasoning_text(steps: list[dict[str, Any]], final_answer: str) -> str:
+    """The model's side of a training example: numbered reasoning, then the answer."""
+    lines = ["Reasoning:"]
+    lines.extend(f"{n}. {step['content']}" for n, step in enumerate(steps, start=1))
+    lines.append(f"Answer: {final_answer}")
+    return "\n".join(lines)

@@ -14,9 +14,10 @@ from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from traces import pgwrite, searchindex
-from traces.choices import DatasetStatus, Rating, ScoreCriteria, Split
+from traces.choices import DatasetKind, DatasetStatus, PairSource, Rating, ScoreCriteria, Split
+from traces.formats import reasoning_text
 from traces.scoring import score_trace
-from traces.validation import SOURCE_MAX, CleanTrace
+from traces.validation import NOTE_MAX, SOURCE_MAX, CleanPair, CleanTrace, PairInvalid, validate_pair
 from tunixrt.jobs import Job
 
 if TYPE_CHECKING:
@@ -309,7 +310,7 @@ class Trace(models.Model):
         indexes = [
             models.Index(fields=["-created_at", "-id"], name="trace_newest_idx"),
             models.Index(fields=["source", "-created_at", "-id"], name="trace_source_newest_idx"),
-            models.Index(fields=["step_count"], name="trace_step_count_idx"),
+            models.Index(fields=["step_count", "id"], name="trace_steps_id_idx"),
         ]
 
     def __str__(self) -> str:
@@ -473,16 +474,27 @@ class DatasetQuerySet(models.QuerySet["Dataset"]):
         )
         return [f"{name}@v{version}" for name, version in rows]
 
+    def keys_containing_pairs(self, pair_ids: Iterable[int]) -> list[str]:
+        rows = (
+            self.filter(pair_members__pair_id__in=list(pair_ids))
+            .values_list("name", "version")
+            .distinct()
+            .order_by("name", "version")
+        )
+        return [f"{name}@v{version}" for name, version in rows]
+
 
 class Dataset(Job):
-    """An immutable, versioned snapshot of traces: `name@vN`.
+    """An immutable, versioned snapshot of traces (`sft`) or preference pairs (`preference`): `name@vN`.
 
     Building an existing name creates the next version; nothing is changed after
-    the build. Membership is an ordered list of DatasetMember rows, each marked
-    train or validation. `spec` records how it was built, `stats` what it holds.
+    the build. Membership is an ordered list of DatasetMember rows (traces) or
+    PreferenceMember rows (pairs), each marked train or validation. `spec`
+    records how it was built, `stats` what it holds.
     """
 
     name = models.SlugField(max_length=100)
+    kind = models.CharField(max_length=16, choices=DatasetKind.choices, default=DatasetKind.SFT)
     version = models.PositiveIntegerField()
     description = models.TextField(blank=True, default="")
     spec = models.JSONField(default=dict)
@@ -512,6 +524,10 @@ class Dataset(Job):
     @property
     def key(self) -> str:
         return f"{self.name}@v{self.version}"
+
+    @property
+    def is_preference(self) -> bool:
+        return self.kind == DatasetKind.PREFERENCE
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         """Delete the snapshot, unless runs trained on it (their provenance needs it)."""
@@ -565,3 +581,258 @@ class DatasetMember(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset_id}#{self.position} → trace {self.trace_id}"
+
+
+class PairInUse(Exception):
+    """The preference pair belongs to datasets (their keys in `keys`) and cannot be deleted."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(f"The pair belongs to dataset {', '.join(keys)} and cannot be deleted.")
+        self.keys = keys
+
+
+@dataclass(frozen=True, slots=True)
+class PairIngestResult:
+    """Where one submitted pair ended up: a new row, or the stored one with the same content."""
+
+    id: int
+    created_at: dt.datetime
+    created: bool
+
+
+class PreferencePairQuerySet(models.QuerySet["PreferencePair"]):
+    def newest_first(self) -> PreferencePairQuerySet:
+        return self.order_by("-created_at", "-id")
+
+    def search(self, text: str) -> PreferencePairQuerySet:
+        """Every word (up to ten) must appear, case-insensitively, in the prompt, the chosen or the rejected text."""
+        qs = self
+        for word in text.split()[:10]:
+            qs = qs.filter(Q(prompt__icontains=word) | Q(chosen__icontains=word) | Q(rejected__icontains=word))
+        return qs
+
+
+class PreferencePairManager(models.Manager["PreferencePair"]):
+    def get_queryset(self) -> PreferencePairQuerySet:
+        return PreferencePairQuerySet(self.model, using=self._db)
+
+    def newest_first(self) -> PreferencePairQuerySet:
+        return self.get_queryset().newest_first()
+
+    def search(self, text: str) -> PreferencePairQuerySet:
+        return self.get_queryset().search(text)
+
+    def ingest(
+        self,
+        cleans: Sequence[CleanPair],
+        source: str,
+        user: AbstractBaseUser | AnonymousUser | None = None,
+        *,
+        item_links: Sequence[dict[str, Any]] | None = None,
+        **links: Any,
+    ) -> list[PairIngestResult]:
+        """Store validated pairs idempotently, all or nothing, one result per input in input order.
+
+        A pair whose content hash is stored already (or repeats in `cleans`) maps to
+        that row, which keeps its first provenance. `links` (chosen_trace,
+        rejected_trace, chosen_evaluation, rejected_evaluation, eval_item) go on
+        every new row; `item_links`, one dict per pair, on that pair's row.
+        """
+        creator = user if user is not None and user.is_authenticated else None
+        per_item = [{**links, **extra} for extra in item_links] if item_links is not None else [links] * len(cleans)
+        for attempt in range(3):
+            try:
+                with transaction.atomic():
+                    return self._ingest_once(cleans, source, creator, per_item)
+            except IntegrityError:
+                # A concurrent request stored one of these hashes between our lookup and
+                # insert: the next pass finds it stored.
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _ingest_once(
+        self, cleans: Sequence[CleanPair], source: str, creator: Any, links: Sequence[dict[str, Any]]
+    ) -> list[PairIngestResult]:
+        hashes = list(dict.fromkeys(c.content_hash for c in cleans))
+        known: dict[str, PairIngestResult] = {
+            h: PairIngestResult(pk, created_at, False)
+            for h, pk, created_at in self.filter(content_hash__in=hashes).values_list(
+                "content_hash", "id", "created_at"
+            )
+        }
+        now = timezone.now()
+        new_rows: dict[str, PreferencePair] = {}
+        for clean, row_links in zip(cleans, links, strict=True):
+            if clean.content_hash not in known and clean.content_hash not in new_rows:
+                new_rows[clean.content_hash] = PreferencePair.from_clean(
+                    clean, source=source, created_at=now, created_by=creator, **row_links
+                )
+        if new_rows:
+            self.bulk_create(new_rows.values())
+            for h, row in new_rows.items():
+                known[h] = PairIngestResult(row.pk, now, True)
+        results: list[PairIngestResult] = []
+        seen: set[str] = set()
+        for clean in cleans:
+            result = known[clean.content_hash]
+            if result.created and clean.content_hash in seen:
+                # The same pair twice in one request: the second is a duplicate.
+                result = PairIngestResult(result.id, result.created_at, False)
+            seen.add(clean.content_hash)
+            results.append(result)
+        return results
+
+    def from_traces(
+        self,
+        chosen: Trace,
+        rejected: Trace,
+        *,
+        note: str = "",
+        user: AbstractBaseUser | AnonymousUser | None = None,
+    ) -> PairIngestResult:
+        """Record that `chosen` answers the prompt better than `rejected` (the compare page's buttons).
+
+        Both traces must answer the same prompt (compared without surrounding
+        whitespace). Each side is the trace rendered as a training target
+        (`traces.formats.reasoning_text`: `Reasoning:`, numbered steps, `Answer:`),
+        exactly what SFT exports train on, so DPO prefers one SFT target over another.
+        Raises PairInvalid naming the problem.
+        """
+        if chosen.pk == rejected.pk:
+            raise PairInvalid({"non_field_errors": ["Pick two different traces."]})
+        if chosen.prompt.strip() != rejected.prompt.strip():
+            reason = "The traces answer different prompts; a preference pair compares two answers to one prompt."
+            raise PairInvalid({"non_field_errors": [reason]})
+        clean = validate_pair(
+            {
+                "prompt": chosen.prompt,
+                "chosen": reasoning_text(chosen.steps, chosen.final_answer),
+                "rejected": reasoning_text(rejected.steps, rejected.final_answer),
+                "note": note,
+            }
+        )
+        return self.ingest([clean], PairSource.COMPARE, user, chosen_trace=chosen, rejected_trace=rejected)[0]
+
+
+class PreferencePair(models.Model):
+    """A preference: for `prompt`, the `chosen` answer is better than the `rejected` one.
+
+    Provenance: `source` (compare page, API, import or evaluation), the traces or
+    evaluations the two answers came from when known, a note and free `meta`.
+    `content_hash` (SHA-256 of prompt, chosen and rejected; traces.validation.pair_hash)
+    is unique, so every capture path is idempotent. Pairs are immutable.
+    """
+
+    prompt = models.TextField()
+    chosen = models.TextField()
+    rejected = models.TextField()
+    source = models.CharField(max_length=16, choices=PairSource.choices)
+    note = models.TextField(blank=True, default="", max_length=NOTE_MAX)
+    meta = models.JSONField(default=dict, blank=True)
+    # The links are NULL on most rows (every import): partial indexes (Meta) serve the deletes that null
+    # them at no cost to a pair stored without them, where a full index per column would slow imports ~2x.
+    chosen_trace = models.ForeignKey(
+        Trace, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    rejected_trace = models.ForeignKey(
+        Trace, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    chosen_evaluation = models.ForeignKey(
+        "runs.Evaluation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    rejected_evaluation = models.ForeignKey(
+        "runs.Evaluation", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    eval_item = models.ForeignKey(
+        "runs.EvalItem", null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+    # A constraint (Meta), not unique=True: on PostgreSQL that adds a second, LIKE-pattern index nobody uses.
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", db_index=False
+    )
+
+    objects = PreferencePairManager()
+
+    class Meta:
+        ordering = ("-created_at", "-id")
+        constraints = [models.UniqueConstraint(fields=["content_hash"], name="pair_content_hash")]
+        indexes = [
+            models.Index(fields=["-created_at", "-id"], name="pair_newest_idx"),
+            models.Index(fields=["source", "-created_at", "-id"], name="pair_source_newest_idx"),
+            *(
+                models.Index(fields=[column], name=f"pair_{short}_idx", condition=Q(**{f"{column}__isnull": False}))
+                for column, short in (
+                    ("created_by", "creator"),
+                    ("chosen_trace", "chosen_trace"),
+                    ("rejected_trace", "rejected_trace"),
+                    ("chosen_evaluation", "chosen_eval"),
+                    ("rejected_evaluation", "rejected_eval"),
+                    ("eval_item", "eval_item"),
+                )
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Pair {self.pk}: {self.prompt[:60]}"
+
+    @classmethod
+    def from_clean(
+        cls,
+        clean: CleanPair,
+        *,
+        source: str,
+        created_at: dt.datetime | None = None,
+        created_by: Any = None,
+        **links: Any,
+    ) -> PreferencePair:
+        return cls(
+            prompt=clean.prompt,
+            chosen=clean.chosen,
+            rejected=clean.rejected,
+            note=clean.note,
+            meta=clean.meta,
+            source=source,
+            content_hash=clean.content_hash,
+            created_at=created_at or timezone.now(),
+            created_by=created_by,
+            **links,
+        )
+
+    def document(self) -> dict[str, Any]:
+        """The pair in its exchange format (re-imports as the same pair)."""
+        doc: dict[str, Any] = {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+        if self.note:
+            doc["note"] = self.note
+        doc["meta"] = self.meta
+        return doc
+
+    def dataset_keys(self) -> list[str]:
+        return Dataset.objects.keys_containing_pairs([self.pk])
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        """Delete the pair, unless a dataset holds it (datasets are immutable)."""
+        keys = self.dataset_keys()
+        if keys:
+            raise PairInUse(keys)
+        return super().delete(*args, **kwargs)
+
+
+class PreferenceMember(models.Model):
+    """One preference pair's place in a preference dataset. PROTECT keeps member pairs from being deleted."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="pair_members")
+    pair = models.ForeignKey(PreferencePair, on_delete=models.PROTECT, related_name="memberships")
+    position = models.PositiveIntegerField()
+    split = models.CharField(max_length=16, choices=Split.choices, default=Split.TRAIN)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "position"], name="pair_member_position"),
+        ]
+        indexes = [models.Index(fields=["pair"], name="pair_member_pair_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}#{self.position} → pair {self.pair_id}"

@@ -9,6 +9,7 @@ urlpatterns = [
     path("upload/file/", views.trace_upload_file, name="trace-upload-file"),
     path("compare/", views.trace_compare, name="trace-compare"),
     path("bulk/", views.trace_bulk, name="trace-bulk"),
+    path("summary/", views.trace_summary, name="trace-summary"),
     path("<int:pk>/", views.trace_detail, name="trace-detail"),
     path("<int:pk>/score/", views.trace_score, name="trace-score"),
     path("<int:pk>/review/", views.trace_review, name="trace-review"),

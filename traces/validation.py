@@ -318,3 +318,126 @@ def _finish(clean: CleanTrace, default_source: str) -> CleanTrace:
         len(clean.prompt) + len(clean.final_answer) + sum(len(s["content"]) for s in steps)
     )
     return clean
+
+
+PAIR_FIELDS = ("prompt", "chosen", "rejected", "note", "meta")
+NOTE_MAX = 2_000
+_PAIR_FIELD_SET = frozenset(PAIR_FIELDS)
+
+
+class PairInvalid(TraceInvalid):
+    """A preference pair broke one or more rules; `errors` maps field paths to messages."""
+
+
+@dataclass(slots=True)
+class CleanPair:
+    """A validated preference pair, with the hash of its training content."""
+
+    prompt: str
+    chosen: str
+    rejected: str
+    note: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    content_hash: str = ""
+    size: int = 0
+
+    def document(self) -> dict[str, Any]:
+        """The pair in its exchange format (what `import_preferences` reads)."""
+        doc: dict[str, Any] = {"prompt": self.prompt, "chosen": self.chosen, "rejected": self.rejected}
+        if self.note:
+            doc["note"] = self.note
+        doc["meta"] = self.meta
+        return doc
+
+
+def pair_hash(prompt: str, chosen: str, rejected: str) -> str:
+    """SHA-256 of the canonical JSON of the training content (prompt, chosen, rejected).
+
+    Note and meta are left out on purpose: the same preference captured twice
+    (two clicks, two imports with different notes) is one pair, so a dataset
+    never trains on it twice.
+    """
+    canonical = orjson.dumps({"chosen": chosen, "prompt": prompt, "rejected": rejected}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _fast_pair(data: Any) -> CleanPair | None:
+    """A valid, plainly typed pair without the error bookkeeping, else None (see `_fast_clean`)."""
+    if type(data) is not dict or not data.keys() <= _PAIR_FIELD_SET:
+        return None
+    prompt = data.get("prompt")
+    chosen = data.get("chosen")
+    rejected = data.get("rejected")
+    note = data.get("note", "")
+    meta = data.get("meta")
+    if meta is None:
+        meta = {}
+    elif type(meta) is not dict:
+        return None
+    if note is None:
+        note = ""
+    if not (
+        _good_text(prompt, TEXT_MAX)
+        and _good_text(chosen, TEXT_MAX)
+        and _good_text(rejected, TEXT_MAX)
+        and type(note) is str
+        and len(note) <= NOTE_MAX
+        and "\x00" not in note
+        and chosen != rejected
+    ):
+        return None
+    return CleanPair(cast(str, prompt), cast(str, chosen), cast(str, rejected), note, meta)
+
+
+def _checked_pair(data: Any) -> CleanPair:
+    if not isinstance(data, dict):
+        raise PairInvalid({"non_field_errors": ["Expected a JSON object (a preference pair)."]})
+    errors: Errors = {}
+    for key in data:
+        if key not in PAIR_FIELDS:
+            errors[str(key)] = [UNKNOWN]
+    prompt = _text(errors, "prompt", data.get("prompt"), TEXT_MAX)
+    chosen = _text(errors, "chosen", data.get("chosen"), TEXT_MAX)
+    rejected = _text(errors, "rejected", data.get("rejected"), TEXT_MAX)
+    if "chosen" not in errors and "rejected" not in errors and chosen == rejected:
+        errors["rejected"] = ["Must differ from chosen."]
+    note = data.get("note")
+    if note is None:
+        note = ""
+    elif not isinstance(note, str):
+        errors["note"] = ["Must be a string."]
+    elif len(note) > NOTE_MAX:
+        errors["note"] = [f"Ensure this field has no more than {NOTE_MAX:,} characters."]
+    elif "\x00" in note:
+        errors["note"] = ["Must not contain NUL characters."]
+    meta = data.get("meta")
+    if meta is None:
+        meta = {}
+    elif not isinstance(meta, dict):
+        errors["meta"] = ["Must be a JSON object."]
+    if errors:
+        raise PairInvalid(errors)
+    return CleanPair(prompt, chosen, rejected, note, meta)
+
+
+def validate_pair(data: Any) -> CleanPair:
+    """Validate one preference pair; raise `PairInvalid` naming every bad field.
+
+    The texts follow the trace rules (required, not blank, at most TEXT_MAX
+    characters, no NUL); `chosen` and `rejected` must differ; `meta` follows the
+    trace rules too (plain JSON, no NUL, integers within 64 bits).
+    """
+    clean = _fast_pair(data)
+    if clean is None:
+        clean = _checked_pair(data)
+    if clean.meta:
+        meta_errors = _meta_errors(clean.meta)
+        if meta_errors:
+            raise PairInvalid(meta_errors)
+    try:
+        # The stored size, as the trace rules measure it: the pair's JSON in bytes.
+        clean.size = len(orjson.dumps(clean.document()))
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise PairInvalid({"meta": [f"Must be plain JSON: {exc}."]}) from None
+    clean.content_hash = pair_hash(clean.prompt, clean.chosen, clean.rejected)
+    return clean

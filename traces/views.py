@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
-from traces import searchindex
+from traces import exploring, searchindex
 from traces.filters import TraceFilter
 from traces.forms import CompareForm, TraceFileForm, TracePasteForm
 from traces.importing import import_traces
@@ -32,7 +32,7 @@ from traces.labelling import (
 )
 from traces.models import Dataset, Trace, TraceInUse
 from tunixrt.middleware import HtmxHttpRequest
-from tunixrt.pagination import InvalidPage, keyset_page, parse_limit
+from tunixrt.pagination import InvalidPage, keyset_page, parse_limit, parse_order
 from tunixrt.roles import Action, require
 
 EXAMPLE_TRACE = """{
@@ -55,9 +55,11 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
     page_error = ""
     rows: list[Trace] = []
     next_cursor = None
+    order = exploring.ORDERS["newest"]
     try:
+        order = parse_order(request.GET.get("sort"), exploring.ORDERS)
         limit = parse_limit(request.GET.get("limit"), default=50)
-        rows, next_cursor = keyset_page(filterset.qs, request.GET.get("cursor"), limit)
+        rows, next_cursor = keyset_page(filterset.qs, request.GET.get("cursor"), limit, order)
     except InvalidPage as exc:
         page_error = f"{exc.field}: {exc}"
     params = request.GET.copy()
@@ -71,6 +73,9 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
         "rows": rows,
         "next_cursor": next_cursor,
         "query": params.urlencode(),
+        "filters_query": _filters_query(request),
+        "orders": exploring.ORDERS.values(),
+        "order": order,
         "page_error": page_error,
         "search_backlog": backlog,
         "search_backlog_label": searchindex.describe_backlog(backlog, cap),
@@ -86,6 +91,27 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
     # (the browser's back button would show a bare table).
     patch_vary_headers(response, ("HX-Request",))
     return response
+
+
+def _filters_query(request: HtmxHttpRequest) -> str:
+    """The list's filters alone (no cursor, order or page size), as a query string."""
+    params = request.GET.copy()
+    for name in ("cursor", "sort", "limit"):
+        params.pop(name, None)
+    for name in list(params):
+        if not params.get(name):
+            params.pop(name)
+    return params.urlencode()
+
+
+def trace_summary(request: HtmxHttpRequest) -> TemplateResponse:
+    """The list's count and source/tag facets for the same filters (loaded after the rows)."""
+    filterset = TraceFilter(request.GET, queryset=Trace.objects.all())
+    context: dict[str, Any] = {"filters_query": _filters_query(request)}
+    if filterset.is_valid():
+        matching = exploring.count_matching(filterset.qs)
+        context.update(matching=matching, summary=exploring.facets(filterset.qs, matching))
+    return TemplateResponse(request, "traces/_summary.html", context)
 
 
 def review_context(trace: Trace, user: Any) -> dict[str, Any]:
@@ -106,8 +132,21 @@ def trace_detail(request: HtmxHttpRequest, pk: int) -> TemplateResponse:
         **review_context(trace, request.user),
         "scores": trace.scores.order_by("criteria"),
         "meta_json": json.dumps(trace.meta, indent=2, ensure_ascii=False),
+        **_list_position(request, trace),
     }
     return TemplateResponse(request, "traces/trace_detail.html", context)
+
+
+def _list_position(request: HtmxHttpRequest, trace: Trace) -> dict[str, Any]:
+    """Previous / next in the list the page was opened from (its filters and order ride in the query)."""
+    filterset = TraceFilter(request.GET, queryset=Trace.objects.all())
+    order = exploring.ORDERS.get(request.GET.get("sort", ""), exploring.ORDERS["newest"])
+    if not filterset.is_valid():
+        filterset = TraceFilter(None, queryset=Trace.objects.all())
+    previous, following = exploring.neighbours(filterset.qs, trace, order)
+    params = request.GET.copy()
+    params.pop("cursor", None)
+    return {"list_query": params.urlencode(), "previous_id": previous, "next_id": following}
 
 
 @require_POST
@@ -272,4 +311,5 @@ def trace_compare(request: HtmxHttpRequest) -> TemplateResponse:
                 pair.append(trace)
         if len(pair) == 2:
             context["pair"] = [(t, t.ensure_scores()) for t in pair]
+            context["same_prompt"] = pair[0].prompt.strip() == pair[1].prompt.strip() and pair[0].pk != pair[1].pk
     return TemplateResponse(request, "traces/trace_compare.html", context)

@@ -1,8 +1,11 @@
-"""Keyset ("cursor") pagination over `(created_at, id)`, newest first.
+"""Keyset ("cursor") pagination over `(created_at, id)` newest first, or another order.
 
 A page is fetched with `WHERE (created_at, id) < (cursor)` on the composite
 index, so page 25,000 costs the same as page 1 and rows inserted between
 requests neither repeat nor shift later pages. No COUNT is ever run.
+
+Other orders (`Order`: oldest first, by step count) work the same way on their
+own `(field, id)` index; a cursor carries the last row's value of the field.
 """
 
 from __future__ import annotations
@@ -11,11 +14,12 @@ import base64
 import binascii
 import datetime as dt
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import models
 from django.db.models import F, QuerySet
-from django.db.models.fields.tuple_lookups import Tuple, TupleLessThan
+from django.db.models.fields.tuple_lookups import Tuple, TupleGreaterThan, TupleLessThan
 from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import BasePagination
 from rest_framework.request import Request
@@ -28,23 +32,64 @@ MAX_ID = 2**63 - 1  # a cursor may carry any integer; ids are 64-bit
 
 
 class InvalidPage(ValueError):
-    """A bad `cursor` or `limit`; `field` names the parameter."""
+    """A bad `cursor`, `limit` or `sort`; `field` names the parameter."""
 
     def __init__(self, field: str, message: str) -> None:
         super().__init__(message)
         self.field = field
 
 
+@dataclass(frozen=True, slots=True)
+class Order:
+    """A keyset order: `field` then id, both descending or both ascending."""
+
+    key: str
+    label: str
+    field: str = "created_at"
+    descending: bool = True
+
+    @property
+    def order_by(self) -> tuple[str, str]:
+        sign = "-" if self.descending else ""
+        return (f"{sign}{self.field}", f"{sign}id")
+
+    def reversed(self) -> Order:
+        return Order(self.key, self.label, self.field, not self.descending)
+
+
+NEWEST = Order("newest", "newest first")
+
+
+def _encode(raw: str) -> str:
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
 def encode_cursor(created_at: dt.datetime, pk: int) -> str:
-    raw = f"{created_at.isoformat()}|{pk}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _encode(f"{created_at.isoformat()}|{pk}")
 
 
 def decode_cursor(cursor: str) -> tuple[dt.datetime, int]:
+    value, pk = _decode(cursor, "created_at")
+    assert isinstance(value, dt.datetime)
+    return value, pk
+
+
+def _cursor_for(row: Any, order: Order) -> str:
+    value = getattr(row, order.field)
+    text = value.isoformat() if isinstance(value, dt.datetime) else str(int(value))
+    return _encode(f"{text}|{row.pk}")
+
+
+def _decode(cursor: str, field: str) -> tuple[dt.datetime | int, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, pk = raw.split("|")
-        created_at = dt.datetime.fromisoformat(stamp)
+        text, pk = raw.split("|")
+        if field != "created_at":
+            number = int(text)
+            if not 0 <= number <= 2**31 - 1:  # the counted columns are 32-bit
+                raise ValueError("out of range")
+            return number, int(pk)
+        created_at = dt.datetime.fromisoformat(text)
         if created_at.tzinfo is None:
             raise ValueError("naive timestamp")
         # In UTC: out of range there (year 9999 at -05:00) is an OverflowError, and PostgreSQL
@@ -66,40 +111,63 @@ def parse_limit(raw: str | None, default: int = DEFAULT_LIMIT) -> int:
     return limit
 
 
-def keyset_page[M: models.Model](
-    queryset: QuerySet[M], cursor: str | None, limit: int
-) -> tuple[list[M], str | None]:
-    """One page of `queryset` newest first, after `cursor`; returns rows and the next cursor."""
-    qs = queryset.order_by("-created_at", "-id")
-    if cursor:
-        created_at, pk = decode_cursor(cursor)
-        # `(created_at, id) < (x, pk)` as one row comparison is an index condition
-        # on (created_at DESC, id DESC): the scan starts right after the cursor
-        # row, even inside a run of equal timestamps (an import batch shares one,
-        # and `created_at < x OR id < pk` fetched and dropped the whole run).
+def parse_order(raw: str | None, orders: dict[str, Order]) -> Order:
+    """The order named by `?sort=` (the first of `orders` when absent)."""
+    if not raw:
+        return next(iter(orders.values()))
+    try:
+        return orders[raw]
+    except KeyError:
+        raise InvalidPage("sort", f"Choose one of: {', '.join(orders)}.") from None
+
+
+def after[M: models.Model](queryset: QuerySet[M], order: Order, value: Any, pk: int) -> QuerySet[M]:
+    """The rows that come after `(value, pk)` in `order`, in that order."""
+    qs = queryset.order_by(*order.order_by)
+    field = order.field
+    if order.descending:
+        # `(field, id) < (x, pk)` as one row comparison is an index condition on
+        # (field DESC, id DESC): the scan starts right after the cursor row, even
+        # inside a run of equal values (an import batch shares one timestamp, and
+        # `field < x OR id < pk` fetched and dropped the whole run).
         if pk > MAX_ID:  # every id is smaller
-            qs = qs.filter(created_at__lte=created_at)
-        elif pk < -MAX_ID - 1:  # no id is smaller
-            qs = qs.filter(created_at__lt=created_at)
-        else:
-            qs = qs.filter(created_at__lte=created_at).filter(
-                TupleLessThan(Tuple(F("created_at"), F("id")), (created_at, pk))
-            )
+            return qs.filter(**{f"{field}__lte": value})
+        if pk < -MAX_ID - 1:  # no id is smaller
+            return qs.filter(**{f"{field}__lt": value})
+        return qs.filter(**{f"{field}__lte": value}).filter(TupleLessThan(Tuple(F(field), F("id")), (value, pk)))
+    if pk > MAX_ID:  # no id is larger
+        return qs.filter(**{f"{field}__gt": value})
+    if pk < -MAX_ID - 1:  # every id is larger
+        return qs.filter(**{f"{field}__gte": value})
+    return qs.filter(**{f"{field}__gte": value}).filter(TupleGreaterThan(Tuple(F(field), F("id")), (value, pk)))
+
+
+def keyset_page[M: models.Model](
+    queryset: QuerySet[M], cursor: str | None, limit: int, order: Order = NEWEST
+) -> tuple[list[M], str | None]:
+    """One page of `queryset` in `order` (newest first), after `cursor`; returns rows and the next cursor."""
+    if cursor:
+        value, pk = _decode(cursor, order.field)
+        qs = after(queryset, order, value, pk)
+    else:
+        qs = queryset.order_by(*order.order_by)
     rows = list(qs[: limit + 1])
     if len(rows) > limit:
         rows = rows[:limit]
-        last: Any = rows[-1]
-        return rows, encode_cursor(last.created_at, last.pk)
+        return rows, _cursor_for(rows[-1], order)
     return rows, None
 
 
 class KeysetPagination(BasePagination):
-    """DRF pagination using `keyset_page`; `?limit=1..100&cursor=…`."""
+    """DRF pagination using `keyset_page`; `?limit=1..100&cursor=…`, and `?sort=` where the view
+    names its orders in `keyset_orders`."""
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any]:
+        orders = getattr(view, "keyset_orders", None) or {NEWEST.key: NEWEST}
         try:
             limit = parse_limit(request.query_params.get("limit"))
-            rows, self.next_cursor = keyset_page(queryset, request.query_params.get("cursor"), limit)
+            order = parse_order(request.query_params.get("sort"), orders)
+            rows, self.next_cursor = keyset_page(queryset, request.query_params.get("cursor"), limit, order)
         except InvalidPage as exc:
             raise ValidationError({exc.field: [str(exc)]}) from None
         self.request = request
@@ -129,7 +197,22 @@ class KeysetPagination(BasePagination):
         }
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        orders: dict[str, Order] = getattr(view, "keyset_orders", None) or {}
+        sort = (
+            [
+                {
+                    "name": "sort",
+                    "in": "query",
+                    "required": False,
+                    "description": "; ".join(f"`{o.key}`: {o.label}" for o in orders.values()),
+                    "schema": {"type": "string", "enum": list(orders)},
+                }
+            ]
+            if orders
+            else []
+        )
         return [
+            *sort,
             {
                 "name": "cursor",
                 "in": "query",

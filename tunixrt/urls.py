@@ -28,6 +28,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("traces/", include("traces.urls")),
     path("datasets/", include(dataset_urlpatterns)),
+    path("preferences/", include("traces.preferences.urls")),
     path("runs/", include("runs.urls")),
     path("", include(evaluation_urlpatterns)),
     path("api/", include(api_patterns)),

@@ -125,6 +125,7 @@ class ApiRoot(APIView):
     view_name = "API root"
     endpoints = {
         "traces": "api-trace-list",
+        "preference-pairs": "api-pair-list",
         "datasets": "api-dataset-list",
         "runs": "api-run-list",
         "eval-sets": "api-evalset-list",

@@ -13,17 +13,27 @@ register = template.Library()
 
 @register.filter
 def number(value: Any) -> Any:
-    """A float as people read it: four decimals at most, thousands separated, no trailing zeros.
+    """A number as people read it: thousands separated; floats with four decimals at most, no trailing zeros.
 
     Tiny magnitudes keep their significant digits (2.5e-05); everything that is not a
-    float (ints, text, lists, None) is returned unchanged.
+    number (text, lists, None) is returned unchanged.
     """
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
     if not isinstance(value, float) or value != value or value in (float("inf"), float("-inf")):
         return value
     if value != 0 and abs(value) < 1e-3:
         return f"{value:.2e}"
     text = f"{value:,.4f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
+
+
+@register.filter
+def thousands(value: Any) -> Any:
+    """A whole number with thousands separated (12,345); anything else unchanged."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    return f"{value:,}"
 
 
 @register.filter

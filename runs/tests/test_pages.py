@@ -183,7 +183,7 @@ def test_the_detail_page_shows_status_config_summary_log_chart_and_artifacts(pag
     assert 'id="status"' in text and 'hx-trigger="every 2s"' not in text  # finished: no polling
     assert "<th>Learning rate</th><td>0.004</td>" in text
     assert "<th>Final train loss</th><td>3.5</td>" in text
-    assert "<th>Parameters</th><td>328832</td>" in text
+    assert "<th>Parameters</th><td>328,832</td>" in text
     assert "<th>Tokens/s</th><td>5,000</td>" in text
     for n in range(5):
         assert f'<span class="seq">{n}</span> line {n}' in text
@@ -352,7 +352,9 @@ def test_delete_of_an_active_run_is_refused(page, dataset, user):
         (-0.00001, "-1.00e-05"),
         (0.0, "0"),
         (-0.00001 * 0, "0"),
-        (328832, 328832),
+        (328832, "328,832"),
+        (20, "20"),
+        (True, True),
         ("tiny", "tiny"),
         ([150, 200], [150, 200]),
         (None, None),

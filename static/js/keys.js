@@ -1,4 +1,4 @@
-// Keyboard: "/" search, j/k rows, Enter opens, x ticks, shift-click ticks a range, Ctrl-Enter submits, "?" lists keys.
+// Keyboard: "/" search, j/k rows, Enter opens, x ticks, n/p next/previous item, shift-click ticks a range, Ctrl-Enter submits, "?" lists keys.
 "use strict";
 
 (function () {
@@ -7,6 +7,7 @@
     ["j / k", "Next / previous row of the list"],
     ["Enter", "Open the current row"],
     ["x", "Tick or untick the current row"],
+    ["n / p", "Next / previous item (on a trace opened from the list)"],
     ["Shift-click", "Tick every box between the last one ticked and this one"],
     ["Ctrl-Enter", "Submit the form you are typing in"],
     ["?", "Show or hide this list"],
@@ -117,6 +118,12 @@
     } else if (event.key === "Enter") {
       const tr = current();
       const link = tr && tr.querySelector("a[href]");
+      if (link) {
+        event.preventDefault();
+        link.click();
+      }
+    } else if (event.key === "n" || event.key === "p") {
+      const link = document.querySelector(event.key === "n" ? "main a[rel=next]" : "main a[rel=prev]");
       if (link) {
         event.preventDefault();
         link.click();

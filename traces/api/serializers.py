@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.utils import extend_schema_field
+from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
 from traces.choices import Rating, ScoreCriteria
@@ -192,6 +192,27 @@ class LabelCountSerializer(serializers.Serializer[Any]):
 class FacetsSerializer(serializers.Serializer[Any]):
     ratings = serializers.DictField(child=serializers.IntegerField(), help_text="traces per current rating")
     labels = LabelCountSerializer(many=True, help_text="the 50 most used labels")
+
+
+class TagCountSerializer(serializers.Serializer[Any]):
+    tag = serializers.CharField()
+    count = serializers.IntegerField()
+
+
+class TraceSummarySerializer(serializers.Serializer[Any]):
+    count = serializers.IntegerField(help_text="traces matching the filters")
+    exact = serializers.BooleanField(
+        help_text="false above 100,000 matches on PostgreSQL: `count` is then the planner's estimate"
+    )
+    scope = serializers.IntegerField(help_text="how many of the newest matching traces the facets counted")
+    # Inline: `source` is an attribute of every DRF field, so a serializer class cannot declare it.
+    sources = inline_serializer(
+        "SourceCount",
+        fields={"source": serializers.CharField(), "count": serializers.IntegerField()},
+        many=True,
+        help_text="the most frequent sources",
+    )
+    tags = TagCountSerializer(many=True, help_text="the most frequent tags")
 
 
 class TraceCompareSerializer(serializers.Serializer[Any]):

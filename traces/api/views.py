@@ -14,7 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from traces import searchindex
+from traces import exploring, searchindex
 from traces.api.serializers import (
     BulkRequestSerializer,
     BulkResultSerializer,
@@ -32,6 +32,7 @@ from traces.api.serializers import (
     TraceDetailSerializer,
     TraceInputSerializer,
     TraceListSerializer,
+    TraceSummarySerializer,
 )
 from traces.filters import TraceFilter
 from traces.labelling import (
@@ -85,6 +86,7 @@ class TraceViewSet(
     queryset = Trace.objects.all()
     filterset_class = TraceFilter
     pagination_class = KeysetPagination
+    keyset_orders = exploring.ORDERS
     role_actions = {
         "create": Action.CREATE,
         "batch": Action.CREATE,
@@ -249,6 +251,16 @@ class TraceViewSet(
     @action(detail=False, methods=["get"], filter_backends=[], pagination_class=None)
     def facets(self, request: Request) -> Response:
         return Response(facets())
+
+    @extend_schema(
+        responses=TraceSummarySerializer,
+        summary="How many traces match the filters (exact up to 100,000), and their top sources and tags",
+    )
+    @action(detail=False, methods=["get"], pagination_class=None)
+    def summary(self, request: Request) -> Response:
+        queryset = self.filter_queryset(Trace.objects.all())
+        matching = exploring.count_matching(queryset)
+        return Response({**matching.as_dict(), **exploring.facets(queryset, matching)})
 
     @extend_schema(
         parameters=[

@@ -15,9 +15,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from runs.training import templates
-from traces.choices import DatasetStatus, DatasetStrategy, ExportFormat, Split
+from traces.choices import DatasetKind, DatasetStatus, DatasetStrategy, ExportFormat, PairSource, Split
 from traces.datasets.building import BuildInvalid, build_dataset, validate_build_spec
-from traces.datasets.exporting import check_template, export_response
+from traces.datasets.exporting import check_format, check_template, export_response
 from traces.models import Dataset, DatasetInUse
 from tunixrt.pagination import KeysetPagination
 from tunixrt.roles import Action
@@ -28,14 +28,24 @@ class DatasetBuildSerializer(serializers.Serializer[Any]):
 
     name = serializers.SlugField(max_length=100)
     description = serializers.CharField(required=False, allow_blank=True, max_length=2000)
+    kind = serializers.ChoiceField(
+        choices=DatasetKind.choices, default=DatasetKind.SFT,
+        help_text="sft: traces (trace filters, trace_ids); preference: preference pairs (pair filters, pair_ids)",
+    )
     trace_ids = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False)
+    pair_ids = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), required=False, help_text="preference datasets: these pairs"
+    )
     strategy = serializers.ChoiceField(choices=DatasetStrategy.choices, default=DatasetStrategy.LATEST)
     seed = serializers.IntegerField(required=False, min_value=0, help_text="required for random")
     limit = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000)
     validation_fraction = serializers.FloatField(required=False, min_value=0, max_value=0.5)
     validation_seed = serializers.IntegerField(required=False, min_value=0)
     q = serializers.CharField(required=False)
-    source = serializers.CharField(required=False)  # type: ignore[assignment]
+    source = serializers.CharField(  # type: ignore[assignment]
+        required=False, help_text=f"traces: their source; pairs: one of {', '.join(PairSource.values)}"
+    )
+    created_by = serializers.CharField(required=False, help_text="preference datasets: pairs this username made")
     tag = serializers.CharField(required=False)
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
@@ -55,7 +65,7 @@ class DatasetListSerializer(serializers.ModelSerializer[Dataset]):
 
     class Meta:
         model = Dataset
-        fields = ["key", "name", "version", "description", "status", "count", "created_at"]
+        fields = ["key", "name", "version", "kind", "description", "status", "count", "created_at"]
 
     def get_count(self, obj: Dataset) -> int | None:
         count = obj.stats.get("count")
@@ -74,15 +84,16 @@ class DatasetDetailSerializer(serializers.ModelSerializer[Dataset]):
     class Meta:
         model = Dataset
         fields = [
-            "key", "name", "version", "description", "status", "error", "spec", "stats",
+            "key", "name", "version", "kind", "description", "status", "error", "spec", "stats",
             "created_by", "created_at", "built_at", "attempt", "queued_at", "awaiting_broker",
         ]
 
     def get_spec(self, obj: Dataset) -> dict[str, Any]:
         spec = dict(obj.spec)
-        ids = spec.get("trace_ids")
-        if isinstance(ids, list) and len(ids) > 100:
-            spec["trace_ids"] = [*ids[:100], f"… {len(ids) - 100} more"]
+        for field in ("trace_ids", "pair_ids"):
+            ids = spec.get(field)
+            if isinstance(ids, list) and len(ids) > 100:
+                spec[field] = [*ids[:100], f"… {len(ids) - 100} more"]
         return spec
 
 
@@ -109,6 +120,11 @@ class DatasetViewSet(
             name = self.request.query_params.get("name", "").strip()
             if name:
                 qs = qs.filter(name=name)
+            kind = self.request.query_params.get("kind", "")
+            if kind:
+                if kind not in DatasetKind.values:
+                    raise ValidationError({"kind": [f"Must be one of {', '.join(DatasetKind.values)}."]})
+                qs = qs.filter(kind=kind)
             qs = qs.defer("spec")
         return qs
 
@@ -135,6 +151,7 @@ class DatasetViewSet(
         parameters=[
             OpenApiParameter("q", str, description="text in name or description"),
             OpenApiParameter("name", str, description="exact name: all its versions"),
+            OpenApiParameter("kind", str, enum=DatasetKind.values, description="sft or preference datasets only"),
         ]
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -173,7 +190,7 @@ class DatasetViewSet(
                 "template",
                 str,
                 enum=[*templates.TEMPLATES],
-                description="chat template of tunix_sft's text (default gemma) and of chat's added text",
+                description="chat template of tunix_sft's text and dpo's turns (default gemma), of chat's text",
             ),
         ],
         responses={(200, "application/x-ndjson"): OpenApiTypes.STR, 409: dict},
@@ -196,6 +213,11 @@ class DatasetViewSet(
         if split not in (*Split.values, "all"):
             errors["split"] = ["Must be train, validation or all."]
         template = request.query_params.get("template") or None
+        if not errors:
+            try:
+                check_format(dataset, fmt)
+            except ValueError as exc:
+                errors["format"] = [str(exc)]
         if not errors:
             try:
                 check_template(fmt, template)

@@ -1,10 +1,11 @@
-"""Building datasets: validate a build spec, select traces in the database, freeze them.
+"""Building datasets: validate a build spec, select traces (or preference pairs) in the database, freeze them.
 
 Selection runs as one `INSERT … SELECT` over every matching trace (never a
 sample in Python), ordered by the strategy: newest first, oldest first, or a
 seeded hash of the trace id for `random`, so the same inputs and seed give the
 same membership in any process. The validation split takes the first
-`round(n × fraction)` members by a second seeded hash.
+`round(n × fraction)` members by a second seeded hash. A `preference` dataset
+is built the same way from preference pairs (their filters: traces.filters.PairFilter).
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import Avg, Count, Max, Min, QuerySet, Sum
 from django.db.models.expressions import RawSQL
+from django.db.models.functions import Length
 from django.utils import timezone
 from django.utils.text import slugify
 
-from traces.choices import DatasetStatus, DatasetStrategy, Split
-from traces.filters import TraceFilter
-from traces.models import Dataset, DatasetMember, DatasetName, Trace
+from traces.choices import DatasetKind, DatasetStatus, DatasetStrategy, Split
+from traces.filters import PairFilter, TraceFilter
+from traces.models import Dataset, DatasetMember, DatasetName, PreferenceMember, PreferencePair, Trace
 from tunixrt import jobs
 
 logger = logging.getLogger(__name__)
@@ -33,6 +35,8 @@ logger = logging.getLogger(__name__)
 FILTER_FIELDS = (
     "q", "source", "tag", "created_after", "created_before", "min_steps", "max_steps", "rating", "label",
 )
+# The preference pair filters (traces.filters.PairFilter) a preference dataset is built from.
+PAIR_FILTER_FIELDS = ("q", "source", "created_by", "created_after", "created_before")
 MAX_LIMIT = 1_000_000
 MAX_TRACE_IDS = 1_000_000
 SEED_MAX = 2**31 - 1
@@ -53,8 +57,8 @@ class BuildInvalid(ValueError):
 
 
 class NoTracesMatch(BuildInvalid):
-    def __init__(self) -> None:
-        super().__init__({"non_field_errors": ["No traces match."]})
+    def __init__(self, what: str = "traces") -> None:
+        super().__init__({"non_field_errors": [f"No {what} match."]})
 
 
 @dataclass(slots=True)
@@ -70,11 +74,29 @@ class BuildSpec:
     limit: int = MAX_LIMIT
     validation_fraction: float = 0.0
     validation_seed: int = 0
+    kind: str = DatasetKind.SFT  # stored as the dataset's `kind`, not in `spec`
+    pair_ids: list[int] | None = None
+
+    @property
+    def is_preference(self) -> bool:
+        return self.kind == DatasetKind.PREFERENCE
+
+    @property
+    def ids(self) -> list[int] | None:
+        """The explicitly chosen members' ids (traces or pairs), or None when selected by filters."""
+        return self.pair_ids if self.is_preference else self.trace_ids
+
+    @property
+    def what(self) -> str:
+        return "preference pairs" if self.is_preference else "traces"
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("name")
         data.pop("description")
+        data.pop("kind")
+        if self.pair_ids is None:
+            data.pop("pair_ids")  # an SFT spec reads as it always has
         return data
 
 
@@ -99,13 +121,29 @@ def _int(errors: Errors, data: Mapping[str, Any], name: str, low: int, high: int
 
 
 def validate_build_spec(data: Mapping[str, Any]) -> BuildSpec:
-    """Check a build request from the API, the page or the command; raise BuildInvalid."""
+    """Check a build request from the API, the page or the command; raise BuildInvalid.
+
+    `kind` (default `sft`) picks what is selected: traces by the trace filters or
+    `trace_ids`, or preference pairs by the pair filters or `pair_ids`.
+    """
     errors: Errors = {}
-    known = {"name", "description", "trace_ids", "strategy", "seed", "limit",
-             "validation_fraction", "validation_seed", *FILTER_FIELDS}
+    kind = data.get("kind") or DatasetKind.SFT
+    if kind not in DatasetKind.values:
+        errors["kind"] = [f"Must be one of {', '.join(DatasetKind.values)}."]
+        kind = DatasetKind.SFT
+    preference = kind == DatasetKind.PREFERENCE
+    filter_fields = PAIR_FILTER_FIELDS if preference else FILTER_FIELDS
+    ids_field = "pair_ids" if preference else "trace_ids"
+    known = {"name", "description", "kind", ids_field, "strategy", "seed", "limit",
+             "validation_fraction", "validation_seed", *filter_fields}
     for key in data:
         if key not in known:
-            errors[str(key)] = ["Unknown field."]
+            if preference and key in ("trace_ids", *FILTER_FIELDS):
+                errors[str(key)] = ["Not a preference pair filter (preference datasets select pairs)."]
+            elif not preference and key in ("pair_ids", *PAIR_FILTER_FIELDS):
+                errors[str(key)] = ["Only preference datasets select pairs (set kind to preference)."]
+            else:
+                errors[str(key)] = ["Unknown field."]
 
     name = data.get("name")
     if not isinstance(name, str) or not name.strip():
@@ -145,29 +183,34 @@ def validate_build_spec(data: Mapping[str, Any]) -> BuildSpec:
             errors["validation_fraction"] = ["Must be a number between 0 and 0.5."]
     validation_seed = _int(errors, data, "validation_seed", 0, SEED_MAX)
 
-    trace_ids: list[int] | None = None
-    raw_ids = data.get("trace_ids")
+    ids: list[int] | None = None
+    raw_ids = data.get(ids_field)
     filters: dict[str, str] = {}
+    noun = "pair" if preference else "trace"
     if raw_ids not in (None, ""):
-        if any(data.get(f) not in (None, "") for f in FILTER_FIELDS):
-            errors["trace_ids"] = ["Give either trace_ids or filters, not both."]
+        if any(data.get(f) not in (None, "") for f in filter_fields):
+            errors[ids_field] = [f"Give either {ids_field} or filters, not both."]
         elif (
             not isinstance(raw_ids, list)
             or not raw_ids
             or any(not isinstance(i, int) or isinstance(i, bool) or i < 1 for i in raw_ids)
         ):
-            errors["trace_ids"] = ["Must be a non-empty list of trace ids (positive integers)."]
+            errors[ids_field] = [f"Must be a non-empty list of {noun} ids (positive integers)."]
         elif len(raw_ids) > MAX_TRACE_IDS:
-            errors["trace_ids"] = [f"At most {MAX_TRACE_IDS:,} ids."]
+            errors[ids_field] = [f"At most {MAX_TRACE_IDS:,} ids."]
         else:
-            trace_ids = list(dict.fromkeys(raw_ids))
+            ids = list(dict.fromkeys(raw_ids))
     else:
-        raw_filters = {f: data[f] for f in FILTER_FIELDS if data.get(f) not in (None, "")}
+        raw_filters = {f: data[f] for f in filter_fields if data.get(f) not in (None, "")}
         for key, value in raw_filters.items():
             if not isinstance(value, str | int | float) or isinstance(value, bool):
                 errors[key] = ["Must be a single value."]
         filters = {k: str(v) for k, v in raw_filters.items() if k not in errors}
-        filterset = TraceFilter(filters, queryset=Trace.objects.all())
+        filterset: PairFilter | TraceFilter = (
+            PairFilter(filters, queryset=PreferencePair.objects.all())
+            if preference
+            else TraceFilter(filters, queryset=Trace.objects.all())
+        )
         if not filterset.is_valid():
             for key, messages in filterset.errors.items():
                 errors[key] = [str(m) for m in messages]
@@ -178,7 +221,9 @@ def validate_build_spec(data: Mapping[str, Any]) -> BuildSpec:
         name=name,
         description=description,
         filters=filters,
-        trace_ids=trace_ids,
+        trace_ids=None if preference else ids,
+        pair_ids=ids if preference else None,
+        kind=kind,
         strategy=strategy,
         seed=seed,
         limit=limit or MAX_LIMIT,
@@ -193,18 +238,24 @@ def seeded_hash(seed: int, column: str) -> RawSQL:
     return RawSQL(f"md5(%s || {cast})", (f"{seed}:",), output_field=models.CharField())  # noqa: S611
 
 
-def matching(spec: BuildSpec) -> QuerySet[Trace]:
-    """Every trace the spec selects from, unordered."""
+def matching(spec: BuildSpec) -> QuerySet[Any]:
+    """Every trace (or, for a preference dataset, every pair) the spec selects from, unordered."""
+    if spec.is_preference:
+        if spec.pair_ids is not None:
+            return PreferencePair.objects.filter(pk__in=spec.pair_ids)
+        pairs: QuerySet[PreferencePair] = PairFilter(spec.filters, queryset=PreferencePair.objects.all()).qs
+        return pairs
     if spec.trace_ids is not None:
         return Trace.objects.filter(pk__in=spec.trace_ids)
     qs: QuerySet[Trace] = TraceFilter(spec.filters, queryset=Trace.objects.all()).qs
     return qs
 
 
-def ordered_selection(spec: BuildSpec) -> QuerySet[Trace]:
+def ordered_selection(spec: BuildSpec) -> QuerySet[Any]:
     qs = matching(spec)
     if spec.strategy == DatasetStrategy.RANDOM:
-        qs = qs.annotate(_k=seeded_hash(spec.seed or 0, '"traces_trace"."id"')).order_by("_k", "id")
+        id_column = f'"{qs.model._meta.db_table}"."id"'
+        qs = qs.annotate(_k=seeded_hash(spec.seed or 0, id_column)).order_by("_k", "id")
     elif spec.strategy == DatasetStrategy.ALL:
         qs = qs.order_by("created_at", "id")
     else:
@@ -213,28 +264,34 @@ def ordered_selection(spec: BuildSpec) -> QuerySet[Trace]:
 
 
 def count_selected(spec: BuildSpec) -> int:
-    """How many traces a build of `spec` would take (the matches, capped by the limit)."""
-    if spec.trace_ids is not None:
+    """How many traces (pairs) a build of `spec` would take (the matches, capped by the limit)."""
+    if spec.ids is not None:
         found = matching(spec).count()
         return min(found, spec.limit)
     return matching(spec)[: spec.limit].count()
 
 
 def missing_trace_ids(spec: BuildSpec) -> list[int]:
-    if spec.trace_ids is None:
+    """The spec's `trace_ids` (or `pair_ids`) that name nothing stored."""
+    if spec.ids is None:
         return []
-    wanted = set(spec.trace_ids)
+    model = PreferencePair if spec.is_preference else Trace
+    wanted = set(spec.ids)
     found: set[int] = set()
     ids = list(wanted)
     for start in range(0, len(ids), 10_000):
-        found.update(Trace.objects.filter(pk__in=ids[start : start + 10_000]).values_list("pk", flat=True))
+        found.update(model.objects.filter(pk__in=ids[start : start + 10_000]).values_list("pk", flat=True))
     return sorted(wanted - found)
 
 
+def member_model(dataset: Dataset) -> type[DatasetMember] | type[PreferenceMember]:
+    return PreferenceMember if dataset.is_preference else DatasetMember
+
+
 def _insert_members(dataset: Dataset, spec: BuildSpec) -> int:
-    """INSERT … SELECT the selection into DatasetMember, numbering positions in order."""
+    """INSERT … SELECT the selection into DatasetMember (PreferenceMember), numbering positions in order."""
     if spec.strategy == DatasetStrategy.RANDOM:
-        selection = ordered_selection(spec).values("id", "_k")  # type: ignore[misc]
+        selection = ordered_selection(spec).values("id", "_k")
         window = "ORDER BY sel._k, sel.id"
     elif spec.strategy == DatasetStrategy.ALL:
         selection = ordered_selection(spec).values("id", "created_at")
@@ -243,10 +300,11 @@ def _insert_members(dataset: Dataset, spec: BuildSpec) -> int:
         selection = ordered_selection(spec).values("id", "created_at")
         window = "ORDER BY sel.created_at DESC, sel.id DESC"
     sql, params = selection.query.sql_with_params()
-    table = DatasetMember._meta.db_table
+    table = member_model(dataset)._meta.db_table
+    column = "pair_id" if spec.is_preference else "trace_id"
     with connection.cursor() as cur:
         cur.execute(
-            f'INSERT INTO "{table}" (dataset_id, trace_id, position, split) '  # noqa: S608 - no user text
+            f'INSERT INTO "{table}" (dataset_id, {column}, position, split) '  # noqa: S608 - no user text
             f"SELECT %s, sel.id, ROW_NUMBER() OVER ({window}) - 1, %s FROM ({sql}) sel",
             [dataset.pk, Split.TRAIN, *params],
         )
@@ -259,18 +317,43 @@ def _assign_validation(dataset: Dataset, spec: BuildSpec, total: int) -> int:
         return 0
     k = max(1, round(total * spec.validation_fraction))
     k = min(k, total - 1)
+    model = member_model(dataset)
+    column = "pair_id" if spec.is_preference else "trace_id"
     chosen = (
-        DatasetMember.objects.filter(dataset=dataset)
-        .annotate(_v=seeded_hash(spec.validation_seed, f'"{DatasetMember._meta.db_table}"."trace_id"'))
-        .order_by("_v", "trace_id")
+        model.objects.filter(dataset=dataset)
+        .annotate(_v=seeded_hash(spec.validation_seed, f'"{model._meta.db_table}"."{column}"'))
+        .order_by("_v", column)
         .values("pk")[:k]
     )
-    return DatasetMember.objects.filter(pk__in=list(chosen.values_list("pk", flat=True))).update(
-        split=Split.VALIDATION
+    return model.objects.filter(pk__in=list(chosen.values_list("pk", flat=True))).update(split=Split.VALIDATION)
+
+
+def compute_pair_stats(dataset: Dataset) -> dict[str, Any]:
+    members = PreferenceMember.objects.filter(dataset=dataset)
+    agg = members.aggregate(
+        n=Count("id"),
+        prompt_chars=Sum(Length("pair__prompt")),
+        chosen_chars=Sum(Length("pair__chosen")),
+        rejected_chars=Sum(Length("pair__rejected")),
     )
+    per_split = dict(members.values_list("split").annotate(n=Count("id")).values_list("split", "n"))
+    n = agg["n"] or 0
+    chars_total = (agg["prompt_chars"] or 0) + (agg["chosen_chars"] or 0) + (agg["rejected_chars"] or 0)
+    return {
+        "count": n,
+        "train": per_split.get(Split.TRAIN, 0),
+        "validation": per_split.get(Split.VALIDATION, 0),
+        "prompt_chars_mean": round((agg["prompt_chars"] or 0) / n, 1) if n else 0.0,
+        "chosen_chars_mean": round((agg["chosen_chars"] or 0) / n, 1) if n else 0.0,
+        "rejected_chars_mean": round((agg["rejected_chars"] or 0) / n, 1) if n else 0.0,
+        "chars_total": chars_total,
+        "tokens_estimate": math.ceil(chars_total / CHARS_PER_TOKEN),
+    }
 
 
 def compute_stats(dataset: Dataset) -> dict[str, Any]:
+    if dataset.is_preference:
+        return compute_pair_stats(dataset)
     members = DatasetMember.objects.filter(dataset=dataset)
     agg = members.aggregate(
         n=Count("id"),
@@ -299,7 +382,7 @@ def populate(dataset: Dataset, spec: BuildSpec) -> None:
     """Fill a dataset's members and stats (inside the caller's transaction)."""
     total = _insert_members(dataset, spec)
     if total == 0:
-        raise NoTracesMatch()
+        raise NoTracesMatch(spec.what)
     _assign_validation(dataset, spec, total)
     dataset.stats = compute_stats(dataset)
     dataset.built_at = timezone.now()
@@ -312,6 +395,7 @@ def _create_row(spec: BuildSpec, user: Any, status: str) -> Dataset:
             with transaction.atomic():
                 return Dataset.objects.create(
                     name=spec.name,
+                    kind=spec.kind,
                     version=DatasetName.allocate(spec.name),
                     description=spec.description,
                     spec=spec.as_json(),
@@ -335,10 +419,11 @@ def build_dataset(spec: BuildSpec, user: Any = None, *, inline_limit: int | None
     missing = missing_trace_ids(spec)
     if missing:
         shown = ", ".join(str(i) for i in missing[:20])
-        raise BuildInvalid({"trace_ids": [f"Unknown trace ids: {shown}{' …' if len(missing) > 20 else ''}."]})
+        field, noun = ("pair_ids", "pair") if spec.is_preference else ("trace_ids", "trace")
+        raise BuildInvalid({field: [f"Unknown {noun} ids: {shown}{' …' if len(missing) > 20 else ''}."]})
     selected = count_selected(spec)
     if selected == 0:
-        raise NoTracesMatch()
+        raise NoTracesMatch(spec.what)
     limit = settings.DATASET_INLINE_MAX if inline_limit is None else inline_limit
     if selected <= limit:
         with transaction.atomic():
@@ -381,7 +466,16 @@ def spec_from_json(dataset: Dataset) -> BuildSpec:
     data = dict(dataset.spec)
     data.pop("name", None)
     data.pop("description", None)
-    return BuildSpec(name=dataset.name, description=dataset.description, **data)
+    return BuildSpec(name=dataset.name, description=dataset.description, kind=dataset.kind, **data)
+
+
+def sample_pair_members(dataset: Dataset, size: int = SAMPLE_SIZE) -> list[PreferenceMember]:
+    return list(
+        PreferenceMember.objects.filter(dataset=dataset)
+        .select_related("pair")
+        .only("position", "split", "pair__id", "pair__prompt", "pair__source")
+        .order_by("position")[:size]
+    )
 
 
 def sample_members(dataset: Dataset, size: int = SAMPLE_SIZE) -> list[DatasetMember]:

@@ -10,20 +10,22 @@ from django.http import StreamingHttpResponse
 from runs.training import templates
 from traces.choices import ExportFormat, Split
 from traces.exporting import EXPORT_CHUNK, with_review
-from traces.formats import dumps_line
+from traces.formats import dumps_line, reasoning_text
 from traces.labelling import review_summaries
-from traces.models import Dataset, DatasetMember
+from traces.models import Dataset, DatasetMember, PreferenceMember
+
+TEMPLATED = (ExportFormat.TUNIX_SFT, ExportFormat.CHAT, ExportFormat.DPO)  # the formats that take a chat template
+PREFERENCE_FORMATS = (ExportFormat.DPO,)  # the formats of preference datasets (every other is for SFT datasets)
 
 
-def reasoning_text(steps: list[dict[str, Any]], final_answer: str) -> str:
-    """The model's side of a training example: numbered reasoning, then the answer."""
-    lines = ["Reasoning:"]
-    lines.extend(f"{n}. {step['content']}" for n, step in enumerate(steps, start=1))
-    lines.append(f"Answer: {final_answer}")
-    return "\n".join(lines)
+def dpo_record(prompt: str, chosen: str, rejected: str, template: str | None = None) -> dict[str, str]:
+    """One `dpo` record: the prompt as the template's user turn up to where the model answers, each answer
+    as the model's turn with its end-of-turn marker (`runs.training.templates.render`: the same split the
+    SFT trainer uses, so a DPO run reads the turns an SFT run on the same template learned).
+    Gemma turns when `template` is None, as for `tunix_sft`."""
+    t = templates.get(template or templates.GEMMA.name)
+    return {"prompt": t.head(prompt), "chosen": t.tail(chosen), "rejected": t.tail(rejected)}
 
-
-TEMPLATED = (ExportFormat.TUNIX_SFT, ExportFormat.CHAT)  # the formats that take a chat template
 
 
 def render_record(fmt: str, trace_id: int, prompt: str, steps: list[dict[str, Any]], answer: str,
@@ -62,6 +64,14 @@ def render_record(fmt: str, trace_id: int, prompt: str, steps: list[dict[str, An
     raise ValueError(f"Unknown export format {fmt!r}.")
 
 
+def check_format(dataset: Dataset, fmt: str) -> None:
+    """A ValueError when `fmt` does not fit the dataset's kind (dpo for preference datasets, the rest for SFT)."""
+    if dataset.is_preference and fmt not in PREFERENCE_FORMATS:
+        raise ValueError(f"{dataset.key} is a preference dataset: export it as {' or '.join(PREFERENCE_FORMATS)}.")
+    if not dataset.is_preference and fmt in PREFERENCE_FORMATS:
+        raise ValueError(f"The {fmt} format is for preference datasets; {dataset.key} holds traces.")
+
+
 def check_template(fmt: str, template: str | None) -> None:
     """A ValueError naming what is wrong with a template choice for `fmt`."""
     if template is None:
@@ -75,12 +85,19 @@ def check_template(fmt: str, template: str | None) -> None:
 def iter_dataset_lines(
     dataset: Dataset, fmt: str, split: str = "all", template: str | None = None
 ) -> Iterator[bytes]:
-    """JSONL export of a dataset's members in position order, streamed with a server-side cursor."""
+    """JSONL export of a dataset's members in position order, streamed with a server-side cursor.
+
+    A preference dataset exports as `dpo` (`{"prompt", "chosen", "rejected"}` per line, see `dpo_record`).
+    """
     if fmt not in ExportFormat.values:
         raise ValueError(f"Unknown format {fmt!r}; use one of {', '.join(ExportFormat.values)}.")
+    check_format(dataset, fmt)
     check_template(fmt, template)
     if split not in (*Split.values, "all"):
         raise ValueError(f"Unknown split {split!r}; use train, validation or all.")
+    if dataset.is_preference:
+        yield from _iter_pair_lines(dataset, split, template)
+        return
     members = DatasetMember.objects.filter(dataset=dataset).order_by("position")
     if split != "all":
         members = members.filter(split=split)
@@ -99,6 +116,15 @@ def iter_dataset_lines(
         yield dumps_line(render_record(fmt, trace_id, prompt, steps, answer, meta, reviews.get(trace_id), template))
 
 
+def _iter_pair_lines(dataset: Dataset, split: str, template: str | None) -> Iterator[bytes]:
+    members = PreferenceMember.objects.filter(dataset=dataset).order_by("position")
+    if split != "all":
+        members = members.filter(split=split)
+    rows = members.values_list("pair__prompt", "pair__chosen", "pair__rejected")
+    for prompt, chosen, rejected in rows.iterator(chunk_size=EXPORT_CHUNK):
+        yield dumps_line(dpo_record(prompt, chosen, rejected, template))
+
+
 def export_dataset(
     dataset: Dataset, fmt: str, out: IO[bytes], split: str = "all", template: str | None = None
 ) -> int:
@@ -113,6 +139,7 @@ def export_response(
     dataset: Dataset, fmt: str, split: str, template: str | None = None
 ) -> StreamingHttpResponse:
     """A streamed JSONL download (validates format, split and template first: ValueError if bad)."""
+    check_format(dataset, fmt)
     check_template(fmt, template)
     lines = iter_dataset_lines(dataset, fmt, split, template)
     response = StreamingHttpResponse(lines, content_type="application/x-ndjson")

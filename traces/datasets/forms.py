@@ -7,7 +7,7 @@ from typing import Any
 
 from django import forms
 
-from traces.choices import DatasetStrategy
+from traces.choices import DatasetKind, DatasetStrategy
 from traces.datasets.building import BuildInvalid, validate_build_spec
 
 
@@ -26,13 +26,18 @@ class DatasetBuildForm(forms.Form):
         max_length=100, help_text="lowercase letters, digits, - and _; an existing name gets a new version"
     )
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}), max_length=2000)
+    kind = forms.ChoiceField(
+        choices=DatasetKind.choices, initial=DatasetKind.SFT, required=False,
+        help_text="SFT: traces; preference: preference pairs (for DPO and ORPO runs)",
+    )
     q = forms.CharField(required=False, label="Search")
-    source = forms.CharField(required=False)
+    source = forms.CharField(required=False, help_text="pairs: compare, api, import or evaluation")
     tag = forms.CharField(required=False)
     min_steps = forms.CharField(required=False, label="Steps ≥")
     max_steps = forms.CharField(required=False, label="Steps ≤")
-    created_after = forms.CharField(required=False)
-    created_before = forms.CharField(required=False)
+    # A date picker; the filter takes ISO 8601 (the picker's "2026-11-30T09:00" is read in the server's zone).
+    created_after = forms.CharField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    created_before = forms.CharField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     rating = forms.ChoiceField(
         required=False, choices=[("", "any"), ("good", "good"), ("bad", "bad"), ("unrated", "unrated")]
     )
@@ -40,6 +45,11 @@ class DatasetBuildForm(forms.Form):
     trace_ids = forms.CharField(
         required=False, label="Trace ids", widget=forms.Textarea(attrs={"rows": 2}),
         help_text="instead of the filters: these traces (ids separated by commas or spaces)",
+    )
+    created_by = forms.CharField(required=False, label="Pairs by", help_text="preference: pairs this username made")
+    pair_ids = forms.CharField(
+        required=False, label="Pair ids", widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="preference, instead of the filters: these pairs",
     )
     strategy = forms.ChoiceField(choices=DatasetStrategy.choices, initial=DatasetStrategy.LATEST)
     seed = forms.CharField(
@@ -59,6 +69,12 @@ class DatasetBuildForm(forms.Form):
         ids = parse_trace_ids(self.cleaned_data.get("trace_ids") or "")
         if ids is None:
             raise forms.ValidationError("Give trace ids: whole numbers separated by commas or spaces.")
+        return ids or ""
+
+    def clean_pair_ids(self) -> list[int] | str:
+        ids = parse_trace_ids(self.cleaned_data.get("pair_ids") or "")
+        if ids is None:
+            raise forms.ValidationError("Give pair ids: whole numbers separated by commas or spaces.")
         return ids or ""
 
     def clean(self) -> dict[str, Any]:

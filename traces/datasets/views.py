@@ -14,8 +14,15 @@ from django.views.decorators.http import require_http_methods
 
 from runs.training import templates
 from traces.choices import DatasetStatus, ExportFormat, Split
-from traces.datasets.building import BuildInvalid, build_dataset, matching, sample_members, validate_build_spec
-from traces.datasets.exporting import check_template, export_response
+from traces.datasets.building import (
+    BuildInvalid,
+    build_dataset,
+    matching,
+    sample_members,
+    sample_pair_members,
+    validate_build_spec,
+)
+from traces.datasets.exporting import PREFERENCE_FORMATS, check_format, check_template, export_response
 from traces.datasets.forms import DatasetBuildForm, parse_trace_ids
 from traces.models import Dataset, DatasetInUse
 from tunixrt.middleware import HtmxHttpRequest
@@ -77,17 +84,18 @@ def _preview(params: dict[str, Any]) -> dict[str, Any]:
         k: v for k, v in params.items() if k in DatasetBuildForm.base_fields and v not in (None, "")
     }
     data["name"] = "preview"
-    if isinstance(data.get("trace_ids"), str):
-        ids = parse_trace_ids(data["trace_ids"])
-        if ids is None:
-            return {"errors": {"trace_ids": ["Give trace ids: whole numbers separated by commas or spaces."]}}
-        data["trace_ids"] = ids or None
+    for field in ("trace_ids", "pair_ids"):
+        if isinstance(data.get(field), str):
+            ids = parse_trace_ids(data[field])
+            if ids is None:
+                return {"errors": {field: ["Give ids: whole numbers separated by commas or spaces."]}}
+            data[field] = ids or None
     try:
         spec = validate_build_spec(data)
     except BuildInvalid as exc:
         return {"errors": {k: v for k, v in exc.errors.items() if k != "name"}}
     matches = matching(spec).count()
-    return {"matches": matches, "selected": min(matches, spec.limit), "spec": spec}
+    return {"matches": matches, "selected": min(matches, spec.limit), "spec": spec, "what": spec.what}
 
 
 def dataset_preview(request: HtmxHttpRequest) -> TemplateResponse:
@@ -106,12 +114,17 @@ def _dataset_or_404(key: str) -> Dataset:
 
 def dataset_detail(request: HtmxHttpRequest, key: str) -> HttpResponse:
     dataset = _dataset_or_404(key)
+    ready = dataset.status == DatasetStatus.READY
+    sample: list[Any] = []
+    if ready:
+        sample = sample_pair_members(dataset) if dataset.is_preference else sample_members(dataset)
     context = {
         "dataset": dataset,
-        "formats": ExportFormat.choices,
+        # Each kind exports in its own formats (traces.datasets.exporting.check_format).
+        "formats": [(v, n) for v, n in ExportFormat.choices if (v in PREFERENCE_FORMATS) == dataset.is_preference],
         "splits": ["all", *Split.values],
         "chat_templates": [(t.name, t.label) for t in templates.TEMPLATES.values()],
-        "sample": sample_members(dataset) if dataset.status == DatasetStatus.READY else [],
+        "sample": sample,
         "spec_json": json.dumps(dataset.spec, indent=2, ensure_ascii=False)[:20000],
         "runs": dataset.runs.order_by("-created_at", "-id")[:10],
     }
@@ -135,6 +148,10 @@ def dataset_export(request: HtmxHttpRequest, key: str) -> HttpResponseBase:
     if fmt not in ExportFormat.values or split not in ("all", *Split.values):
         return HttpResponse("Unknown format or split.", status=400, content_type="text/plain")
     template = request.GET.get("template") or None
+    try:
+        check_format(dataset, fmt)
+    except ValueError as exc:
+        return HttpResponse(f"format: {exc}", status=400, content_type="text/plain")
     try:
         check_template(fmt, template)
     except ValueError as exc:

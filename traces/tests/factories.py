@@ -48,3 +48,24 @@ def make_trace(**kwargs: Any) -> Trace:
     """A stored trace; TraceFactory's keywords (document fields, or model fields such as created_at)."""
     trace: Trace = TraceFactory(**kwargs)  # type: ignore[assignment]
     return trace
+
+
+def pair_document(n: int = 0, **overrides: Any) -> dict[str, Any]:
+    """A valid preference pair (the capture format)."""
+    doc: dict[str, Any] = {
+        "prompt": f"What is {n} + {n}?",
+        "chosen": f"Reasoning:\n1. {n} + {n} = {2 * n}\nAnswer: {2 * n}",
+        "rejected": f"Reasoning:\n1. guess\nAnswer: {2 * n + 1}",
+        "meta": {"origin": "factory"},
+    }
+    doc.update(overrides)
+    return doc
+
+
+def make_pair(n: int = 0, source: str = "api", created_by: Any = None, **overrides: Any) -> Any:
+    """A stored preference pair."""
+    from traces.models import PreferencePair
+    from traces.validation import validate_pair
+
+    result = PreferencePair.objects.ingest([validate_pair(pair_document(n, **overrides))], source, created_by)[0]
+    return PreferencePair.objects.get(pk=result.id)

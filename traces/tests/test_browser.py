@@ -27,7 +27,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from traces.models import Trace, TraceLabel, TraceReview
+from traces.models import PreferencePair, Trace, TraceLabel, TraceReview
 from traces.tests.factories import TraceFactory, make_trace
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -276,7 +276,7 @@ def test_login_upload_browse_and_compare(anon: Watch, user: Any) -> None:
     assert second != first
 
     # Both are in the list, newest first.
-    page.get_by_role("navigation").get_by_role("link", name="Traces").click()
+    page.get_by_role("navigation").get_by_role("link", name="Traces", exact=True).click()
     expect(_rows(page)).to_have_count(2)
     expect(_rows(page).nth(0)).to_contain_text("Convert 100°C to Fahrenheit")
     expect(_rows(page).nth(1)).to_contain_text("Convert 68°F to Celsius")
@@ -296,7 +296,7 @@ def test_login_upload_browse_and_compare(anon: Watch, user: Any) -> None:
     anon.shot("detail")
 
     # Compare the two through the list's checkboxes.
-    page.get_by_role("navigation").get_by_role("link", name="Traces").click()
+    page.get_by_role("navigation").get_by_role("link", name="Traces", exact=True).click()
     page.get_by_label(f"select trace {first}").check()
     page.get_by_label(f"select trace {second}").check()
     page.get_by_role("button", name="Compare 2 selected").click()
@@ -766,3 +766,101 @@ def test_ctrl_enter_submits_the_form_being_typed_in(browser: Watch, user: Any) -
     )
     box.press("Control+Enter")
     expect(page.locator("#paste-result")).to_contain_text("Stored.")
+
+
+def test_explore_count_facets_sort_previous_next_and_build_from_the_view(browser: Watch) -> None:
+    for n in range(4):
+        make_trace(prompt=f"Explore gsm {n}", steps=n + 1, meta={"source": "gsm8k", "tags": ["math"]})
+    make_trace(prompt="Explore units", steps=2, meta={"source": "physics", "tags": ["units", "math"]})
+    page = browser.page
+    page.goto(browser.url("/traces/"))
+    summary = page.locator("#trace-summary")
+    expect(summary).to_contain_text("5 traces match")
+    expect(summary.get_by_role("link", name="gsm8k 4")).to_be_visible()
+    browser.shot("explore-summary")
+
+    # A tag facet narrows the list and the count follows.
+    summary.get_by_role("link", name="units 1").click()
+    expect(_rows(page)).to_have_count(1)
+    expect(page.locator("#trace-summary")).to_contain_text("1 trace matches")
+    # A source chip in a row is a filter too.
+    page.goto(browser.url("/traces/"))
+    _rows(page).nth(1).get_by_role("link", name="gsm8k").click()
+    expect(page.locator("#trace-summary")).to_contain_text("4 traces match")
+
+    # Sorting by steps, in place.
+    page.get_by_label("Sort").select_option("most_steps")
+    expect(page).to_have_url(re.compile(r"sort=most_steps"))
+    expect(_rows(page).nth(0)).to_contain_text("Explore gsm 3")
+    expect(_rows(page).nth(3)).to_contain_text("Explore gsm 0")
+
+    # Open the first row; "n" and "p" walk the same filtered, sorted list.
+    _rows(page).nth(0).get_by_role("link", name=re.compile(r"^#\d+$")).click()
+    expect(page.locator("#prompt")).to_have_text("Explore gsm 3")
+    expect(page.locator("a[rel=prev]")).to_have_count(0)
+    page.keyboard.press("n")
+    expect(page.locator("#prompt")).to_have_text("Explore gsm 2")
+    page.keyboard.press("n")
+    expect(page.locator("#prompt")).to_have_text("Explore gsm 1")
+    page.keyboard.press("p")
+    expect(page.locator("#prompt")).to_have_text("Explore gsm 2")
+    page.get_by_role("link", name="← Traces").click()
+    expect(page).to_have_url(re.compile(r"source=gsm8k.*sort=most_steps"))
+
+    # "Build a dataset from this view" carries the filters to the build page and its preview.
+    page.locator("#trace-summary").get_by_role("link", name="Build a dataset from this view").click()
+    expect(page.get_by_label("Source", exact=True)).to_have_value("gsm8k")
+    expect(page.locator("#preview")).to_contain_text("4 traces match")
+    browser.shot("explore-build")
+
+
+# Preference pairs: compare page → pairs list → preference dataset → dpo export.
+
+
+def test_mark_a_preference_build_a_preference_dataset_and_download_dpo(browser: Watch) -> None:
+    prompt = "What is 2 + 3?"
+    good = make_trace(prompt=prompt, steps=[{"i": 0, "type": "add", "content": "2 + 3 = 5"}], final_answer="5")
+    bad = make_trace(prompt=prompt, steps=[{"i": 0, "type": "add", "content": "2 + 3 = 6"}], final_answer="6")
+    page = browser.page
+
+    page.goto(browser.url(f"/traces/compare/?base={bad.pk}&other={good.pk}"))
+    page.locator("#preference [name=note]").fill("B adds correctly")
+    page.get_by_role("button", name="B is better").click()
+    # htmx swaps the result in place: the page (and its note) stays.
+    expect(page.locator("#preference-result")).to_contain_text("Recorded preference pair")
+    assert page.url.endswith(f"/traces/compare/?base={bad.pk}&other={good.pk}")
+    pair = PreferencePair.objects.get()
+    assert (pair.chosen_trace_id, pair.rejected_trace_id, pair.note) == (good.pk, bad.pk, "B adds correctly")
+    browser.shot("preference-recorded")
+
+    page.locator("#preference-result a").click()
+    expect(page.locator("#chosen")).to_contain_text("2 + 3 = 5")
+    expect(page.locator("#rejected")).to_contain_text("2 + 3 = 6")
+
+    page.locator("nav").get_by_role("link", name="Pairs").click()
+    page.get_by_label("Source").select_option("compare")
+    expect(page).to_have_url(re.compile(r"/preferences/\?.*source=compare"))
+    expect(page.locator("#pair-table tbody tr")).to_have_count(1)
+    page.locator("#build-preference").click()
+
+    form = page.locator("#build-form")
+    expect(form.locator("[name=kind]")).to_have_value("preference")
+    form.locator("[name=name]").fill("browser-prefs")
+    form.locator("[name=name]").blur()
+    page.wait_for_load_state("networkidle")
+    expect(page.locator("#preview .match-count")).to_have_text("1")
+    page.locator("#build-button").click()
+
+    expect(page).to_have_url(re.compile(r"/datasets/browser-prefs@v1/$"))
+    expect(page.locator("#stat-count")).to_have_text("1")
+    browser.shot("preference-dataset")
+    with page.expect_download() as info:
+        page.locator("a[data-format=dpo][data-split=all]").click()
+    records = [json.loads(line) for line in Path(info.value.path()).read_text(encoding="utf-8").splitlines()]
+    assert records == [
+        {
+            "prompt": f"<start_of_turn>user\n{prompt}<end_of_turn>\n<start_of_turn>model\n",
+            "chosen": "Reasoning:\n1. 2 + 3 = 5\nAnswer: 5<end_of_turn>",
+            "rejected": "Reasoning:\n1. 2 + 3 = 6\nAnswer: 6<end_of_turn>",
+        }
+    ]

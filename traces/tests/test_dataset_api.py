@@ -78,7 +78,7 @@ def test_detail_by_key(api, three_traces):
     assert body["spec"]["limit"] == 2
     assert body["spec"]["strategy"] == "all"
     assert set(body) == {
-        "key", "name", "version", "description", "status", "error", "spec", "stats",
+        "key", "name", "version", "kind", "description", "status", "error", "spec", "stats",
         "created_by", "created_at", "built_at", "attempt", "queued_at", "awaiting_broker",
     }
 
@@ -120,6 +120,7 @@ def test_list_rows_are_narrow(api, three_traces):
         "key": "arith@v1",
         "name": "arith",
         "version": 1,
+        "kind": "sft",
         "description": "",
         "status": "ready",
         "count": 3,

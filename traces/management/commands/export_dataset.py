@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from runs.training import templates
 from traces.choices import DatasetStatus, ExportFormat
-from traces.datasets.exporting import check_template, export_dataset
+from traces.datasets.exporting import check_format, check_template, export_dataset
 from traces.models import Dataset
 
 
@@ -19,12 +19,15 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("key")
         parser.add_argument("out")
-        parser.add_argument("--format", choices=ExportFormat.values, default=ExportFormat.TRACE, dest="fmt")
+        parser.add_argument(
+            "--format", choices=ExportFormat.values, default=None, dest="fmt",
+            help="default: trace (SFT datasets), dpo (preference datasets)",
+        )
         parser.add_argument("--split", choices=["all", "train", "validation"], default="all")
         parser.add_argument(
             "--template",
             choices=list(templates.TEMPLATES),
-            help="chat template of tunix_sft's text (default gemma) and of the text added to chat records",
+            help="chat template of tunix_sft's text and dpo's turns (default gemma), and of chat records' text",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -36,7 +39,10 @@ class Command(BaseCommand):
             raise CommandError(f"Dataset {dataset.key} is {dataset.status}, not ready.")
         out = options["out"]
         template = options.get("template")
+        if options["fmt"] is None:
+            options["fmt"] = ExportFormat.DPO if dataset.is_preference else ExportFormat.TRACE
         try:
+            check_format(dataset, options["fmt"])
             check_template(options["fmt"], template)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
