@@ -268,6 +268,9 @@ class Run(Job):
         return {name: self.display_value(name) for name in CONFIG_FIELDS}
 
     def display_value(self, name: str) -> object:
+        if name in RUN_LINKS:
+            linked = getattr(self, name)
+            return linked.title if linked is not None else None
         display = getattr(self, f"get_{name}_display", None)
         return display() if callable(display) else getattr(self, name)
 

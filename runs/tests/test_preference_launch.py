@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 import numpy as np
@@ -14,14 +13,13 @@ from runs.charts import panel_kind
 from runs.choices import RunStatus
 from runs.execution import child_module
 from runs.models import Run
-from runs.tests.preference_support import as_preference_dataset, toy_pair
+from runs.tests.preference_support import preference_dataset, rendered_pair
 from runs.tests.run_support import finished_run
 from runs.training import estimates, templates
 from runs.training.data import encode_pairs
 from runs.training.job import PRESETS
 from runs.training.tokenizers import ByteTokenizer
 from runs.validation import LaunchInvalid, validate_launch
-from traces.models import Dataset
 
 BAD_PREFERENCE_VALUES: list[tuple[str, Any, str]] = [
     ("beta", -0.1, "between"),
@@ -44,6 +42,11 @@ BAD_PREFERENCE_VALUES: list[tuple[str, Any, str]] = [
 ]
 
 
+@pytest.fixture
+def prefs(db: Any) -> Any:
+    return preference_dataset()
+
+
 def refused(data: dict[str, Any]) -> dict[str, list[str]]:
     with pytest.raises(LaunchInvalid) as caught:
         validate_launch(data)
@@ -52,9 +55,8 @@ def refused(data: dict[str, Any]) -> dict[str, list[str]]:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("field", "value", "message"), BAD_PREFERENCE_VALUES)
-def test_bad_preference_hyperparameters_are_refused_naming_the_field(api, dataset, field, value, message):
-    as_preference_dataset(dataset)
-    body = {"dataset": dataset.key, "objective": "dpo", field: value}
+def test_bad_preference_hyperparameters_are_refused_naming_the_field(api, prefs, field, value, message):
+    body = {"dataset": prefs.key, "objective": "dpo", field: value}
     errors = refused(body)
     assert list(errors) == [field]
     assert message in errors[field][0]
@@ -65,14 +67,13 @@ def test_bad_preference_hyperparameters_are_refused_naming_the_field(api, datase
 
 
 @pytest.mark.django_db
-def test_sft_stays_the_default_and_dpo_records_its_settings(dataset):
+def test_sft_stays_the_default_and_dpo_records_its_settings(dataset, prefs):
     values = validate_launch({"dataset": dataset.key})
     assert values["objective"] == "sft"
     assert values["kl_mode"] == "kl"
     assert "parent" not in values and "reference_run" not in values
-    as_preference_dataset(dataset)
     values = validate_launch(
-        {"dataset": dataset.key, "objective": "orpo", "lambda_orpo": "0.5", "max_response_length": "64"}
+        {"dataset": prefs.key, "objective": "orpo", "lambda_orpo": "0.5", "max_response_length": "64"}
     )
     assert values["objective"] == "orpo"
     assert values["lambda_orpo"] == 0.5
@@ -80,20 +81,21 @@ def test_sft_stays_the_default_and_dpo_records_its_settings(dataset):
 
 
 @pytest.mark.django_db
-def test_the_dataset_kind_must_match_the_objective(dataset):
-    if not any(f.name == "kind" for f in Dataset._meta.get_fields()):
-        pytest.skip("datasets have no kind yet (it comes with preference datasets)")
-    errors = refused({"dataset": dataset.key, "objective": "dpo"})
-    assert "needs a preference dataset" in errors["dataset"][0]
-    as_preference_dataset(dataset)
-    errors = refused({"dataset": dataset.key, "objective": "sft"})
-    assert "needs a sft dataset" in errors["dataset"][0]
+def test_the_dataset_kind_must_match_the_objective(dataset, prefs):
+    for objective in ("dpo", "orpo"):
+        errors = refused({"dataset": dataset.key, "objective": objective})
+        assert list(errors) == ["dataset"]
+        assert errors["dataset"] == [
+            f"Dataset {dataset.key} is a sft dataset; a {objective} run needs a preference dataset."
+        ]
+    for data in ({"dataset": prefs.key}, {"dataset": prefs.key, "objective": "sft"}):
+        errors = refused(data)
+        assert errors["dataset"] == [f"Dataset {prefs.key} is a preference dataset; a sft run needs a sft dataset."]
 
 
 @pytest.mark.django_db
-def test_parent_and_reference_runs_must_be_completed_training_runs_with_a_model(dataset):
-    as_preference_dataset(dataset)
-    base = {"dataset": dataset.key, "objective": "dpo"}
+def test_parent_and_reference_runs_must_be_completed_training_runs_with_a_model(dataset, prefs):
+    base = {"dataset": prefs.key, "objective": "dpo"}
     assert "No run 999" in refused({**base, "parent": 999})["parent"][0]
     assert "run id" in refused({**base, "parent": "first"})["parent"][0]
     failed = finished_run(dataset, RunStatus.FAILED)
@@ -112,29 +114,27 @@ def test_parent_and_reference_runs_must_be_completed_training_runs_with_a_model(
 
 
 @pytest.mark.django_db
-def test_launch_run_takes_the_objective_and_parent(dataset, capsys, sent_tasks):
-    as_preference_dataset(dataset)
+def test_launch_run_takes_the_objective_and_parent(dataset, prefs, capsys, sent_tasks):
     done = finished_run(dataset)
-    call_command("launch_run", "--dataset", dataset.key, "--objective", "dpo", "--parent", str(done.pk))
+    call_command("launch_run", "--dataset", prefs.key, "--objective", "dpo", "--parent", str(done.pk))
     run = Run.objects.exclude(pk=done.pk).get()
     assert (run.objective, run.parent_id, run.base_model) == ("dpo", done.pk, "tiny")
-    assert f"(train, dpo, tiny, from run {done.pk}, {dataset.key})" in capsys.readouterr().out
+    assert f"(train, dpo, tiny, from run {done.pk}, {prefs.key})" in capsys.readouterr().out
     with pytest.raises(CommandError, match="beta: Ensure this value is between 0 and 10"):
-        call_command("launch_run", "--dataset", dataset.key, "--objective", "dpo", "--set", "beta=20")
+        call_command("launch_run", "--dataset", prefs.key, "--objective", "dpo", "--set", "beta=20")
 
 
 @pytest.mark.django_db
-def test_the_launch_form_offers_the_methods_and_marks_their_fields(page, dataset, sent_tasks):
+def test_the_launch_form_offers_the_methods_and_marks_their_fields(page, dataset, prefs, sent_tasks):
     html = page.get("/runs/new/").content.decode()
     assert 'name="objective"' in html
     assert 'data-objectives="dpo"' in html  # beta and the reference model show for DPO only
     assert 'data-objectives="dpo orpo"' in html
-    as_preference_dataset(dataset)
     done = finished_run(dataset)
     response = page.post(
         "/runs/new/",
         {
-            "dataset": dataset.key,
+            "dataset": prefs.key,
             "base_model": "tiny",
             "objective": "dpo",
             "method": "full",
@@ -155,7 +155,7 @@ def test_grpo_runs_go_to_their_own_engine():
 
 def test_pairs_are_tokenised_like_sft_with_eos_and_no_bos_before_the_answers():
     tok = ByteTokenizer()
-    pair = toy_pair(random.Random(0))
+    pair = rendered_pair()
     enc = encode_pairs([pair, {**pair, "rejected": pair["chosen"]}], tok, 128, 64, "gemma")
     assert enc.count == 1 and enc.dropped == 1  # identical answers teach nothing
     prompt = [int(i) for i in enc.prompt_ids[0] if i != tok.pad_id()]
@@ -164,8 +164,9 @@ def test_pairs_are_tokenised_like_sft_with_eos_and_no_bos_before_the_answers():
     assert tok.decode(prompt[1:]) == pair["prompt"]  # already rendered: not rendered twice
     chosen = [int(i) for i in enc.chosen_ids[0] if i != tok.pad_id()]
     assert chosen[0] != tok.bos_id() and chosen[-1] == tok.eos_id()
-    assert tok.decode(chosen[:-1]) == templates.get("gemma").tail(pair["chosen"])
-    assert enc.prompts == [pair["prompt"].split("\n", 1)[1].split("<end_of_turn>")[0]]
+    assert tok.decode(chosen[:-1]) == pair["chosen"]  # already closed: the end-of-turn is not doubled
+    assert pair["chosen"].endswith("Answer: 1<end_of_turn>")
+    assert enc.prompts == ["Q: 2 apples, 3 more, 4 eaten. How many?"]  # the bare question, for samples
     # A bare prompt and an already closed answer are accepted as well.
     bare = encode_pairs([{"prompt": "Q: hi", "chosen": "ok<end_of_turn>", "rejected": "no"}], tok, 64, 48, "gemma")
     assert tok.decode([int(i) for i in bare.prompt_ids[0][1:] if i != tok.pad_id()]).endswith(
@@ -231,10 +232,9 @@ def test_preference_metrics_get_their_panels(name, key):
 
 
 @pytest.mark.django_db
-def test_retrying_a_chained_run_keeps_its_parent_and_objective(api, dataset, sent_tasks, user):
-    as_preference_dataset(dataset)
+def test_retrying_a_chained_run_keeps_its_parent_and_objective(api, dataset, prefs, sent_tasks, user):
     parent = finished_run(dataset)
-    child = finished_run(dataset, RunStatus.FAILED, objective="dpo", parent=parent.pk, beta=0.3, created_by=user)
+    child = finished_run(prefs, RunStatus.FAILED, objective="dpo", parent=parent.pk, beta=0.3, created_by=user)
     response = api.post(f"/api/runs/{child.pk}/retry")
     assert response.status_code == 201, response.json()
     again = Run.objects.get(pk=response.json()["id"])
@@ -243,25 +243,21 @@ def test_retrying_a_chained_run_keeps_its_parent_and_objective(api, dataset, sen
 
 
 @pytest.mark.django_db
-def test_runs_are_filtered_by_training_method(api, dataset):
+def test_runs_are_filtered_by_training_method(api, dataset, prefs):
     sft = finished_run(dataset, files=False)
-    as_preference_dataset(dataset)
-    dpo = finished_run(dataset, files=False, objective="dpo")
+    dpo = finished_run(prefs, files=False, objective="dpo")
     assert [r["id"] for r in api.get("/api/runs?objective=dpo").json()["results"]] == [dpo.pk]
     assert [r["id"] for r in api.get("/api/runs?objective=sft").json()["results"]] == [sft.pk]
     assert api.get("/api/runs?objective=ppo").status_code == 400
 
 
 @pytest.mark.django_db
-def test_compare_shows_the_training_method_and_parent(page, dataset):
+def test_compare_shows_the_training_method_and_parent(page, dataset, prefs):
     sft = finished_run(dataset)
-    as_preference_dataset(dataset)
-    dpo = finished_run(dataset, objective="dpo", parent=sft.pk, beta=0.25)
+    dpo = finished_run(prefs, objective="dpo", parent=sft.pk, beta=0.25)
     response = page.get("/runs/compare/", {"id": [sft.pk, dpo.pk]})
     assert response.status_code == 200
     rows = {row["name"]: row for row in response.context["rows"]}
-    assert rows["objective"]["values"] == ["sft", "dpo"] and rows["objective"]["differs"]
-    assert rows["parent"]["values"] == [None, sft]
+    assert [v.split(" ")[0] for v in rows["objective"]["values"]] == ["SFT", "DPO"] and rows["objective"]["differs"]
+    assert rows["parent"]["values"] == [None, sft.title]
     assert rows["beta"]["values"] == [0.1, 0.25]
-    html = response.content.decode()
-    assert str(sft) in html

@@ -15,7 +15,14 @@ from runs.evaluation.running import execute_evaluation, launch_evaluation
 from runs.execution import Supervisor, execute_run
 from runs.models import Prediction, Run, RunMetric
 from runs.tests.eval_support import make_eval_set, record_evaluation_tasks, use_eval_folders
-from runs.tests.preference_support import DPO_FAST, as_preference_dataset, mean, series, write_pairs
+from runs.tests.preference_support import (
+    DPO_FAST,
+    TRAIN_PAIRS,
+    VALIDATION_PAIRS,
+    mean,
+    preference_dataset,
+    series,
+)
 from runs.tests.run_support import StepTrigger, kill_child_once_saved, log_text, make_run, output
 from runs.tests.test_worker_loss import checkpoints, lose_worker, reap_runs
 
@@ -42,14 +49,13 @@ PREFERENCE_SERIES = (
 
 
 @pytest.fixture
-def pairs(dataset):
-    return as_preference_dataset(dataset)
+def pairs(db):
+    """`prefs@v1`: a preference dataset of toy pairs; runs export it as `dpo` lines like any run."""
+    return preference_dataset()
 
 
 def preference_run(dataset, **overrides) -> Run:
-    run = make_run(dataset, **{**DPO_FAST, **overrides})
-    write_pairs(run)
-    return run
+    return make_run(dataset, **{**DPO_FAST, **overrides})
 
 
 def completed(run: Run) -> Run:
@@ -78,8 +84,11 @@ def test_a_tiny_dpo_run_learns_the_preferred_format(pairs, page):
     assert series(run, "eval_reward_accuracy")[-1] >= 0.9
     assert run.summary["final_eval_reward_accuracy"] >= 0.9
     assert run.summary["final_train_reward_margin"] > 0.5
-    assert run.summary["train_pairs"] == 64
-    assert run.summary["validation_pairs"] == 16
+    assert run.summary["train_pairs"] == TRAIN_PAIRS
+    assert run.summary["validation_pairs"] == VALIDATION_PAIRS
+    # The worker exported the dataset's pairs in the run's template (prompt up to the model's turn).
+    first = json.loads((output(run) / "data" / "train.jsonl").read_text().splitlines()[0])
+    assert first["prompt"].startswith("<start_of_turn>user\nQ: ") and first["chosen"].endswith("<end_of_turn>")
     # A full fine-tune's reference is its own frozen copy of the starting model.
     assert "reference model: a frozen copy of the starting model" in log_text(run)
     assert run.summary["reference_mb"] > 0
@@ -151,16 +160,15 @@ def test_a_lora_dpo_run_uses_the_frozen_base_as_its_reference_and_is_evaluated(p
 
 
 @ON_POSTGRES_ONLY
-def test_sft_then_dpo_chains_with_the_parent_recorded(dataset, api, page):
+def test_sft_then_dpo_chains_with_the_parent_recorded(dataset, pairs, api, page):
     sft = make_run(dataset, max_steps=10, eval_every_steps=10, checkpoint_every_steps=10)
     assert execute_run(sft.pk) == RunStatus.COMPLETED
     sft = completed(sft)
-    as_preference_dataset(dataset)
 
     response = api.post(
         "/api/runs",
         {
-            "dataset": dataset.key,
+            "dataset": pairs.key,
             **{k: v for k, v in DPO_FAST.items() if k != "base_model"},
             "parent": sft.pk,
             "reference_run": sft.pk,
@@ -173,7 +181,6 @@ def test_sft_then_dpo_chains_with_the_parent_recorded(dataset, api, page):
     assert dpo.reference_run == sft
     assert dpo.base_model == sft.base_model  # the chain keeps its base model
     assert dpo.chat_template == sft.chat_template
-    write_pairs(dpo)
 
     assert execute_run(dpo.pk) == RunStatus.COMPLETED
     dpo = completed(dpo)
@@ -256,7 +263,7 @@ def test_a_dpo_dry_run_estimates_the_reference_and_both_answers(pairs):
     run = completed(run)
     summary = run.summary
     assert summary["ok"] is True
-    assert summary["train_pairs"] == 64
+    assert summary["train_pairs"] == TRAIN_PAIRS
     # Chosen and rejected go through the policy together (2 × batch), prompt + answer long;
     # the reference's own weights are counted beside the policy's.
     assert summary["tokens_per_step"] == 2 * DPO_FAST["batch_size"] * (
