@@ -32,6 +32,7 @@ from runs.training.job import JobSpec
 from runs.validation import resolve_base_model
 from traces.choices import Split
 from traces.datasets.exporting import iter_dataset_lines
+from traces.models import DatasetMember
 from tunixrt import jobs
 
 logger = logging.getLogger(__name__)
@@ -163,10 +164,27 @@ def prepare_job(run: Run) -> Path:
 
 
 def _dataset_lines(run: Run, split: str) -> Iterator[bytes]:
-    """The split's lines in the run's objective's format: preference pairs for DPO/ORPO, examples otherwise."""
+    """The split's lines in the run's objective's format.
+
+    DPO/ORPO: preference pairs (`dpo`, in the run's template); GRPO: prompts with the expected
+    final answer its correctness reward judges against (runs.training.grpo.read_prompts); SFT:
+    training examples.
+    """
     if run.objective in PREFERENCE_OBJECTIVES:
         return iter_dataset_lines(run.dataset, "dpo", split, template=run.chat_template)
+    if run.objective == RunObjective.GRPO:
+        return _prompt_lines(run, split)
     return iter_dataset_lines(run.dataset, "training_example", split)
+
+
+def _prompt_lines(run: Run, split: str) -> Iterator[bytes]:
+    rows = (
+        DatasetMember.objects.filter(dataset=run.dataset, split=split)
+        .order_by("position")
+        .values_list("trace__prompt", "trace__final_answer")
+    )
+    for prompt, answer in rows.iterator(chunk_size=2000):
+        yield (json.dumps({"prompt": prompt, "answer": answer}, ensure_ascii=False) + "\n").encode()
 
 
 def _run_model(run: Run | None) -> dict[str, Any]:
@@ -205,11 +223,6 @@ def execute_run(run_id: int, task_id: str = "") -> str:
     return Supervisor(run, recorder, job).supervise()
 
 
-def child_module(objective: str) -> str:
-    """The training child of an objective: GRPO has its own engine, the others share runs.training.child."""
-    return "runs.training.grpo" if objective == RunObjective.GRPO else "runs.training.child"
-
-
 class Supervisor(ChildProcess):
     """Feeds one training child's output into the database; beats, relays cancel, enforces the timeout."""
 
@@ -226,8 +239,7 @@ class Supervisor(ChildProcess):
         self.last_beat = time.monotonic()
 
     def supervise(self) -> str:
-        module = child_module(self.run.objective)
-        return self._conclude(self.run_child(childproc.child_command(module, self.job)))
+        return self._conclude(self.run_child(childproc.child_command("runs.training.child", self.job)))
 
     def note(self, text: str) -> None:
         self.recorder.log(text, LogStream.SYSTEM)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Mapping
 from decimal import Decimal
@@ -273,8 +272,6 @@ def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
             errors["dataset"] = [
                 f"Dataset {dataset.key} is a {kind} dataset; a {objective} run needs a {wanted} dataset."
             ]
-    if objective == RunObjective.GRPO and importlib.util.find_spec("runs.training.grpo") is None:
-        errors["objective"] = ["GRPO training is not available in this installation."]
 
     if values.get("chat_template") == templates.AUTO and "base_model" in values:
         values["chat_template"] = default_template(values["base_model"])

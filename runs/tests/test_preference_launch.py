@@ -11,7 +11,6 @@ from django.core.management.base import CommandError
 
 from runs.charts import panel_kind
 from runs.choices import RunStatus
-from runs.execution import child_module
 from runs.models import Run
 from runs.tests.preference_support import preference_dataset, rendered_pair
 from runs.tests.run_support import finished_run
@@ -146,11 +145,6 @@ def test_the_launch_form_offers_the_methods_and_marks_their_fields(page, dataset
     assert response.status_code == 302, response.content.decode()[-2000:]
     run = Run.objects.exclude(pk=done.pk).get()
     assert (run.objective, run.parent_id, run.beta) == ("dpo", done.pk, 0.2)
-
-
-def test_grpo_runs_go_to_their_own_engine():
-    assert child_module("grpo") == "runs.training.grpo"
-    assert child_module("dpo") == child_module("orpo") == child_module("sft") == "runs.training.child"
 
 
 def test_pairs_are_tokenised_like_sft_with_eos_and_no_bos_before_the_answers():

@@ -272,3 +272,45 @@ def test_a_dpo_dry_run_estimates_the_reference_and_both_answers(pairs):
     assert summary["reference_mb"] == summary["weights_mb"]
     assert summary["estimated_seconds_per_step"] > 0
     assert not (output(run) / "checkpoints").exists()
+
+
+def test_a_grpo_run_goes_through_the_worker_to_the_grpo_engine(dataset):
+    """The wiring: the worker writes the prompts with their expected answers and the child hands them
+    to runs.training.grpo (its own tests cover the training; a dry run shows the whole path)."""
+    run = make_run(dataset, objective="grpo", mode="dry_run", num_generations=2, max_tokens_to_generate=8)
+
+    assert execute_run(run.pk) == RunStatus.COMPLETED
+    run = completed(run)
+
+    first = json.loads((output(run) / "data" / "train.jsonl").read_text().splitlines()[0])
+    assert set(first) == {"prompt", "answer"} and first["prompt"].startswith("What is ")
+    a, b = (int(x) for x in first["prompt"].removeprefix("What is ").rstrip("?").split(" + "))
+    assert first["answer"] == str(a + b)  # the trace's final answer: what the correctness reward judges
+    job = json.loads((output(run) / "job.json").read_text())
+    assert (job["objective"], job["num_generations"], job["max_tokens_to_generate"]) == ("grpo", 2, 8)
+    assert run.summary["ok"] is True
+    assert "devices" in run.summary
+
+
+@ON_POSTGRES_ONLY
+def test_a_grpo_run_from_an_sft_parent_trains_through_the_worker(dataset):
+    sft = make_run(dataset, max_steps=10, eval_every_steps=10, checkpoint_every_steps=10)
+    assert execute_run(sft.pk) == RunStatus.COMPLETED
+    grpo = make_run(
+        dataset,
+        objective="grpo",
+        parent=sft.pk,
+        max_steps=3,
+        batch_size=2,
+        num_generations=2,
+        max_tokens_to_generate=8,
+        checkpoint_every_steps=3,
+    )
+
+    assert execute_run(grpo.pk) == RunStatus.COMPLETED
+    grpo = completed(grpo)
+
+    assert grpo.summary["steps_done"] == 3
+    assert len(series(grpo, "reward_mean")) == 3
+    assert (output(grpo) / "final" / "model.safetensors").is_file()
+    assert [r.pk for r in grpo.lineage()] == [sft.pk, grpo.pk]

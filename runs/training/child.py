@@ -3,7 +3,7 @@
 Reads the job file and the exported dataset, builds the model the run starts
 from (a base model, or a parent run's final model), trains it (full or LoRA
 through qwix) with the run's objective — SFT with Tunix's PeftTrainer, DPO or
-ORPO on preference pairs with its DPOTrainer — evaluates on the validation
+ORPO on preference pairs with its DPOTrainer, GRPO through runs.training.grpo — evaluates on the validation
 split, saves orbax checkpoints and a final model, and reports everything as
 JSON lines on stdout for the worker to store. SIGTERM asks for a clean stop:
 the trainer finishes the step, saves a checkpoint and exits 0. Everything but
@@ -95,6 +95,13 @@ def main(job_path: str) -> int:
             f"mesh fsdp={mesh.shape['fsdp']} tp={mesh.shape['tp']}; parameters sharded over {len(devices)} devices "
             f"({split} of {total} arrays split)"
         )
+    if job.objective == "grpo":
+        # GRPO has its own engine (rollouts, rewards, its own estimate and dry run) on the same model.
+        from runs.training import grpo
+
+        examples = grpo.read_prompts(Path(job.train_file))
+        with modeling.active_mesh(mesh):
+            return grpo.train_grpo(job, loaded, examples, out, cancel, mesh)
     base_params = modeling.count_params(model)
 
     preference = job.objective in PREFERENCE_OBJECTIVES
