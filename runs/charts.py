@@ -125,14 +125,30 @@ def thin(points: Points, max_points: int) -> Points:
     return kept
 
 
+PREFERENCE_PANELS = (
+    ("reward_accuracy", "preference-accuracy", "Preference accuracy (chosen rewarded above rejected)"),
+    ("reward_margin", "preference-margin", "Reward margin (chosen − rejected)"),
+    ("reward_chosen", "preference-rewards", "Rewards: chosen and rejected"),
+    ("reward_rejected", "preference-rewards", "Rewards: chosen and rejected"),
+    ("logp_chosen", "preference-logps", "Log-probabilities: chosen and rejected"),
+    ("logp_rejected", "preference-logps", "Log-probabilities: chosen and rejected"),
+    ("odds_ratio", "preference-odds", "Odds ratio (ORPO)"),
+)
+
+
 def panel_kind(name: str) -> tuple[int, str, str]:
     """(order, key, title) of the panel a metric is drawn in: metrics that share a scale share a panel.
 
     Losses together, perplexities together (exp of a loss: another scale), learning rates,
-    throughput (anything per second); every other metric (grad norm, rewards, accuracy, ...)
-    gets a panel of its own.
+    throughput (anything per second), then the preference panels (accuracy, reward margin,
+    chosen vs rejected rewards and log-probabilities, train and eval together); every other
+    metric (grad norm, ...) gets a panel of its own.
     """
     lowered = name.lower()
+    # Preference training (DPO/ORPO): train_ and eval_ series of one quantity share a panel.
+    for suffix, key, title in PREFERENCE_PANELS:
+        if lowered.endswith(suffix):
+            return (4, key, title)
     if "perplexity" in lowered or lowered.endswith("_ppl"):
         return (1, "perplexity", "Perplexity")
     if lowered == "loss" or lowered.endswith("_loss") or lowered.startswith("loss_"):
@@ -142,7 +158,7 @@ def panel_kind(name: str) -> tuple[int, str, str]:
     if lowered.endswith(("_per_s", "_per_sec", "_per_second", "throughput")):
         return (3, "throughput", "Throughput (per second)")
     key = "".join(c if c.isalnum() or c == "-" else "-" for c in lowered)
-    return (4, f"metric-{key}", name.replace("_", " "))
+    return (5, f"metric-{key}", name.replace("_", " "))
 
 
 @dataclass

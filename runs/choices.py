@@ -27,6 +27,25 @@ class RunMethod(models.TextChoices):
     LORA = "lora", "LoRA"
 
 
+class RunObjective(models.TextChoices):
+    """What a run optimises (beside `method`, which says which weights train: all, or LoRA adapters)."""
+
+    SFT = "sft", "SFT — supervised fine-tuning on answers"
+    DPO = "dpo", "DPO — preference pairs against a reference model"
+    ORPO = "orpo", "ORPO — preference pairs, no reference model"
+    GRPO = "grpo", "GRPO — reinforcement learning with rewards"
+
+
+PREFERENCE_OBJECTIVES = (RunObjective.DPO, RunObjective.ORPO)
+
+
+class KlMode(models.TextChoices):
+    # Tunix's GRPOConfig.kl_loss_mode estimators.
+    KL = "kl", "kl (log-ratio)"
+    MSE_KL = "mse_kl", "mse_kl (squared log-ratio)"
+    LOW_VAR_KL = "low_var_kl", "low_var_kl (Schulman's low-variance estimator)"
+
+
 class ChatTemplate(models.TextChoices):
     # Labels and strings live in runs/training/templates.py (the one place).
     GEMMA = "gemma", templates.GEMMA.label

@@ -14,6 +14,7 @@ import json
 import logging
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,14 @@ from django.utils import timezone
 
 from runs import childproc
 from runs.childproc import BoundedTail, ChildProcess
-from runs.choices import LogStream, RunMode, RunStatus
+from runs.choices import PREFERENCE_OBJECTIVES, LogStream, RunMode, RunObjective, RunStatus
 from runs.models import CHILD_KILLED, Run, RunLog, RunMetric
-from runs.training import folders
+from runs.training import folders, templates
 from runs.training.job import JobSpec
 from runs.validation import resolve_base_model
 from traces.choices import Split
 from traces.datasets.exporting import iter_dataset_lines
+from traces.models import DatasetMember
 from tunixrt import jobs
 
 logger = logging.getLogger(__name__)
@@ -125,7 +127,7 @@ def prepare_job(run: Run) -> Path:
         if not path.exists():  # a resumed attempt trains on exactly the same files
             tmp = path.with_suffix(".tmp")
             with tmp.open("wb") as f:
-                for line in iter_dataset_lines(run.dataset, "training_example", split):
+                for line in _dataset_lines(run, split):
                     f.write(line)
             tmp.replace(path)
         files[split] = path
@@ -135,15 +137,20 @@ def prepare_job(run: Run) -> Path:
             for line in f:
                 if len(prompts) == 2:
                     break
-                prompts.append(json.loads(line)["prompt"])
+                # Preference exports carry the prompt rendered in the run's template: keep the question.
+                prompts.append(templates.as_head(run.chat_template, json.loads(line)["prompt"])[1])
     spec = JobSpec(
         run_id=run.pk,
         mode=run.mode,
         output_dir=str(directory.resolve()),
         train_file=str(files[Split.TRAIN].resolve()),
         validation_file=str(files[Split.VALIDATION].resolve()),
-        base_model=resolve_base_model(run.base_model),
+        base_model=starting_model(run),
         method=run.method,
+        objective=run.objective,
+        kl_mode=run.kl_mode,
+        reference_model=_run_model(run.reference_run) if run.reference_run_id is not None else None,
+        parent_run_id=run.parent_id,
         chat_template=run.chat_template,
         device=run.device,
         dtype=run.dtype,
@@ -154,6 +161,47 @@ def prepare_job(run: Run) -> Path:
     job = directory / "job.json"
     spec.write(job)
     return job
+
+
+def _dataset_lines(run: Run, split: str) -> Iterator[bytes]:
+    """The split's lines in the run's objective's format.
+
+    DPO/ORPO: preference pairs (`dpo`, in the run's template); GRPO: prompts with the expected
+    final answer its correctness reward judges against (runs.training.grpo.read_prompts); SFT:
+    training examples.
+    """
+    if run.objective in PREFERENCE_OBJECTIVES:
+        return iter_dataset_lines(run.dataset, "dpo", split, template=run.chat_template)
+    if run.objective == RunObjective.GRPO:
+        return _prompt_lines(run, split)
+    return iter_dataset_lines(run.dataset, "training_example", split)
+
+
+def _prompt_lines(run: Run, split: str) -> Iterator[bytes]:
+    rows = (
+        DatasetMember.objects.filter(dataset=run.dataset, split=split)
+        .order_by("position")
+        .values_list("trace__prompt", "trace__final_answer")
+    )
+    for prompt, answer in rows.iterator(chunk_size=2000):
+        yield (json.dumps({"prompt": prompt, "answer": answer}, ensure_ascii=False) + "\n").encode()
+
+
+def _run_model(run: Run | None) -> dict[str, Any]:
+    """The job description of a completed run's final model."""
+    from runs.evaluation.running import final_model_dir
+
+    final = final_model_dir(run) if run is not None else None
+    if run is None or final is None:
+        raise FileNotFoundError(f"Run {getattr(run, 'pk', '?')} has no final model on disk any more.")
+    return {"kind": "local", "name": f"run {run.pk}", "path": str(final.resolve())}
+
+
+def starting_model(run: Run) -> dict[str, Any]:
+    """What the run trains from: its parent run's final model, else its base model."""
+    if run.parent_id is not None:
+        return _run_model(run.parent)
+    return resolve_base_model(run.base_model)
 
 
 def execute_run(run_id: int, task_id: str = "") -> str:
@@ -243,9 +291,7 @@ class Supervisor(ChildProcess):
             else:
                 self.recorder.log(f"checkpoint saved at step {event.get('step')}")
         else:
-            self.recorder.log(
-                f"{kind}: {json.dumps({k: v for k, v in event.items() if k not in ('event', 't')})}"
-            )
+            self.recorder.log(f"{kind}: {json.dumps({k: v for k, v in event.items() if k not in ('event', 't')})}")
 
     def stderr_line(self, raw: bytes) -> None:
         super().stderr_line(raw)
@@ -283,4 +329,3 @@ class Supervisor(ChildProcess):
         self.recorder.flush()
         jobs.finish(self.run, status, error=error, **fields)
         return str(status)
-

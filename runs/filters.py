@@ -8,7 +8,7 @@ import django_filters
 from django import forms
 from django.db.models import Q, QuerySet
 
-from runs.choices import RunMethod, RunMode, RunStatus
+from runs.choices import RunMethod, RunMode, RunObjective, RunStatus
 from runs.models import Evaluation, Run
 from traces.filters import IntegerFilter, UtcIsoDateTimeFilter
 from traces.models import dataset_key_q
@@ -21,6 +21,10 @@ class RunFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(choices=RunStatus.choices, empty_label="Any status", label="Status")
     dataset = django_filters.CharFilter(method="filter_dataset", max_length=120, label="Dataset (name or name@vN)")
     base_model = django_filters.CharFilter(max_length=200, label="Base model")
+    # Short labels: the filter bar fits a phone's width.
+    objective = django_filters.ChoiceFilter(
+        choices=[(value, value.upper()) for value in RunObjective.values], empty_label="Any", label="Training"
+    )
     method = django_filters.ChoiceFilter(choices=RunMethod.choices, empty_label="Any method", label="Method")
     mode = django_filters.ChoiceFilter(choices=RunMode.choices, empty_label="Training and dry runs", label="Kind")
     created_after = UtcIsoDateTimeFilter(

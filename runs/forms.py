@@ -6,9 +6,9 @@ from typing import Any, cast
 
 from django import forms
 
-from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod
-from runs.hyperparameters import BOUNDS
-from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX
+from runs.choices import ChatTemplate, KlMode, RunDevice, RunDtype, RunMethod, RunMode, RunObjective, RunStatus
+from runs.hyperparameters import BOUNDS, OBJECTIVE_FIELDS
+from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX, Run
 from runs.presentation import label
 from runs.training import templates
 from runs.validation import LaunchInvalid, as_written, base_model_choices, default_value, validate_launch
@@ -20,7 +20,27 @@ from tunixrt.models import WorkerHeartbeat
 class RunLaunchForm(forms.Form):
     dataset = forms.ChoiceField(choices=[])
     base_model = forms.ChoiceField(choices=[])
-    method = forms.ChoiceField(choices=RunMethod.choices, initial=RunMethod.FULL)
+    objective = forms.ChoiceField(
+        choices=RunObjective.choices,
+        initial=RunObjective.SFT,
+        required=False,  # omitted: SFT, as before methods existed
+        label="Training method",
+        help_text="SFT on an SFT dataset; DPO or ORPO on a preference dataset",
+    )
+    method = forms.ChoiceField(choices=RunMethod.choices, initial=RunMethod.FULL, label="Weights trained")
+    parent = forms.ChoiceField(
+        choices=[],
+        required=False,
+        label="Start from",
+        help_text="a completed run's final model instead of the base model (keeps its base model)",
+    )
+    reference_run = forms.ChoiceField(
+        choices=[],
+        required=False,
+        label="Reference model",
+        help_text="DPO: the frozen model the policy is compared against",
+    )
+    kl_mode = forms.ChoiceField(choices=KlMode.choices, initial=KlMode.KL, required=False, label="KL mode")
     dry_run = forms.BooleanField(required=False, label="Dry run (validate and estimate, no training)")
     chat_template = forms.ChoiceField(
         choices=[(templates.AUTO, templates.AUTO_LABEL), *ChatTemplate.choices], initial=templates.AUTO
@@ -33,10 +53,13 @@ class RunLaunchForm(forms.Form):
         datasets = Dataset.objects.filter(status=DatasetStatus.READY).order_by("-created_at", "-id")[:200]
         dataset_field = cast(forms.ChoiceField, self.fields["dataset"])
         dataset_field.choices = [
-            (d.key, f"{d.key} ({d.stats.get('train', 0)} train / {d.stats.get('validation', 0)} val)")
-            for d in datasets
+            (d.key, f"{d.key} ({d.stats.get('train', 0)} train / {d.stats.get('validation', 0)} val)") for d in datasets
         ]
         cast(forms.ChoiceField, self.fields["base_model"]).choices = base_model_choices()
+        finished = Run.objects.filter(status=RunStatus.COMPLETED, mode=RunMode.TRAIN).order_by("-created_at", "-id")
+        runs = [(str(r.pk), f"{r.title} — {r.objective} {r.method}, {r.base_model}") for r in finished[:100]]
+        cast(forms.ChoiceField, self.fields["parent"]).choices = [("", "The base model"), *runs]
+        cast(forms.ChoiceField, self.fields["reference_run"]).choices = [("", "The model the run starts from"), *runs]
         for name, bound in BOUNDS.items():
             self.fields[name] = forms.CharField(
                 required=False,
@@ -52,6 +75,8 @@ class RunLaunchForm(forms.Form):
         for name in ("dataset", "base_model"):
             if name not in payload and self.data.get(name):
                 payload[name] = self.data[name]
+        if payload.get("parent"):
+            payload.pop("base_model", None)  # a run started from another keeps that run's base model
         try:
             self.values = validate_launch(payload)
         except LaunchInvalid as exc:
@@ -59,8 +84,13 @@ class RunLaunchForm(forms.Form):
                 self.add_error(key if key in self.fields else None, messages)
         return data
 
-    def hyperparameter_fields(self) -> list[forms.BoundField]:
-        return [self[name] for name in BOUNDS]
+    def hyperparameter_fields(self) -> list[tuple[forms.BoundField, str]]:
+        """Each hyperparameter with the objectives it belongs to ("" for all), for the form's show/hide."""
+        return [(self[name], " ".join(OBJECTIVE_FIELDS.get(name, ()))) for name in BOUNDS]
+
+    def objective_fields(self) -> list[tuple[forms.BoundField, str]]:
+        """The choices that only some objectives use."""
+        return [(self["parent"], ""), (self["reference_run"], "dpo"), (self["kl_mode"], "grpo")]
 
     def device_fields(self) -> list[forms.BoundField]:
         return [self["device"], self["dtype"]]
@@ -68,6 +98,7 @@ class RunLaunchForm(forms.Form):
     def training_workers(self) -> list[WorkerHeartbeat]:
         """The live training workers with the devices they reported, shown beside the device choice."""
         return WorkerHeartbeat.objects.training()
+
 
 class RunDescribeForm(forms.Form):
     """A run's name and notes (the run page's inline editor)."""

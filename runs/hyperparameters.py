@@ -48,9 +48,38 @@ class Hyperparameters:
     checkpoint_every_steps: int = _hp(50, 1, 1_000_000, "orbax checkpoint every N steps")
     # The launch default comes from RUN_DEFAULT_TIMEOUT_SECONDS; 3600 is the column's.
     timeout_seconds: int = _hp(3600, 10, 7 * 24 * 3600, "stop the run after this long")
+    # Preference training (objective dpo / orpo).
+    beta: float = _hp(0.1, 0.0, 10.0, "DPO: strength of the pull towards the reference model")
+    lambda_orpo: float = _hp(0.1, 0.0, 10.0, "ORPO: weight of the odds-ratio preference loss")
+    label_smoothing: float = _hp(0.0, 0.0, 0.49, "DPO/ORPO: assumed share of mislabelled pairs")
+    max_prompt_length: int = _hp(128, 8, 8192, "DPO/ORPO: prompt tokens kept (the start is cut)")
+    max_response_length: int = _hp(128, 8, 8192, "DPO/ORPO: tokens per chosen or rejected answer (the end is cut)")
+    # Reinforcement learning (objective grpo).
+    num_generations: int = _hp(4, 2, 64, "GRPO: completions sampled per prompt")
+    temperature: float = _hp(0.9, 0.01, 5.0, "GRPO: sampling temperature (above 0)")
+    top_p: float = _hp(1.0, 0.01, 1.0, "GRPO: nucleus sampling probability mass")
+    max_tokens_to_generate: int = _hp(64, 1, 8192, "GRPO: tokens generated per completion")
+    grpo_beta: float = _hp(0.04, 0.0, 10.0, "GRPO: KL penalty coefficient")
+    epsilon: float = _hp(0.2, 0.001, 1.0, "GRPO: clipping range of the policy ratio")
 
 
 BOUNDS: dict[str, Bound] = {f.name: f.metadata["bound"] for f in dataclasses.fields(Hyperparameters)}
+
+# Which objective each hyperparameter belongs to (the launch form shows only the run's; absent: all).
+OBJECTIVE_FIELDS: dict[str, tuple[str, ...]] = {
+    "beta": ("dpo",),
+    "lambda_orpo": ("orpo",),
+    "label_smoothing": ("dpo", "orpo"),
+    "max_prompt_length": ("dpo", "orpo", "grpo"),
+    "max_response_length": ("dpo", "orpo"),
+    "max_seq_length": ("sft",),
+    "num_generations": ("grpo",),
+    "temperature": ("grpo",),
+    "top_p": ("grpo",),
+    "max_tokens_to_generate": ("grpo",),
+    "grpo_beta": ("grpo",),
+    "epsilon": ("grpo",),
+}
 
 
 def model_field(name: str) -> Any:

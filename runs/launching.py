@@ -34,7 +34,8 @@ def launch_run(values: dict[str, Any], user: Any = None, *, retry_of: Run | None
 
 def retry_run(run: Run, user: Any = None) -> Run:
     """A new run with the same dataset and configuration."""
-    return launch_run({"dataset": run.dataset, **run.config()}, user, retry_of=run)
+    values = {"dataset": run.dataset, **run.config(), "parent": run.parent, "reference_run": run.reference_run}
+    return launch_run(values, user, retry_of=run)
 
 
 def delete_run(run: Run) -> None:

@@ -14,11 +14,13 @@ from django.utils import timezone
 from runs.choices import (
     TERMINAL_STATUSES,
     ChatTemplate,
+    KlMode,
     LogStream,
     RunDevice,
     RunDtype,
     RunMethod,
     RunMode,
+    RunObjective,
     RunStatus,
 )
 from runs.hyperparameters import BOUNDS, model_field
@@ -44,7 +46,22 @@ class Progress:
 
 
 # What a run was launched with (what retry copies and compare diffs).
-CONFIG_FIELDS = ("base_model", "method", "chat_template", "device", "dtype", "mode", *BOUNDS)
+CONFIG_FIELDS = (
+    "base_model",
+    "objective",
+    "method",
+    "parent",
+    "reference_run",
+    "chat_template",
+    "device",
+    "dtype",
+    "mode",
+    "kl_mode",
+    *BOUNDS,
+)
+
+
+RUN_LINKS = ("parent", "reference_run")
 
 
 # The failure reason when something outside tunix-rt SIGKILLed the training child.
@@ -111,6 +128,33 @@ class Run(Job):
     notes = models.TextField(max_length=RUN_NOTES_MAX, blank=True, default="")
     base_model = models.CharField(max_length=200)
     method = models.CharField(max_length=8, choices=RunMethod.choices, default=RunMethod.FULL)
+    objective = models.CharField(
+        max_length=8,
+        choices=RunObjective.choices,
+        default=RunObjective.SFT,
+        help_text="what the run optimises: SFT, DPO or ORPO on preference pairs, GRPO on rewards",
+    )
+    # The completed run whose final model this one starts from (SFT → DPO → GRPO chains).
+    parent = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="children",
+        help_text="the completed run whose final model this run starts from (empty: the base model)",
+    )
+    # DPO's frozen reference: a completed run's final model; empty means the model the run starts from.
+    reference_run = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="DPO: the completed run whose final model is the reference (empty: the starting model)",
+    )
+    kl_mode = models.CharField(
+        max_length=12, choices=KlMode.choices, default=KlMode.KL, help_text="GRPO: KL divergence estimator"
+    )
     chat_template = models.CharField(max_length=16, choices=ChatTemplate.choices, default=ChatTemplate.GEMMA)
     device = models.CharField(
         max_length=8, choices=RunDevice.choices, default=RunDevice.AUTO, help_text="where the training child runs"
@@ -131,6 +175,17 @@ class Run(Job):
     eval_every_steps = model_field("eval_every_steps")
     checkpoint_every_steps = model_field("checkpoint_every_steps")
     timeout_seconds = model_field("timeout_seconds")
+    beta = model_field("beta")
+    lambda_orpo = model_field("lambda_orpo")
+    label_smoothing = model_field("label_smoothing")
+    max_prompt_length = model_field("max_prompt_length")
+    max_response_length = model_field("max_response_length")
+    num_generations = model_field("num_generations")
+    temperature = model_field("temperature")
+    top_p = model_field("top_p")
+    max_tokens_to_generate = model_field("max_tokens_to_generate")
+    grpo_beta = model_field("grpo_beta")
+    epsilon = model_field("epsilon")
     mode = models.CharField(max_length=8, choices=RunMode.choices, default=RunMode.TRAIN)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -205,13 +260,17 @@ class Run(Job):
 
     def config(self) -> dict[str, object]:
         """The launch settings (what retry copies and compare diffs)."""
-        return {name: getattr(self, name) for name in CONFIG_FIELDS}
+        # The run links by id: what the API shows and a launch takes.
+        return {name: getattr(self, f"{name}_id" if name in RUN_LINKS else name) for name in CONFIG_FIELDS}
 
     def config_for_people(self) -> dict[str, object]:
         """The launch settings as pages show them: choices by their labels ("Full fine-tune", not "full")."""
         return {name: self.display_value(name) for name in CONFIG_FIELDS}
 
     def display_value(self, name: str) -> object:
+        if name in RUN_LINKS:
+            linked = getattr(self, name)
+            return linked.title if linked is not None else None
         display = getattr(self, f"get_{name}_display", None)
         return display() if callable(display) else getattr(self, name)
 
@@ -228,6 +287,24 @@ class Run(Job):
             # Named in a fixed order: PostgreSQL's jsonb does not keep the keys' order.
             return summary(report) + f", mesh fsdp={mesh.get('fsdp')} tp={mesh.get('tp')}"
         return summary(report)
+
+    def lineage(self, limit: int = 20) -> list[Run]:
+        """The runs this one descends from, oldest first, ending with itself (parent links, at most `limit`)."""
+        chain: list[Run] = [self]
+        seen = {self.pk}
+        current = self
+        while current.parent_id is not None and len(chain) < limit:
+            parent = Run.objects.select_related("dataset").filter(pk=current.parent_id).first()
+            if parent is None or parent.pk in seen:
+                break
+            chain.append(parent)
+            seen.add(parent.pk)
+            current = parent
+        return chain[::-1]
+
+    @property
+    def is_preference(self) -> bool:
+        return self.objective in (RunObjective.DPO, RunObjective.ORPO)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in BOUNDS}
@@ -250,7 +327,9 @@ class Run(Job):
                 ("activations", "activations_mb"),
                 ("of which logits", "logits_mb"),
                 ("runtime overhead", "overhead_mb"),
+                ("reference model", "reference_mb"),
             )
+            if key != "reference_mb" or summary.get(key)
         ]
         return {
             "memory": memory,
@@ -444,7 +523,6 @@ class Evaluation(Job):
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL_STATUSES
-
 
 
 class Prediction(models.Model):

@@ -11,7 +11,16 @@ from typing import Any
 from django.conf import settings
 
 from runs.basemodels import LOCAL_PREFIX, find_base_model, trainable_models
-from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod, RunMode
+from runs.choices import (
+    ChatTemplate,
+    KlMode,
+    RunDevice,
+    RunDtype,
+    RunMethod,
+    RunMode,
+    RunObjective,
+    RunStatus,
+)
 from runs.hyperparameters import BOUNDS, Bound
 from runs.training import templates
 from runs.training.job import PRESETS
@@ -22,14 +31,23 @@ Errors = dict[str, list[str]]
 
 
 CHOICES: dict[str, tuple[list[str], str]] = {
+    "objective": (list(RunObjective.values), RunObjective.SFT),
     "method": (list(RunMethod.values), RunMethod.FULL),
+    "kl_mode": (list(KlMode.values), KlMode.KL),
     # Omitted or "auto": the base model's own template, stored concretely (see default_template).
     "chat_template": ([templates.AUTO, *ChatTemplate.values], templates.AUTO),
     "device": (list(RunDevice.values), RunDevice.AUTO),
     "dtype": (list(RunDtype.values), RunDtype.FLOAT32),
     "mode": (list(RunMode.values), RunMode.TRAIN),
 }
-KNOWN = {"dataset", "base_model", *BOUNDS, *CHOICES}
+KNOWN = {"dataset", "base_model", "parent", "reference_run", *BOUNDS, *CHOICES}
+# The dataset kind each objective trains on (traces.Dataset.kind; datasets from before kinds are "sft").
+DATASET_KIND = {
+    RunObjective.SFT: "sft",
+    RunObjective.DPO: "preference",
+    RunObjective.ORPO: "preference",
+    RunObjective.GRPO: "sft",
+}
 
 
 def as_written(value: float) -> str:
@@ -122,6 +140,65 @@ def _number(errors: Errors, name: str, raw: Any, bound: Bound) -> Any:
     return value
 
 
+def _completed_run(errors: Errors, name: str, raw: Any) -> Any:
+    """The completed training run with a final model that `raw` names (an id), or None with the error set."""
+    from runs.evaluation.running import final_model_dir
+    from runs.models import Run
+
+    if isinstance(raw, bool) or not isinstance(raw, int | str) or not str(raw).strip().isdigit():
+        errors[name] = ["Must be a run id (a whole number)."]
+        return None
+    run = Run.objects.filter(pk=int(str(raw).strip())).first()
+    if run is None:
+        errors[name] = [f"No run {raw}."]
+        return None
+    if run.status != RunStatus.COMPLETED or run.mode != RunMode.TRAIN:
+        errors[name] = [f"Run {run.pk} is not a completed training run ({run.get_status_display().lower()})."]
+        return None
+    if final_model_dir(run) is None:
+        errors[name] = [f"Run {run.pk} has no final model on disk."]
+        return None
+    return run
+
+
+def _check_lineage(data: Mapping[str, Any], values: dict[str, Any], errors: Errors) -> None:
+    """`parent` (the run whose final model this one starts from) and DPO's `reference_run`.
+
+    A child run keeps its parent's base model (the one its tokenizer and evaluation baseline
+    come from) and, unless it names one, its chat template.
+    """
+    raw = data.get("parent")
+    if raw not in (None, ""):
+        parent = _completed_run(errors, "parent", raw)
+        if parent is not None:
+            values["parent"] = parent
+            given = data.get("base_model")
+            if given not in (None, "", parent.base_model):
+                errors["base_model"] = [
+                    f"A run started from run {parent.pk} keeps its base model {parent.base_model!r}; "
+                    "leave base_model out."
+                ]
+            else:
+                errors.pop("base_model", None)
+                values["base_model"] = parent.base_model
+            if data.get("chat_template") in (None, "", templates.AUTO):
+                values["chat_template"] = parent.chat_template
+    raw = data.get("reference_run")
+    if raw not in (None, ""):
+        if values.get("objective") != RunObjective.DPO:
+            errors["reference_run"] = ["Only a DPO run has a reference model (ORPO, SFT and GRPO take none here)."]
+            return
+        reference = _completed_run(errors, "reference_run", raw)
+        if reference is not None:
+            if "base_model" in values and reference.base_model != values["base_model"]:
+                errors["reference_run"] = [
+                    f"Run {reference.pk} was trained from {reference.base_model!r}, not {values['base_model']!r}: "
+                    "the reference must share the run's tokenizer."
+                ]
+            else:
+                values["reference_run"] = reference
+
+
 def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
     """Check a launch request; return Run field values or raise LaunchInvalid naming each bad field."""
     errors: Errors = {}
@@ -141,7 +218,9 @@ def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
         else:
             if dataset.status != DatasetStatus.READY:
                 errors["dataset"] = [f"Dataset {key} is {dataset.status}, not ready."]
-            elif not dataset.members.filter(split=Split.TRAIN).exists():
+            elif not (
+                dataset.members.filter(split=Split.TRAIN).exists() or int((dataset.stats or {}).get("train") or 0)
+            ):
                 errors["dataset"] = [f"Dataset {key} has no training examples."]
             else:
                 values["dataset"] = dataset
@@ -180,6 +259,19 @@ def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
         value = _number(errors, name, raw, bound)
         if value is not None:
             values[name] = value
+
+    _check_lineage(data, values, errors)
+    objective = values.get("objective")
+    chosen = values.get("dataset")
+    if objective is not None and chosen is not None:
+        dataset = chosen
+        # Datasets gain their kind with preference datasets; until then every dataset is an SFT one.
+        kind = getattr(dataset, "kind", None)
+        wanted = DATASET_KIND[RunObjective(objective)]
+        if kind is not None and kind != wanted:
+            errors["dataset"] = [
+                f"Dataset {dataset.key} is a {kind} dataset; a {objective} run needs a {wanted} dataset."
+            ]
 
     if values.get("chat_template") == templates.AUTO and "base_model" in values:
         values["chat_template"] = default_template(values["base_model"])

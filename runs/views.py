@@ -139,6 +139,7 @@ def _smaller_retry(run: Run) -> dict[str, Any]:
     """
     values: dict[str, Any] = {"dataset": run.dataset.key, **run.config()}
     values.pop("mode")
+    values = {k: v for k, v in values.items() if v is not None}  # no parent: the field stays empty
     if run.batch_size > BOUNDS["batch_size"].low:
         values["batch_size"] = max(int(BOUNDS["batch_size"].low), run.batch_size // 2)
     else:

@@ -6,7 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
-from runs.choices import ChatTemplate, RunDevice, RunDtype, RunMethod, RunMode
+from runs.choices import ChatTemplate, KlMode, RunDevice, RunDtype, RunMethod, RunMode, RunObjective
 from runs.hyperparameters import BOUNDS, serializer_field
 from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX, Run, RunLog
 from runs.training import templates
@@ -17,7 +17,19 @@ class RunLaunchSerializer(serializers.Serializer[Any]):
 
     dataset = serializers.CharField(help_text="dataset key, e.g. reasoning@v1")
     base_model = serializers.CharField(required=False, default="tiny", help_text="tiny, small or local:<folder>")
-    method = serializers.ChoiceField(choices=RunMethod.choices, required=False)
+    objective = serializers.ChoiceField(
+        choices=RunObjective.choices,
+        required=False,
+        help_text="sft (default; an SFT dataset), dpo or orpo (a preference dataset), grpo",
+    )
+    method = serializers.ChoiceField(
+        choices=RunMethod.choices, required=False, help_text="which weights train: full (default) or lora"
+    )
+    reference_run = serializers.IntegerField(
+        required=False,
+        help_text="DPO: id of a completed run whose final model is the reference (default: the starting model)",
+    )
+    kl_mode = serializers.ChoiceField(choices=KlMode.choices, required=False, help_text="GRPO: KL estimator")
     mode = serializers.ChoiceField(choices=RunMode.choices, required=False)
     chat_template = serializers.ChoiceField(
         choices=[(templates.AUTO, templates.AUTO_LABEL), *ChatTemplate.choices],
@@ -33,6 +45,11 @@ class RunLaunchSerializer(serializers.Serializer[Any]):
 
     def get_fields(self) -> dict[str, serializers.Field[Any, Any, Any, Any]]:
         fields = super().get_fields()
+        # Added here: a class attribute named `parent` would shadow Field.parent.
+        fields["parent"] = serializers.IntegerField(
+            required=False,
+            help_text="id of a completed run whose final model this run starts from (its base model is kept)",
+        )
         fields.update({name: serializer_field(name) for name in BOUNDS})
         return fields
 
@@ -47,7 +64,9 @@ class RunListSerializer(serializers.ModelSerializer[Run]):
             "name",
             "dataset",
             "base_model",
+            "objective",
             "method",
+            "parent",
             "device",
             "dtype",
             "mode",
@@ -77,6 +96,9 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None, allow_null=True)
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)  # null until the run has started
     config = serializers.SerializerMethodField()
+    lineage = serializers.SerializerMethodField(
+        help_text="the runs this one descends from by `parent`, oldest first, ending with itself"
+    )
     devices_used = serializers.CharField(
         read_only=True, help_text="what the training child ran on; empty until it reported"
     )
@@ -99,6 +121,7 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
             "status",
             "mode",
             "config",
+            "lineage",
             "created_by",
             "retry_of",
             "celery_task_id",
@@ -123,6 +146,12 @@ class RunDetailSerializer(serializers.ModelSerializer[Run]):
 
     def get_config(self, obj: Run) -> dict[str, Any]:
         return obj.config()
+
+    def get_lineage(self, obj: Run) -> list[dict[str, Any]]:
+        return [
+            {"id": r.pk, "name": r.name, "objective": r.objective, "method": r.method, "status": r.status}
+            for r in obj.lineage()
+        ]
 
 
 class RunLogSerializer(serializers.ModelSerializer[RunLog]):

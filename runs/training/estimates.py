@@ -31,6 +31,15 @@ The block activations, scores and logits are then scaled by a measured
 
 A run fits when the total stays below the device memory less `HEADROOM`.
 
+Preference runs (DPO, ORPO) put the chosen and the rejected answer of each pair
+through the policy in one batch: twice the pairs, each prompt + answer long
+(the child passes that batch and length). DPO adds a frozen reference model's
+forward pass over the same batch (2 FLOPs per matmul parameter and token, plus
+attention, no backward) and, for a full fine-tune, the reference's own copy of
+the weights (under LoRA the frozen base is the reference: no copy); its
+activations are not kept for a backward pass, so they add no memory beyond the
+policy's. ORPO has no reference.
+
 Seconds per step = (overhead + FLOPs / effective FLOP/s) × correction, with the
 constants fitted on measured runs (bench/calibrate_estimates.py) and the
 correction the median measured/estimated ratio of this installation's last
@@ -164,10 +173,11 @@ class MemoryEstimate:
     overhead: float
     devices: int
     device_memory: int | None
+    reference: float = 0.0  # a DPO reference model's own weights (a full fine-tune's copy)
 
     @property
     def total(self) -> float:
-        return self.weights + self.gradients + self.optimizer + self.activations + self.overhead
+        return self.weights + self.gradients + self.optimizer + self.activations + self.overhead + self.reference
 
     @property
     def total_mb(self) -> float:
@@ -187,6 +197,7 @@ class MemoryEstimate:
             "activations_mb": round(self.activations / MB, 1),
             "logits_mb": round(self.logits / MB, 1),
             "overhead_mb": round(self.overhead / MB, 1),
+            "reference_mb": round(self.reference / MB, 1),
             "total_mb": round(self.total / MB, 1),
             "device_count": self.devices,
             "device_memory_mb": round(self.device_memory / MB, 1) if self.device_memory else None,
@@ -206,6 +217,7 @@ def memory_estimate(
     device_memory: int | None = None,
     platform: str = "cpu",
     sharded: bool = True,
+    reference_parameters: int = 0,
 ) -> MemoryEstimate:
     """Memory per device of one training step (see the module docstring for the formula).
 
@@ -232,11 +244,19 @@ def memory_estimate(
         overhead=RUNTIME_OVERHEAD_MB.get(platform, RUNTIME_OVERHEAD_MB["gpu"]) * MB,
         devices=devices,
         device_memory=device_memory,
+        reference=reference_parameters * width / split,
     )
 
 
 def step_flops(
-    shape: ModelShape, parameters: int, trainable: int, *, lora: bool, batch_size: int, seq_len: int
+    shape: ModelShape,
+    parameters: int,
+    trainable: int,
+    *,
+    lora: bool,
+    batch_size: int,
+    seq_len: int,
+    reference_forward: bool = False,
 ) -> float:
     """Model FLOPs of one training step (all devices together).
 
@@ -244,14 +264,21 @@ def step_flops(
     cost 2 FLOPs per token forward and 4 backward (input and weight gradients); a frozen
     base under LoRA skips the weight gradients (2 + 2), its adapters cost the full 6.
     Attention's two S×S products add 4·B·S²·H·hd per layer forward, twice that backward.
+    `reference_forward`: a DPO reference model's forward pass over the same batch (2 per
+    matmul parameter and token, attention forward only).
     """
     tokens = batch_size * seq_len
     matmul = parameters - (0 if shape.tied_embedding else shape.vocab_size * shape.embed_dim)
-    attention = 3 * 4 * batch_size * seq_len * seq_len * shape.num_heads * shape.head_dim * shape.num_layers
+    forward_attention = 4 * batch_size * seq_len * seq_len * shape.num_heads * shape.head_dim * shape.num_layers
+    attention = 3 * forward_attention
+    reference = 0
+    if reference_forward:
+        # The reference is the base without adapters: its matmuls exclude LoRA's.
+        reference = 2 * (matmul - (trainable if lora else 0)) * tokens + forward_attention
     if lora:
         base = matmul - trainable
-        return float(4 * base * tokens + 6 * trainable * tokens + attention)
-    return float(6 * matmul * tokens + attention)
+        return float(4 * base * tokens + 6 * trainable * tokens + attention + reference)
+    return float(6 * matmul * tokens + attention + reference)
 
 
 def activation_elements(shape: ModelShape, batch_size: int, seq_len: int) -> float:
@@ -417,8 +444,13 @@ def run_estimate(
     platform: str,
     device_kind: str = "",
     calibration: dict[str, Any] | None = None,
+    reference: str = "none",
 ) -> dict[str, Any]:
     """Everything the child reports before training: memory breakdown, FLOPs, seconds per step.
+
+    `reference` (DPO): "copy" (a full fine-tune's separate frozen model), "shared" (LoRA's frozen
+    base) or "none" (SFT, ORPO); a preference run passes batch_size = 2 × pairs and seq_len =
+    prompt + answer (see the module docstring).
 
     `calibration` is the worker's {platform: {"factor", "runs"}} (see
     Run.objects.step_time_calibration); the uncalibrated figure is kept as
@@ -434,8 +466,17 @@ def run_estimate(
         devices=devices,
         device_memory=device_memory,
         platform=platform,
+        reference_parameters=(parameters - (trainable if lora else 0)) if reference == "copy" else 0,
     )
-    flops = step_flops(shape, parameters, trainable, lora=lora, batch_size=batch_size, seq_len=seq_len)
+    flops = step_flops(
+        shape,
+        parameters,
+        trainable,
+        lora=lora,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        reference_forward=reference != "none",
+    )
     entry = (calibration or {}).get(platform) or {}
     factor, runs = float(entry.get("factor") or 1.0), int(entry.get("runs") or 0)
     if runs == 0:
@@ -464,6 +505,7 @@ ESTIMATE_KEYS = (
     "activations_mb",
     "logits_mb",
     "overhead_mb",
+    "reference_mb",
     "total_mb",
     "estimated_memory_mb",
     "device_count",

@@ -44,6 +44,11 @@ class JobSpec(Hyperparameters):
     validation_file: str
     base_model: dict[str, Any]
     method: str = "full"
+    objective: str = "sft"  # runs.choices.RunObjective
+    kl_mode: str = "kl"  # GRPO's KL estimator (runs.choices.KlMode)
+    # DPO's frozen reference when it is not the starting model: {"kind": "local", "path": ...}.
+    reference_model: dict[str, Any] | None = None
+    parent_run_id: int | None = None  # the run whose final model `base_model` is
     chat_template: str = "gemma"
     device: str = "auto"  # runs.training.devices.DEVICE_CHOICES
     dtype: str = "float32"  # runs.training.devices.DTYPE_CHOICES: parameter dtype (presets too)

@@ -87,6 +87,33 @@ def for_family(model_type: str | None) -> str:
     return FAMILY_TEMPLATES.get(model_type or "", DEFAULT)
 
 
+def _around(pattern: str, slot: str) -> tuple[str, str]:
+    before, _, after = pattern.partition(slot)
+    return before, after
+
+
+def as_head(template: str, prompt: str) -> tuple[str, str]:
+    """(prompt part, bare prompt) of a prompt given either rendered in `template` or bare.
+
+    A preference dataset's export carries its prompts already rendered; an already
+    rendered one is kept as it is, a bare one is rendered.
+    """
+    t = get(template)
+    before, after = _around(t.user, "{prompt}")
+    if prompt.startswith(before) and prompt.endswith(after) and len(prompt) >= len(before) + len(after):
+        return prompt, prompt[len(before) : len(prompt) - len(after)]
+    return t.head(prompt), prompt
+
+
+def as_tail(template: str, response: str) -> str:
+    """The completion part of a response given either rendered (ending in the turn's end marker) or bare."""
+    t = get(template)
+    before, after = _around(t.answer, "{response}")
+    if after and response.endswith(after) and response.startswith(before):
+        return response
+    return t.tail(response)
+
+
 def render(template: str, prompt: str, response: str | None = None) -> tuple[str, str]:
     """(prompt part, completion part) of one example; the loss covers the completion only."""
     t = get(template)

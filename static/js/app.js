@@ -85,3 +85,21 @@
   });
   document.addEventListener("htmx:afterSettle", recount);
 })();
+
+// The launch form shows the fields of the chosen training objective (without JS every field shows;
+// the server ignores those of other objectives).
+(function () {
+  function apply() {
+    const select = document.getElementById("id_objective");
+    if (!select) return;
+    document.querySelectorAll("[data-objectives]").forEach(function (el) {
+      const wanted = el.getAttribute("data-objectives").split(" ");
+      el.hidden = wanted.indexOf(select.value) === -1;
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    const select = document.getElementById("id_objective");
+    if (select) select.addEventListener("change", apply);
+    apply();
+  });
+})();

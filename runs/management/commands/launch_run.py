@@ -17,7 +17,8 @@ from tunixrt.roles import Action, command_user
 class Command(BaseCommand):
     help = (
         "Launch a Tunix run on DATASET (name@vN): --preset tiny|small|local:<folder>, "
-        "--set name=value for any hyperparameter (learning_rate, max_steps, batch_size, method, mode, ...). "
+        "--objective sft|dpo|orpo|grpo, --parent RUN_ID (start from a completed run's final model), "
+        "--set name=value for any hyperparameter (learning_rate, max_steps, batch_size, method, mode, beta, ...). "
         "With --wait, print its log until it ends and exit non-zero unless it completed."
     )
 
@@ -25,6 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("--dataset", required=True)
         parser.add_argument(
             "--base-model", "--preset", dest="preset", default="tiny", help="tiny, small or local:<folder>"
+        )
+        parser.add_argument("--objective", help="sft (default), dpo, orpo or grpo")
+        parser.add_argument("--parent", metavar="RUN_ID", help="start from this completed run's final model")
+        parser.add_argument(
+            "--reference-run", metavar="RUN_ID", help="DPO: this completed run's final model is the reference"
         )
         parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides")
         parser.add_argument("--wait", action="store_true")
@@ -35,7 +41,12 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         user = command_user(options["user"], Action.CREATE)
-        data: dict[str, Any] = {"dataset": options["dataset"], "base_model": options["preset"]}
+        data: dict[str, Any] = {"dataset": options["dataset"]}
+        if options["parent"] is None or options["preset"] != "tiny":
+            data["base_model"] = options["preset"]  # a child run keeps its parent's base model
+        for name in ("objective", "parent", "reference_run"):
+            if options[name] is not None:
+                data[name] = options[name]
         for item in options["overrides"]:
             name, sep, value = item.partition("=")
             if not sep or not name:
@@ -45,7 +56,10 @@ class Command(BaseCommand):
             run = launch_run(validate_launch(data), user)
         except LaunchInvalid as exc:
             raise CommandError("; ".join(f"{k}: {' '.join(v)}" for k, v in exc.errors.items())) from None
-        self.stdout.write(f"Run {run.pk} queued ({run.mode}, {run.base_model}, {run.dataset.key}).")
+        parts = [run.mode, *([run.objective] if run.objective != "sft" else []), run.base_model]
+        if run.parent_id:
+            parts.append(f"from run {run.parent_id}")
+        self.stdout.write(f"Run {run.pk} queued ({', '.join(parts)}, {run.dataset.key}).")
         if run.awaiting_broker:
             self.stderr.write(run.queued_notice)
         if not options["wait"]:
