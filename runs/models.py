@@ -268,11 +268,12 @@ class Run(Job):
         return {name: self.display_value(name) for name in CONFIG_FIELDS}
 
     def display_value(self, name: str) -> object:
+        """One launch setting as pages show it (dtype keeps its own name: its label is advice for the form)."""
         if name in RUN_LINKS:
             linked = getattr(self, name)
             return linked.title if linked is not None else None
         display = getattr(self, f"get_{name}_display", None)
-        return display() if callable(display) else getattr(self, name)
+        return display() if callable(display) and name != "dtype" else getattr(self, name)
 
     @property
     def devices_used(self) -> str:
