@@ -62,6 +62,19 @@ class ImportReport:
     def rate(self) -> float:
         return self.read / self.elapsed if self.elapsed > 0 else 0.0
 
+    def error_lines(self) -> list[str]:
+        """The bad lines as `FILE:LINE: reason`, and how many more there were."""
+        lines = [f"{bad.file}:{bad.line}: {bad.reason}" for bad in self.bad_lines]
+        if self.bad > len(self.bad_lines):
+            lines.append(f"... and {self.bad - len(self.bad_lines):,} more bad lines")
+        return lines
+
+    def summary(self, unit: str) -> str:
+        return (
+            f"{self.read:,} read, {self.created:,} created, {self.duplicates:,} duplicates, "
+            f"{self.bad:,} bad in {self.elapsed:.2f}s ({self.rate:,.0f} {unit}/s)"
+        )
+
 
 def describe_error(exc: TraceInvalid) -> str:
     return "; ".join(f"{key}: {' '.join(msgs)}" for key, msgs in exc.errors.items())

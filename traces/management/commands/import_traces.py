@@ -59,14 +59,9 @@ class Command(BaseCommand):
         except OSError as exc:
             raise CommandError(f"Cannot read {exc.filename}: {exc.strerror}") from None
 
-        for bad in report.bad_lines:
-            self.stderr.write(f"{bad.file}:{bad.line}: {bad.reason}")
-        if report.bad > len(report.bad_lines):
-            self.stderr.write(f"... and {report.bad - len(report.bad_lines):,} more bad lines")
-        summary = (
-            f"{report.read:,} read, {report.created:,} created, {report.duplicates:,} duplicates, "
-            f"{report.bad:,} bad in {report.elapsed:.2f}s ({report.rate:,.0f} traces/s)"
-        )
+        for line in report.error_lines():
+            self.stderr.write(line)
+        summary = report.summary("traces")
         if report.aborted:
             raise CommandError(f"Strict import aborted, nothing stored: {summary}")
         self.stdout.write(summary)
