@@ -303,7 +303,15 @@ def run_compare(request: HtmxHttpRequest) -> TemplateResponse:
         for name in ("dataset", *CONFIG_FIELDS):
             values = [r.dataset.key if name == "dataset" else r.display_value(name) for r in runs]
             rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1})
-        for name in ("steps_done", "final_train_loss", "best_eval_loss", "tokens_per_s", "mfu", "peak_rss_mb"):
+        for name in (
+            "steps_done",
+            "final_train_loss",
+            "best_eval_loss",
+            "final_reward_mean",
+            "tokens_per_s",
+            "mfu",
+            "peak_rss_mb",
+        ):
             values = [r.summary.get(name) for r in runs]
             rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1, "result": True})
     context = {

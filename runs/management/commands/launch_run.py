@@ -108,7 +108,7 @@ def reward_spec(items: list[str]) -> dict[str, Any]:
         try:
             spec[name.strip()] = float(value)
         except ValueError:
-            raise CommandError(f"rewards.{name.strip()}: the weight must be a number, got {value!r}.") from None
+            raise CommandError(f"rewards.{name.strip()}: The weight must be a number, got {value!r}.") from None
     return spec
 
 
