@@ -133,7 +133,7 @@ def test_the_launch_form_has_a_weight_per_reward_function_shown_for_grpo(page, d
     assert run.rewards == {"correctness": 1.0, "format": 0.25, "length": 0.0}
     assert run.prompt_eval_set.name == "quiz"
     detail = page.get(f"/runs/{run.pk}/").content.decode()
-    assert "Reward (GRPO)" in detail and "correctness × 1 + format × 0.25" in detail
+    assert "<th>Reward</th>" in detail and "correctness × 1 + format × 0.25" in detail
     assert 'id="run-prompt-eval-set"' in detail
 
 
