@@ -179,7 +179,7 @@ def run_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     run = get_object_or_404(Run.objects.select_related("dataset", "created_by", "prompt_eval_set"), pk=pk)
     context = _detail_context(run)
     fragment = request.GET.get("fragment")
-    if request.htmx and fragment in ("status", "chart"):
+    if request.htmx and fragment in ("status", "chart", "grpo-samples"):
         response = TemplateResponse(request, f"runs/run_detail.html#{fragment}", context).render()
         if fragment == "status" and not run.is_active:
             response["HX-Refresh"] = "true"  # show the summary, artifacts and final chart

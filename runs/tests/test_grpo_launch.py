@@ -190,3 +190,30 @@ def test_compare_shows_the_reward_and_prompt_source(page, dataset):
     assert "correctness × 1 + format × 1" in html
     assert "correctness × 1 + format × 0.5" in html
     assert "quiz" in html
+
+
+def test_a_running_grpo_runs_page_polls_its_sampled_completions(page, dataset):
+    run = make_run(dataset, objective="grpo")
+    Run.objects.filter(pk=run.pk).update(status="running")
+    html = page.get(f"/runs/{run.pk}/").content.decode()
+    assert "?fragment=grpo-samples" in html and "Shown after the first step." in html
+    sample = {
+        "prompt": "What is 2 + 3?",
+        "completion": "Reasoning:\n1. 2 + 3 = 5\nAnswer: 5",
+        "answer": "5",
+        "rewards": {"correctness": 1.0, "format": 1.0},
+        "reward": 1.5,
+    }
+    Run.objects.filter(pk=run.pk).update(summary={"grpo_samples": [sample], "grpo_samples_step": 4})
+    response = page.get(f"/runs/{run.pk}/?fragment=grpo-samples", HTTP_HX_REQUEST="true")
+    fragment = response.content.decode()
+    assert response.status_code == 200 and fragment.lstrip().startswith('<section class="card" id="grpo-samples"')
+    assert "Sampled completions (step 4)" in fragment and "Answer: 5" in fragment
+    assert "<th>correctness</th><td>1" in fragment and "<strong>1.5</strong>" in fragment
+    Run.objects.filter(pk=run.pk).update(status="completed")
+    response = page.get(f"/runs/{run.pk}/?fragment=grpo-samples", HTTP_HX_REQUEST="true")
+    assert response.status_code == 286  # polling stops once the run has ended
+    assert "hx-trigger" not in response.content.decode()
+    sft = make_run(dataset)
+    Run.objects.filter(pk=sft.pk).update(status="running")
+    assert 'id="grpo-samples"' not in page.get(f"/runs/{sft.pk}/").content.decode()
