@@ -131,7 +131,7 @@ def test_the_launch_form_has_a_weight_per_reward_function_shown_for_grpo(page, d
     assert response.status_code == 302, response.content.decode()[-2000:]
     run = Run.objects.get()
     assert run.rewards == {"correctness": 1.0, "format": 0.25, "length": 0.0}
-    assert run.prompt_eval_set.name == "quiz"
+    assert run.config()["prompt_eval_set"] == "quiz"
     detail = page.get(f"/runs/{run.pk}/").content.decode()
     assert "<th>Reward</th>" in detail and "correctness × 1 + format × 0.25" in detail
     assert 'id="run-prompt-eval-set"' in detail
@@ -172,7 +172,7 @@ def test_launch_run_takes_rewards_and_the_eval_set(dataset, capsys, sent_tasks):
         "--prompt-eval-set", "quiz",
     )  # fmt: skip
     run = Run.objects.get()
-    assert (run.rewards, run.prompt_eval_set.name) == ({"correctness": 1.0, "format": 0.5}, "quiz")
+    assert (run.rewards, run.config()["prompt_eval_set"]) == ({"correctness": 1.0, "format": 0.5}, "quiz")
     with pytest.raises(CommandError, match=r"rewards\.format: The weight must be between 0 and 100"):
         call_command("launch_run", "--dataset", dataset.key, "--objective", "grpo", "--reward", "format=500")
     with pytest.raises(CommandError, match="--reward expects NAME=WEIGHT"):
