@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from runs.training.rewards import NAMES as REWARD_NAMES
+
 WIDTH, HEIGHT = 720, 280
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 64, 16, 16, 36
 MAX_POINTS = 1000  # per series, sent to the browser
@@ -135,16 +137,36 @@ PREFERENCE_PANELS = (
     ("odds_ratio", "preference-odds", "Odds ratio (ORPO)"),
 )
 
+# GRPO (runs.training.grpo's metric names): the weighted reward, each function's raw score, KL, clipping, lengths.
+GRPO_PANELS: dict[str, tuple[str, str]] = {
+    **dict.fromkeys(
+        ("reward_mean", "reward_min", "reward_max"), ("grpo-reward", "Reward (weighted sum): mean, min, max")
+    ),
+    **{
+        f"reward_{name}": ("grpo-reward-functions", "Reward per function (unweighted mean)")
+        for name in REWARD_NAMES
+    },
+    "kl": ("grpo-kl", "KL divergence from the reference"),
+    "clip_fraction": ("grpo-clip-fraction", "Clip fraction (policy ratio clipped)"),
+    **dict.fromkeys(
+        ("completion_length_mean", "completion_length_min", "completion_length_max"),
+        ("grpo-completion-length", "Completion length (tokens): mean, min, max"),
+    ),
+}
+
 
 def panel_kind(name: str) -> tuple[int, str, str]:
     """(order, key, title) of the panel a metric is drawn in: metrics that share a scale share a panel.
 
     Losses together, perplexities together (exp of a loss: another scale), learning rates,
     throughput (anything per second), then the preference panels (accuracy, reward margin,
-    chosen vs rejected rewards and log-probabilities, train and eval together); every other
+    chosen vs rejected rewards and log-probabilities, train and eval together), the GRPO panels
+    (weighted reward, each reward function, KL, clip fraction, completion length); every other
     metric (grad norm, ...) gets a panel of its own.
     """
     lowered = name.lower()
+    if lowered in GRPO_PANELS:
+        return (4, *GRPO_PANELS[lowered])
     # Preference training (DPO/ORPO): train_ and eval_ series of one quantity share a panel.
     for suffix, key, title in PREFERENCE_PANELS:
         if lowered.endswith(suffix):

@@ -14,7 +14,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from django.utils import timezone
 from runs import childproc
 from runs.childproc import BoundedTail, ChildProcess
 from runs.choices import PREFERENCE_OBJECTIVES, LogStream, RunMode, RunObjective, RunStatus
-from runs.models import CHILD_KILLED, Run, RunLog, RunMetric
+from runs.models import CHILD_KILLED, EvalItem, Run, RunLog, RunMetric
 from runs.training import folders, templates
 from runs.training.job import JobSpec
 from runs.validation import resolve_base_model
@@ -149,6 +149,7 @@ def prepare_job(run: Run) -> Path:
         method=run.method,
         objective=run.objective,
         kl_mode=run.kl_mode,
+        rewards=run.rewards if run.objective == RunObjective.GRPO else None,
         reference_model=_run_model(run.reference_run) if run.reference_run_id is not None else None,
         parent_run_id=run.parent_id,
         chat_template=run.chat_template,
@@ -178,12 +179,27 @@ def _dataset_lines(run: Run, split: str) -> Iterator[bytes]:
 
 
 def _prompt_lines(run: Run, split: str) -> Iterator[bytes]:
-    rows = (
-        DatasetMember.objects.filter(dataset=run.dataset, split=split)
-        .order_by("position")
-        .values_list("trace__prompt", "trace__final_answer")
-    )
-    for prompt, answer in rows.iterator(chunk_size=2000):
+    """GRPO prompts: the dataset's split, or, for a run on an eval set, its items as the training prompts.
+
+    A run on an eval set trains on all its items; the dataset's validation split still fills the
+    validation file (the engine does not use it; the sample prompts come from it).
+    """
+    rows: Iterable[tuple[str, str]]
+    if run.prompt_eval_set_id is not None and split == Split.TRAIN:
+        rows = (
+            EvalItem.objects.filter(eval_set_id=run.prompt_eval_set_id)
+            .order_by("position")
+            .values_list("prompt", "expected_answer")
+            .iterator(chunk_size=2000)
+        )
+    else:
+        rows = (
+            DatasetMember.objects.filter(dataset=run.dataset, split=split)
+            .order_by("position")
+            .values_list("trace__prompt", "trace__final_answer")
+            .iterator(chunk_size=2000)
+        )
+    for prompt, answer in rows:
         yield (json.dumps({"prompt": prompt, "answer": answer}, ensure_ascii=False) + "\n").encode()
 
 
@@ -279,6 +295,11 @@ class Supervisor(ChildProcess):
         elif kind == "done":
             self.done = without_nul(event)
             self.summary.update(without_nul(event.get("summary") or {}))
+        elif kind == "grpo_samples":
+            # The latest sampled completions with their per-function rewards, shown live on the run page.
+            self.summary["grpo_samples"] = without_nul(event.get("samples") or [])
+            self.summary["grpo_samples_step"] = event.get("step")
+            self.recorder.log(f"sampled completions at step {event.get('step')}")
         elif kind == "devices":
             self.summary["devices"] = {k: v for k, v in event.items() if k not in ("event", "t")}
         elif kind in ("data", "model", "dry_run", "started"):

@@ -8,13 +8,21 @@ from django import forms
 
 from runs.choices import ChatTemplate, KlMode, RunDevice, RunDtype, RunMethod, RunMode, RunObjective, RunStatus
 from runs.hyperparameters import BOUNDS, OBJECTIVE_FIELDS
-from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX, Run
+from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX, EvalSet, Run
 from runs.presentation import label
 from runs.training import templates
+from runs.training.rewards import DEFAULT_SPEC, MAX_WEIGHT
+from runs.training.rewards import NAMES as REWARD_NAMES
 from runs.validation import LaunchInvalid, as_written, base_model_choices, default_value, validate_launch
 from traces.choices import DatasetStatus
 from traces.models import Dataset
 from tunixrt.models import WorkerHeartbeat
+
+REWARD_HELP = {
+    "correctness": "1 when the judge accepts the answer as the expected one",
+    "format": "Reasoning: line, numbered steps, Answer: line (0 to 1)",
+    "length": "minus the share of the token budget used (-1 to 0)",
+}
 
 
 class RunLaunchForm(forms.Form):
@@ -41,6 +49,12 @@ class RunLaunchForm(forms.Form):
         help_text="DPO: the frozen model the policy is compared against",
     )
     kl_mode = forms.ChoiceField(choices=KlMode.choices, initial=KlMode.KL, required=False, label="KL mode")
+    prompt_eval_set = forms.ChoiceField(
+        choices=[],
+        required=False,
+        label="Prompts",
+        help_text="GRPO: the dataset's prompts, or an eval set's (each item's expected answer is judged)",
+    )
     dry_run = forms.BooleanField(required=False, label="Dry run (validate and estimate, no training)")
     chat_template = forms.ChoiceField(
         choices=[(templates.AUTO, templates.AUTO_LABEL), *ChatTemplate.choices], initial=templates.AUTO
@@ -60,6 +74,18 @@ class RunLaunchForm(forms.Form):
         runs = [(str(r.pk), f"{r.title} — {r.objective} {r.method}, {r.base_model}") for r in finished[:100]]
         cast(forms.ChoiceField, self.fields["parent"]).choices = [("", "The base model"), *runs]
         cast(forms.ChoiceField, self.fields["reference_run"]).choices = [("", "The model the run starts from"), *runs]
+        sets = EvalSet.objects.order_by("name")[:200]
+        cast(forms.ChoiceField, self.fields["prompt_eval_set"]).choices = [
+            ("", "The dataset's train split"),
+            *((s.name, f"eval set {s.name} ({s.item_count} items)") for s in sets),
+        ]
+        for name in REWARD_NAMES:
+            self.fields[f"reward_{name}"] = forms.CharField(
+                required=False,
+                initial=DEFAULT_SPEC.get(name, 0.0),
+                label=f"Reward weight: {name}",
+                help_text=f"GRPO: {REWARD_HELP[name]} (0–{MAX_WEIGHT:g}; 0 leaves it out)",
+            )
         for name, bound in BOUNDS.items():
             self.fields[name] = forms.CharField(
                 required=False,
@@ -70,8 +96,14 @@ class RunLaunchForm(forms.Form):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
+        weights = {name: data.pop(f"reward_{name}", None) for name in REWARD_NAMES}
         payload = {k: v for k, v in data.items() if k != "dry_run" and v not in (None, "")}
         payload["mode"] = "dry_run" if data.get("dry_run") else "train"
+        if payload.get("objective") == RunObjective.GRPO:
+            # The inputs are shown for GRPO only, but always sent: other objectives ignore them.
+            payload["rewards"] = self._reward_weights(weights)
+        else:
+            payload.pop("prompt_eval_set", None)
         for name in ("dataset", "base_model"):
             if name not in payload and self.data.get(name):
                 payload[name] = self.data[name]
@@ -81,8 +113,24 @@ class RunLaunchForm(forms.Form):
             self.values = validate_launch(payload)
         except LaunchInvalid as exc:
             for key, messages in exc.errors.items():
-                self.add_error(key if key in self.fields else None, messages)
+                field = f"reward_{key.removeprefix('rewards.')}" if key.startswith("rewards.") else key
+                self.add_error(field if field in self.fields else None, messages)
         return data
+
+    def _reward_weights(self, weights: dict[str, Any]) -> dict[str, Any]:
+        """The reward inputs as a spec for validate_launch (blank: 0; not a number: kept, refused there)."""
+        spec: dict[str, Any] = {}
+        for name, raw in weights.items():
+            text = str(raw or "").strip()
+            try:
+                spec[name] = float(text) if text else 0.0
+            except ValueError:
+                spec[name] = text
+        return spec
+
+    def reward_fields(self) -> list[forms.BoundField]:
+        """One weight per reward function (GRPO only)."""
+        return [self[f"reward_{name}"] for name in REWARD_NAMES]
 
     def hyperparameter_fields(self) -> list[tuple[forms.BoundField, str]]:
         """Each hyperparameter with the objectives it belongs to ("" for all), for the form's show/hide."""
@@ -90,7 +138,12 @@ class RunLaunchForm(forms.Form):
 
     def objective_fields(self) -> list[tuple[forms.BoundField, str]]:
         """The choices that only some objectives use."""
-        return [(self["parent"], ""), (self["reference_run"], "dpo"), (self["kl_mode"], "grpo")]
+        return [
+            (self["parent"], ""),
+            (self["reference_run"], "dpo"),
+            (self["kl_mode"], "grpo"),
+            (self["prompt_eval_set"], "grpo"),
+        ]
 
     def device_fields(self) -> list[forms.BoundField]:
         return [self["device"], self["dtype"]]

@@ -34,7 +34,13 @@ def launch_run(values: dict[str, Any], user: Any = None, *, retry_of: Run | None
 
 def retry_run(run: Run, user: Any = None) -> Run:
     """A new run with the same dataset and configuration."""
-    values = {"dataset": run.dataset, **run.config(), "parent": run.parent, "reference_run": run.reference_run}
+    values = {
+        "dataset": run.dataset,
+        **run.config(),
+        "parent": run.parent,
+        "reference_run": run.reference_run,
+        "prompt_eval_set": run.prompt_eval_set,
+    }
     return launch_run(values, user, retry_of=run)
 
 

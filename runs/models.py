@@ -25,6 +25,7 @@ from runs.choices import (
 )
 from runs.hyperparameters import BOUNDS, model_field
 from runs.training import folders
+from runs.training.rewards import NAMES as REWARD_NAMES
 from tunixrt.jobs import Job
 
 RUN_NAME_MAX, RUN_NOTES_MAX = 120, 10_000
@@ -57,6 +58,8 @@ CONFIG_FIELDS = (
     "dtype",
     "mode",
     "kl_mode",
+    "rewards",
+    "prompt_eval_set",
     *BOUNDS,
 )
 
@@ -69,6 +72,16 @@ CHILD_KILLED = (
     "The training process was killed (SIGKILL) — often the out-of-memory killer: "
     "try a smaller batch size or max sequence length."
 )
+
+
+def reward_text(rewards: dict[str, float] | None) -> str | None:
+    """A reward spec as people read it: "correctness × 1 + format × 0.5" (zero weights left out)."""
+    if not rewards:
+        return None
+    # In the functions' own order: PostgreSQL's jsonb does not keep the keys' order.
+    order = {name: i for i, name in enumerate(REWARD_NAMES)}
+    named = sorted(rewards.items(), key=lambda item: (order.get(item[0], len(order)), item[0]))
+    return " + ".join(f"{name} × {weight:g}" for name, weight in named if weight) or None
 
 
 # How many of this installation's last completed runs calibrate the step-time estimate.
@@ -154,6 +167,19 @@ class Run(Job):
     )
     kl_mode = models.CharField(
         max_length=12, choices=KlMode.choices, default=KlMode.KL, help_text="GRPO: KL divergence estimator"
+    )
+    # GRPO: {reward function: weight} (runs.training.rewards); empty for the other objectives.
+    rewards = models.JSONField(
+        null=True, blank=True, help_text="GRPO: the reward, a weighted sum of named reward functions"
+    )
+    # GRPO: the eval set whose items (prompt, expected answer) are the prompts, instead of the dataset's.
+    prompt_eval_set = models.ForeignKey(
+        "runs.EvalSet",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="grpo_runs",
+        help_text="GRPO: train on this eval set's prompts instead of the dataset's",
     )
     chat_template = models.CharField(max_length=16, choices=ChatTemplate.choices, default=ChatTemplate.GEMMA)
     device = models.CharField(
@@ -260,8 +286,10 @@ class Run(Job):
 
     def config(self) -> dict[str, object]:
         """The launch settings (what retry copies and compare diffs)."""
-        # The run links by id: what the API shows and a launch takes.
-        return {name: getattr(self, f"{name}_id" if name in RUN_LINKS else name) for name in CONFIG_FIELDS}
+        # The run links by id, the eval set by name: what the API shows and a launch takes.
+        values = {name: getattr(self, f"{name}_id" if name in RUN_LINKS else name) for name in CONFIG_FIELDS}
+        values["prompt_eval_set"] = self.prompt_eval_set.name if self.prompt_eval_set is not None else None
+        return values
 
     def config_for_people(self) -> dict[str, object]:
         """The launch settings as pages show them: choices by their labels ("Full fine-tune", not "full")."""
@@ -272,6 +300,10 @@ class Run(Job):
         if name in RUN_LINKS:
             linked = getattr(self, name)
             return linked.title if linked is not None else None
+        if name == "prompt_eval_set":
+            return self.prompt_eval_set.name if self.prompt_eval_set is not None else None
+        if name == "rewards":
+            return reward_text(self.rewards)
         display = getattr(self, f"get_{name}_display", None)
         return display() if callable(display) and name != "dtype" else getattr(self, name)
 

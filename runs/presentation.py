@@ -18,6 +18,8 @@ LABELS: dict[str, str] = {
     "dropped_no_answer_tokens": "Dropped (no answer token left)",
     "tokens_mean": "Tokens per example (mean)",
     "pairs": "Preference pairs",
+    "rewards": "Reward",
+    "prompt_eval_set": "Prompt eval set",
     "dropped_identical_answers": "Dropped (chosen = rejected)",
     "tokens_max": "Tokens per example (max)",
     "ok": "Would run",

@@ -24,6 +24,7 @@ from runs.choices import (
 from runs.hyperparameters import BOUNDS, Bound
 from runs.training import templates
 from runs.training.job import PRESETS
+from runs.training.rewards import DEFAULT_SPEC, RewardSpecInvalid, validate_spec
 from traces.choices import DatasetStatus, Split
 from traces.models import Dataset
 
@@ -40,7 +41,7 @@ CHOICES: dict[str, tuple[list[str], str]] = {
     "dtype": (list(RunDtype.values), RunDtype.FLOAT32),
     "mode": (list(RunMode.values), RunMode.TRAIN),
 }
-KNOWN = {"dataset", "base_model", "parent", "reference_run", *BOUNDS, *CHOICES}
+KNOWN = {"dataset", "base_model", "parent", "reference_run", "rewards", "prompt_eval_set", *BOUNDS, *CHOICES}
 # The dataset kind each objective trains on (traces.Dataset.kind; datasets from before kinds are "sft").
 DATASET_KIND = {
     RunObjective.SFT: "sft",
@@ -199,6 +200,41 @@ def _check_lineage(data: Mapping[str, Any], values: dict[str, Any], errors: Erro
                 values["reference_run"] = reference
 
 
+def _check_grpo_sources(data: Mapping[str, Any], values: dict[str, Any], errors: Errors) -> None:
+    """GRPO's reward weights (`rewards`, default DEFAULT_SPEC) and optional prompt eval set.
+
+    Both belong to GRPO only: another objective naming one is refused, and stores neither.
+    """
+    from runs.models import EvalSet
+
+    grpo = values.get("objective") == RunObjective.GRPO
+    raw = data.get("rewards")
+    if raw is None or raw == "":
+        values["rewards"] = dict(DEFAULT_SPEC) if grpo else None
+    elif not grpo:
+        errors["rewards"] = ["Only a GRPO run has reward weights."]
+    else:
+        try:
+            values["rewards"] = validate_spec(raw, "rewards")
+        except RewardSpecInvalid as exc:
+            for key, reason in exc.errors.items():
+                errors[key] = [reason[:1].upper() + reason[1:] + "."]
+    raw = data.get("prompt_eval_set")
+    values["prompt_eval_set"] = None
+    if raw in (None, ""):
+        return
+    if not grpo:
+        errors["prompt_eval_set"] = ["Only a GRPO run trains on an eval set's prompts."]
+        return
+    eval_set = EvalSet.objects.filter(name=raw).first() if isinstance(raw, str) else None
+    if eval_set is None:
+        errors["prompt_eval_set"] = [f"No eval set {raw!r}."]
+    elif not eval_set.items.exists():
+        errors["prompt_eval_set"] = [f"Eval set {eval_set.name} has no items."]
+    else:
+        values["prompt_eval_set"] = eval_set
+
+
 def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
     """Check a launch request; return Run field values or raise LaunchInvalid naming each bad field."""
     errors: Errors = {}
@@ -261,6 +297,7 @@ def validate_launch(data: Mapping[str, Any]) -> dict[str, Any]:
             values[name] = value
 
     _check_lineage(data, values, errors)
+    _check_grpo_sources(data, values, errors)
     objective = values.get("objective")
     chosen = values.get("dataset")
     if objective is not None and chosen is not None:

@@ -140,6 +140,8 @@ def _smaller_retry(run: Run) -> dict[str, Any]:
     values: dict[str, Any] = {"dataset": run.dataset.key, **run.config()}
     values.pop("mode")
     values = {k: v for k, v in values.items() if v is not None}  # no parent: the field stays empty
+    for name, weight in (values.pop("rewards", None) or {}).items():
+        values[f"reward_{name}"] = weight  # the form's one input per reward function
     if run.batch_size > BOUNDS["batch_size"].low:
         values["batch_size"] = max(int(BOUNDS["batch_size"].low), run.batch_size // 2)
     else:
@@ -162,7 +164,7 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "last_seq": logs[-1].seq if logs else -1,
         "poll_logs": run.is_active,
         **_artifact_groups(run),
-        "summary_groups": summary_groups(run.summary, {"samples", *ESTIMATE_KEYS}),
+        "summary_groups": summary_groups(run.summary, {"samples", "grpo_samples", "grpo_samples_step", *ESTIMATE_KEYS}),
         "evaluations": run.evaluations.select_related("eval_set").order_by("-created_at")[:20],
         "eval_sets": EvalSet.objects.order_by("name"),
         "versions": run.model_versions.select_related("model"),
@@ -174,10 +176,10 @@ def _detail_context(run: Run) -> dict[str, Any]:
 
 
 def run_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    run = get_object_or_404(Run.objects.select_related("dataset", "created_by"), pk=pk)
+    run = get_object_or_404(Run.objects.select_related("dataset", "created_by", "prompt_eval_set"), pk=pk)
     context = _detail_context(run)
     fragment = request.GET.get("fragment")
-    if request.htmx and fragment in ("status", "chart"):
+    if request.htmx and fragment in ("status", "chart", "grpo-samples"):
         response = TemplateResponse(request, f"runs/run_detail.html#{fragment}", context).render()
         if fragment == "status" and not run.is_active:
             response["HX-Refresh"] = "true"  # show the summary, artifacts and final chart
@@ -301,7 +303,15 @@ def run_compare(request: HtmxHttpRequest) -> TemplateResponse:
         for name in ("dataset", *CONFIG_FIELDS):
             values = [r.dataset.key if name == "dataset" else r.display_value(name) for r in runs]
             rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1})
-        for name in ("steps_done", "final_train_loss", "best_eval_loss", "tokens_per_s", "mfu", "peak_rss_mb"):
+        for name in (
+            "steps_done",
+            "final_train_loss",
+            "best_eval_loss",
+            "final_reward_mean",
+            "tokens_per_s",
+            "mfu",
+            "peak_rss_mb",
+        ):
             values = [r.summary.get(name) for r in runs]
             rows.append({"name": name, "values": values, "differs": len({str(v) for v in values}) > 1, "result": True})
     context = {

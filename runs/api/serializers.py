@@ -10,6 +10,8 @@ from runs.choices import ChatTemplate, KlMode, RunDevice, RunDtype, RunMethod, R
 from runs.hyperparameters import BOUNDS, serializer_field
 from runs.models import RUN_NAME_MAX, RUN_NOTES_MAX, Run, RunLog
 from runs.training import templates
+from runs.training.rewards import DEFAULT_SPEC, MAX_WEIGHT
+from runs.training.rewards import NAMES as REWARD_NAMES
 
 
 class RunLaunchSerializer(serializers.Serializer[Any]):
@@ -30,6 +32,19 @@ class RunLaunchSerializer(serializers.Serializer[Any]):
         help_text="DPO: id of a completed run whose final model is the reference (default: the starting model)",
     )
     kl_mode = serializers.ChoiceField(choices=KlMode.choices, required=False, help_text="GRPO: KL estimator")
+    rewards = serializers.DictField(
+        child=serializers.FloatField(min_value=0.0, max_value=MAX_WEIGHT),
+        required=False,
+        help_text=(
+            "GRPO: the reward as {function: weight}, functions "
+            + ", ".join(REWARD_NAMES)
+            + f"; weights 0 to {MAX_WEIGHT:g}, at least one above 0 (default {DEFAULT_SPEC})"
+        ),
+    )
+    prompt_eval_set = serializers.CharField(
+        required=False,
+        help_text="GRPO: name of an eval set whose items (prompt, expected answer) are the training prompts",
+    )
     mode = serializers.ChoiceField(choices=RunMode.choices, required=False)
     chat_template = serializers.ChoiceField(
         choices=[(templates.AUTO, templates.AUTO_LABEL), *ChatTemplate.choices],

@@ -157,12 +157,19 @@ class EvalSetViewSet(
         eval_set = self.get_object()
         return Response(EvalItemSerializer(eval_set.items.order_by("position"), many=True).data)
 
-    @extend_schema(responses={204: None, 409: dict}, summary="Delete an eval set (409 while evaluations use it)")
+    @extend_schema(
+        responses={204: None, 409: dict}, summary="Delete an eval set (409 while evaluations or GRPO runs use it)"
+    )
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         eval_set = self.get_object()
         if eval_set.evaluations.exists():
             return Response(
                 {"detail": f"Eval set {eval_set.name} has evaluations; delete them (or their runs) first."},
+                status=status.HTTP_409_CONFLICT,
+            )
+        if eval_set.grpo_runs.exists():
+            return Response(
+                {"detail": f"Eval set {eval_set.name} holds the prompts of GRPO runs; delete those runs first."},
                 status=status.HTTP_409_CONFLICT,
             )
         eval_set.delete()

@@ -68,9 +68,9 @@ def test_metrics_are_grouped_into_panels_by_kind(dataset):
         ("perplexity", ["eval_perplexity", "train_perplexity"]),
         ("learning-rate", ["learning_rate"]),
         ("throughput", ["tokens_per_s"]),
+        ("grpo-reward", ["reward_mean"]),
         ("metric-accuracy", ["accuracy"]),
         ("metric-grad-norm", ["grad_norm"]),
-        ("metric-reward-mean", ["reward_mean"]),
     ]
     loss = panels[0]
     assert [s.label for s in loss.series] == ["eval loss", "train loss"]
@@ -80,7 +80,9 @@ def test_metrics_are_grouped_into_panels_by_kind(dataset):
 @pytest.mark.parametrize(
     ("name", "key"),
     [("loss", "loss"), ("val_loss", "loss"), ("ppl", "metric-ppl"), ("eval_ppl", "perplexity"),
-     ("lr", "learning-rate"), ("samples_per_s", "throughput"), ("kl", "metric-kl")],
+     ("lr", "learning-rate"), ("samples_per_s", "throughput"), ("kl", "grpo-kl"),
+     ("reward_max", "grpo-reward"), ("reward_format", "grpo-reward-functions"), ("clip_fraction", "grpo-clip-fraction"),
+     ("completion_length_min", "grpo-completion-length"), ("eval_reward_margin", "preference-margin")],
 )
 def test_panel_kinds_by_name(name, key):
     assert panel_kind(name)[1] == key

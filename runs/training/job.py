@@ -46,6 +46,8 @@ class JobSpec(Hyperparameters):
     method: str = "full"
     objective: str = "sft"  # runs.choices.RunObjective
     kl_mode: str = "kl"  # GRPO's KL estimator (runs.choices.KlMode)
+    # GRPO's reward, {function: weight} (runs.training.rewards); None: the engine's DEFAULT_SPEC.
+    rewards: dict[str, float] | None = None
     # DPO's frozen reference when it is not the starting model: {"kind": "local", "path": ...}.
     reference_model: dict[str, Any] | None = None
     parent_run_id: int | None = None  # the run whose final model `base_model` is

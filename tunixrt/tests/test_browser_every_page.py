@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from runs.models import Run
+from runs.models import Run, RunMetric
 from runs.tests.eval_support import hand_evaluation, make_eval_set
 from runs.tests.run_support import build_arithmetic_dataset, finished_run
 from traces.datasets.building import build_dataset, validate_build_spec
@@ -49,6 +49,19 @@ def week(user: Any) -> dict[str, str]:
     second = finished_run(dataset, created_by=user, learning_rate=1e-3)
     Run.objects.filter(pk=second.pk).update(name="lower learning rate", notes="the first one overshot")
     quiz = make_eval_set("quiz")
+    grpo = finished_run(
+        dataset, created_by=user, objective="grpo", prompt_eval_set="quiz", rewards={"correctness": 1, "format": 0.5}
+    )
+    sample = {
+        "prompt": "What is 2 + 3? " + "with-an-unbroken-token-" * 10,
+        "completion": "Reasoning:\n1. " + "x" * 300 + "\nAnswer: 5",
+        "answer": "5",
+        "rewards": {"correctness": 1.0, "format": 1.0},
+        "reward": 1.5,
+    }
+    Run.objects.filter(pk=grpo.pk).update(summary={**grpo.summary, "grpo_samples": [sample] * 2})
+    for name in ("reward_mean", "reward_correctness", "kl", "clip_fraction", "completion_length_mean"):
+        RunMetric.objects.bulk_create(RunMetric(run=grpo, name=name, step=s, value=s / 10) for s in range(1, 6))
     a = hand_evaluation(first, quiz, {"q1": True, "q2": False, "q3": True, "q4": False}, created_by=user)
     hand_evaluation(second, quiz, {"q1": True, "q2": True, "q3": True, "q4": False}, created_by=user)
     same = make_trace(prompt=other.prompt, final_answer="20 °C, roughly", created_by=user)
@@ -73,6 +86,8 @@ def week(user: Any) -> dict[str, str]:
         "run-launch": "/runs/new/",
         "run": f"/runs/{first.pk}/",
         "run-compare": f"/runs/compare/?id={first.pk}&id={second.pk}",
+        "grpo-run": f"/runs/{grpo.pk}/",
+        "grpo-compare": f"/runs/compare/?id={first.pk}&id={grpo.pk}",
         "evaluations": "/evaluations/",
         "evaluation": f"/evaluations/{a.pk}/",
         "eval-set": "/evaluations/sets/quiz/",

@@ -17,7 +17,8 @@ from tunixrt.roles import Action, command_user
 class Command(BaseCommand):
     help = (
         "Launch a Tunix run on DATASET (name@vN): --preset tiny|small|local:<folder>, "
-        "--objective sft|dpo|orpo|grpo, --parent RUN_ID (start from a completed run's final model), "
+        "--objective sft|dpo|orpo|grpo, --reward NAME=WEIGHT and --prompt-eval-set NAME (GRPO), "
+        "--parent RUN_ID (start from a completed run's final model), "
         "--set name=value for any hyperparameter (learning_rate, max_steps, batch_size, method, mode, beta, ...). "
         "With --wait, print its log until it ends and exit non-zero unless it completed."
     )
@@ -32,6 +33,17 @@ class Command(BaseCommand):
         parser.add_argument(
             "--reference-run", metavar="RUN_ID", help="DPO: this completed run's final model is the reference"
         )
+        parser.add_argument(
+            "--reward",
+            action="append",
+            default=[],
+            metavar="NAME=WEIGHT",
+            dest="rewards",
+            help="GRPO: a reward function and its weight (correctness, format, length); repeat for each",
+        )
+        parser.add_argument(
+            "--prompt-eval-set", metavar="NAME", help="GRPO: train on this eval set's prompts instead of the dataset's"
+        )
         parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="overrides")
         parser.add_argument("--wait", action="store_true")
         parser.add_argument(
@@ -44,7 +56,7 @@ class Command(BaseCommand):
         data: dict[str, Any] = {"dataset": options["dataset"]}
         if options["parent"] is None or options["preset"] != "tiny":
             data["base_model"] = options["preset"]  # a child run keeps its parent's base model
-        for name in ("objective", "parent", "reference_run"):
+        for name in ("objective", "parent", "reference_run", "prompt_eval_set"):
             if options[name] is not None:
                 data[name] = options[name]
         for item in options["overrides"]:
@@ -52,6 +64,8 @@ class Command(BaseCommand):
             if not sep or not name:
                 raise CommandError(f"--set expects NAME=VALUE, got {item!r}.")
             data[name.strip()] = value.strip()
+        if options["rewards"]:
+            data["rewards"] = reward_spec(options["rewards"])
         try:
             run = launch_run(validate_launch(data), user)
         except LaunchInvalid as exc:
@@ -82,6 +96,20 @@ class Command(BaseCommand):
                 f"loss {summary.get('first_train_loss'):.4f} → {summary.get('final_train_loss'):.4f} "
                 f"in {summary.get('steps_done')} steps"
             )
+
+
+def reward_spec(items: list[str]) -> dict[str, Any]:
+    """`--reward correctness=1 --reward format=0.5` as {name: weight}; validate_launch checks the names."""
+    spec: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"--reward expects NAME=WEIGHT, got {item!r}.")
+        try:
+            spec[name.strip()] = float(value)
+        except ValueError:
+            raise CommandError(f"rewards.{name.strip()}: The weight must be a number, got {value!r}.") from None
+    return spec
 
 
 def argparse_hidden() -> str:
