@@ -11,6 +11,16 @@ No database, no worker, no network.
     .venv/bin/python -m bench.bench_real_models                      # both models, LoRA and full, CPU
     .venv/bin/python -m bench.bench_real_models --models qwen3-0.6b --methods lora --steps 5
     .venv/bin/python -m bench.bench_real_models --layers 2 --steps 3  # a quick smoke test of the harness
+    .venv/bin/python -m bench.bench_real_models --models gemma3-270m --methods lora \
+        --objectives dpo,orpo,grpo --batch 2 --steps 5               # preference and RL training, one at a time
+
+`--objectives` picks what each child trains: `sft` (examples that fill `--seq` tokens), `dpo` and
+`orpo` (`--batch` pairs whose prompts fill `--prompt-len` and whose chosen and rejected answers
+fill `--response-len` tokens) or `grpo` (`--batch` prompts of `--prompt-len` tokens, each
+answered `--generations` times with up to `--gen-tokens` new tokens, rewarded by the default
+reward spec). The configurations run one after another, never side by side; a child whose
+resident memory passes `--rss-limit-gb` is killed and reported as stopped at the limit (the
+machine's other work keeps its memory).
 
 Results: bench/out/real_models.json (and a markdown table on stdout).
 """
@@ -23,8 +33,10 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -175,16 +187,75 @@ def write_data(folder: Path, seq: int) -> tuple[Path, Path]:
     return train, val
 
 
-def run_child(job: Path, log: Path) -> tuple[dict[str, Any], float, float]:
+def write_pairs(folder: Path, count: int = 64) -> Path:
+    """Preference pairs long enough to fill any short prompt and answer limit (the child cuts them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = corpus(count)
+    pairs = folder / "pairs.jsonl"
+    with pairs.open("w") as f:
+        for i, text in enumerate(texts):
+            steps = "\n".join(f"{k}. {text[k * 7 :]}" for k in range(1, 6))
+            pair = {
+                "prompt": f"Question {i}: {text[:300]}",
+                "chosen": f"Reasoning:\n{steps}\nAnswer: {i}",
+                "rejected": f"Answer: {i + 1}. {text[::-1]} {text}",
+            }
+            f.write(json.dumps(pair) + "\n")
+    return pairs
+
+
+def write_prompts(folder: Path, count: int = 64) -> Path:
+    """GRPO prompts (a long question, then a sum to answer) with the answer the correctness reward checks."""
+    folder.mkdir(parents=True, exist_ok=True)
+    texts = corpus(count)
+    prompts = folder / "prompts.jsonl"
+    with prompts.open("w") as f:
+        for i, text in enumerate(texts):
+            a, b = 10 + i, 20 + 3 * i
+            f.write(json.dumps({"prompt": f"{text[:300]} What is {a} + {b}?", "answer": str(a + b)}) + "\n")
+    return prompts
+
+
+def rss_mb(pid: int) -> float:
+    """The process's resident set now (VmRSS), 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_child(job: Path, log: Path, rss_limit_mb: float = 0.0) -> tuple[dict[str, Any], float, float, bool]:
+    """Run the training child on `job`; (events by kind, wall seconds, peak RSS MB, stopped at the RSS limit).
+
+    With `rss_limit_mb` a watcher samples the child's RSS every 0.2 s and kills it once it passes the limit.
+    """
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     t = time.perf_counter()
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     events: dict[str, Any] = {}
+    watched = {"peak": 0.0, "killed": False}
     with log.open("w") as err:
         proc = subprocess.Popen(
             [sys.executable, "-m", "runs.training.child", str(job)],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=err, env=env, text=True,
         )
+
+        def watch() -> None:
+            while proc.poll() is None:
+                now = rss_mb(proc.pid)
+                watched["peak"] = max(watched["peak"], now)
+                if rss_limit_mb and now > rss_limit_mb:
+                    watched["killed"] = True
+                    print(f"    RSS {now:.0f} MB passed the {rss_limit_mb:.0f} MB limit: killing the child", flush=True)
+                    proc.send_signal(signal.SIGKILL)
+                    return
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         assert proc.stdout is not None
         for line in proc.stdout:
             try:
@@ -193,12 +264,49 @@ def run_child(job: Path, log: Path) -> tuple[dict[str, Any], float, float]:
                 continue
             events.setdefault(ev["event"], []).append(ev)
             if ev["event"] == "step":
-                print(f"    step {ev['step']} loss {ev['loss']:.3f} at {ev['t']:.1f}s", flush=True)
+                loss = ev.get("loss")
+                shown = f"loss {loss:.3f}" if isinstance(loss, (int, float)) else ""
+                print(f"    step {ev['step']} {shown} at {ev['t']:.1f}s", flush=True)
             elif ev["event"] == "log":
                 print(f"    {ev['text']}", flush=True)
         proc.wait()
-    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return events, time.perf_counter() - t, max(rss, before) / 1024
+        watcher.join(timeout=5)
+    rss = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024
+    return events, time.perf_counter() - t, max(rss, watched["peak"]), bool(watched["killed"])
+
+
+def objective_fields(
+    objective: str, args: argparse.Namespace, train: Path, pairs: Path, prompts: Path
+) -> dict[str, Any]:
+    """The job fields one objective adds (its data file, lengths and learning rate)."""
+    if objective == "sft":
+        return {"train_file": str(train), "max_seq_length": args.seq, "learning_rate": 1e-4}
+    if objective in ("dpo", "orpo"):
+        return {
+            "objective": objective,
+            "train_file": str(pairs),
+            "max_prompt_length": args.prompt_len,
+            "max_response_length": args.response_len,
+            "learning_rate": 1e-5,
+        }
+    return {
+        "objective": "grpo",
+        "train_file": str(prompts),
+        "max_prompt_length": args.prompt_len,
+        "num_generations": args.generations,
+        "max_tokens_to_generate": args.gen_tokens,
+        "learning_rate": 1e-5,
+    }
+
+
+def step_tokens(objective: str, args: argparse.Namespace) -> int:
+    """Token positions one step works on: SFT batch × seq; DPO/ORPO both answers of each pair (prompt
+    + answer each); GRPO every generation of each prompt (prompt + new tokens)."""
+    if objective == "sft":
+        return int(args.batch * args.seq)
+    if objective in ("dpo", "orpo"):
+        return int(args.batch * 2 * (args.prompt_len + args.response_len))
+    return int(args.batch * args.generations * (args.prompt_len + args.gen_tokens))
 
 
 def main() -> int:
@@ -207,6 +315,14 @@ def main() -> int:
     ap.add_argument("--methods", default="lora,full")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=256)
+    ap.add_argument("--objectives", default="sft", help="sft, dpo, orpo and/or grpo (comma-separated)")
+    ap.add_argument("--prompt-len", type=int, default=64, help="DPO/ORPO/GRPO: prompt tokens kept")
+    ap.add_argument("--response-len", type=int, default=64, help="DPO/ORPO: tokens per chosen or rejected answer")
+    ap.add_argument("--generations", type=int, default=2, help="GRPO: completions per prompt")
+    ap.add_argument("--gen-tokens", type=int, default=16, help="GRPO: new tokens per completion")
+    ap.add_argument(
+        "--rss-limit-gb", type=float, default=17.0, help="kill a child whose RSS passes this (0: no limit)"
+    )
     ap.add_argument("--steps", type=int, default=6, help="the median interval of steps 3.. is reported")
     ap.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
@@ -219,13 +335,18 @@ def main() -> int:
 
     work = Path(args.work)
     train, val = write_data(work / "data", args.seq)
+    pairs, prompts = write_pairs(work / "data"), write_prompts(work / "data")
+    objectives = args.objectives.split(",")
+    unknown = set(objectives) - {"sft", "dpo", "orpo", "grpo"}
+    if unknown:
+        ap.error(f"--objectives: unknown {', '.join(sorted(unknown))} (sft, dpo, orpo, grpo)")
     results = []
     for name in args.models.split(","):
         t = time.perf_counter()
         params = write_model(name, work / "models" / (name + (f"-L{args.layers}" if args.layers else "")), args.layers)
         print(f"{name}: {params / 1e6:.1f}M parameters, folder written in {time.perf_counter() - t:.0f}s", flush=True)
-        for method in args.methods.split(","):
-            out_dir = work / "runs" / f"{name}-{method}-{args.dtype}-{args.device}"
+        for objective, method in itertools.product(objectives, args.methods.split(",")):
+            out_dir = work / "runs" / f"{name}-{objective}-{method}-{args.dtype}-{args.device}"
             if out_dir.exists():
                 import shutil
 
@@ -238,24 +359,23 @@ def main() -> int:
                 run_id=0,
                 mode="train",
                 output_dir=str(out_dir),
-                train_file=str(train),
                 validation_file=str(val),
                 base_model={"kind": "local", "name": name, "path": str(folder)},
                 method=method,
                 chat_template=TEMPLATE[name],
                 max_steps=args.steps,
                 batch_size=args.batch,
-                max_seq_length=args.seq,
-                learning_rate=1e-4,
                 warmup_steps=0,
                 eval_every_steps=10**6,
                 checkpoint_every_steps=10**6,
+                **objective_fields(objective, args, train, pairs, prompts),
                 **extra,
             )
             job = out_dir / "job.json"
             spec.write(job)
-            print(f"  {method} ({args.dtype}, device {args.device}): batch {args.batch} × {args.seq}", flush=True)
-            events, wall, rss = run_child(job, out_dir / "child.stderr")
+            tokens = step_tokens(objective, args)
+            print(f"  {objective} {method} ({args.dtype}, device {args.device}): {tokens} tokens per step", flush=True)
+            events, wall, rss, killed = run_child(job, out_dir / "child.stderr", args.rss_limit_gb * 1024)
             done = (events.get("done") or [{}])[-1]
             summary = done.get("summary", {})
             # Steady state from the step events' own clock: the median interval after the first two
@@ -264,23 +384,34 @@ def main() -> int:
             times = [e["t"] for e in events.get("step", [])]
             gaps = [b - a for a, b in itertools.pairwise(times)][1:-1]
             steady = float(np.median(gaps)) if gaps else None
+            status = f"stopped at the {args.rss_limit_gb:g} GB RSS limit" if killed else done.get("status", "crashed")
             row = {
                 "model": name,
                 "parameters": params,
+                "objective": objective,
                 "method": method,
                 "dtype": args.dtype,
                 "device": args.device,
                 "batch": args.batch,
-                "seq": args.seq,
+                "seq": args.seq if objective == "sft" else None,
+                "prompt_len": args.prompt_len if objective != "sft" else None,
+                "response_len": args.response_len if objective in ("dpo", "orpo") else None,
+                "generations": args.generations if objective == "grpo" else None,
+                "gen_tokens": args.gen_tokens if objective == "grpo" else None,
+                "tokens_per_step": tokens,
                 "steps": args.steps,
-                "status": done.get("status", "crashed"),
+                "steps_done": len(times),
+                "status": status,
                 "error": done.get("error"),
                 "seconds_per_step": round(steady, 3) if steady else summary.get("seconds_per_step"),
-                "tokens_per_s": round(args.batch * args.seq / steady, 1) if steady else summary.get("tokens_per_s"),
+                "tokens_per_s": round(tokens / steady, 1) if steady else summary.get("tokens_per_s"),
+                "first_step_seconds": round(times[0], 1) if times else None,
                 "child_seconds_per_step": summary.get("seconds_per_step"),
                 "estimated_seconds_per_step": summary.get("estimated_seconds_per_step"),
+                "estimated_memory_mb": summary.get("estimated_memory_mb"),
                 "mfu": summary.get("mfu"),
                 "peak_rss_mb": summary.get("peak_rss_mb") or round(rss, 1),
+                "watched_peak_rss_mb": round(rss, 1),
                 "first_loss": summary.get("first_train_loss"),
                 "final_loss": summary.get("final_train_loss"),
                 "wall_seconds": round(wall, 1),
@@ -290,13 +421,13 @@ def main() -> int:
             print(f"  -> {json.dumps(row)}", flush=True)
             Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             Path(args.out).write_text(json.dumps({"machine": platform.node(), "results": results}, indent=2))
-    print("\n| model | method | dtype | s/step | tokens/s | peak RSS MB | MFU | status |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("\n| model | objective | method | dtype | tokens/step | s/step | tokens/s | peak RSS MB | MFU | status |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         mfu = f"{r['mfu'] * 100:.1f} %" if r["mfu"] else "—"
         print(
-            f"| {r['model']} | {r['method']} | {r['dtype']} | {r['seconds_per_step']} | {r['tokens_per_s']} "
-            f"| {r['peak_rss_mb']} | {mfu} | {r['status']} |"
+            f"| {r['model']} | {r['objective']} | {r['method']} | {r['dtype']} | {r['tokens_per_step']} "
+            f"| {r['seconds_per_step']} | {r['tokens_per_s']} | {r['peak_rss_mb']} | {mfu} | {r['status']} |"
         )
     return 0 if all(r["status"] == "completed" for r in results) else 1
 

@@ -61,6 +61,7 @@ import contextlib
 import json
 import math
 import shutil
+import statistics
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -603,7 +604,12 @@ class _Hooks:
         now = time.perf_counter()
         step = int(train_step)
         if self.last_end is not None:
-            self.intervals.append(now - self.last_end)
+            # Tunix reports the last steps together when training ends: an interval far shorter
+            # than the recent ones is that flush, not a step (it would halve a short run's s/step).
+            interval = now - self.last_end
+            recent = self.intervals[-5:]
+            if not recent or interval >= 0.2 * statistics.median(recent):
+                self.intervals.append(interval)
         self.last_end = now
         emit("step", step=step, loss=loss)
         batch = self.rewards.batches.popleft() if self.rewards.batches else None
