@@ -64,6 +64,8 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
         page_error = f"{exc.field}: {exc}"
     params = request.GET.copy()
     params.pop("cursor", None)
+    for name in [n for n in params if not params.get(n)]:
+        params.pop(name)  # a submitted form sends every field; links carry only the ones set
     searching = bool(request.GET.get("q", "").strip()) and not request.GET.get("cursor")
     # Bulk captures become searchable a few seconds later (traces.searchindex): say so.
     cap = searchindex.SEARCH_BACKLOG_CAP

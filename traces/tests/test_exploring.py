@@ -250,3 +250,11 @@ def test_a_wild_overestimate_is_caught_and_the_few_matches_counted(api, spread, 
         assert api.get("/api/traces/summary").json()["count"] == 5_000_000
     else:
         assert (body["count"], body["exact"]) == (5, True)
+
+
+def test_rows_carry_only_the_filters_that_are_set(page, spread):
+    # What the filter form submits: every field, most of them empty.
+    body = html(page.get("/traces/?q=&source=gsm8k&tag=&rating=&min_steps=&sort=oldest"))
+
+    a = spread[0]
+    assert f'href="/traces/{a.pk}/?source=gsm8k&amp;sort=oldest"' in body
