@@ -127,3 +127,13 @@ def other_page(other_member: Any) -> Client:
 @pytest.fixture
 def maintainer_page(maintainer: Any) -> Client:
     return _page_client(maintainer)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One Chromium for the whole run, shared by the browser test modules (traces/tests/test_browser.py
+    says how it is found; a module that starts its own does so before this one starts)."""
+    from traces.tests.test_browser import launched_chromium
+
+    with launched_chromium() as browser:
+        yield browser

@@ -96,11 +96,7 @@ def launched_chromium(*, own_session: bool = False) -> Iterator[Browser]:
             os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Browser]:
-    """One Chromium for the whole run."""
-    with launched_chromium() as browser:
-        yield browser
+# `chromium`, the session's one Chromium, is the root conftest's fixture (modules under other apps share it).
 
 
 @dataclass

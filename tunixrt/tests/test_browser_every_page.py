@@ -8,7 +8,6 @@ as `desktop-<name>.png` and `phone-<name>.png`, to be looked at.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,19 +19,13 @@ from runs.tests.run_support import build_arithmetic_dataset, finished_run
 from traces.datasets.building import build_dataset, validate_build_spec
 from traces.models import PreferencePair, TraceReview
 from traces.tests.factories import make_trace
-from traces.tests.test_browser import Watch, launched_chromium, watched_page
+from traces.tests.test_browser import Watch, watched_page
 
 from playwright.sync_api import Browser, ViewportSize, expect  # isort: skip
 
 pytestmark = pytest.mark.browser
 
 WIDTHS: dict[str, ViewportSize] = {"desktop": {"width": 1280, "height": 860}, "phone": {"width": 390, "height": 844}}
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    with launched_chromium(own_session=True) as browser:
-        yield browser
 
 
 @pytest.fixture
@@ -104,8 +97,10 @@ def week(user: Any) -> dict[str, str]:
 def test_every_page_renders_locally_without_errors_and_fits_the_screen(
     chromium: Browser, live_server: Any, user: Any, week: dict[str, str], width: str
 ) -> None:
+    # `chromium` is the session's one browser (the root conftest), shared with the trace browser tests.
+    browser = chromium
     watch: Watch
-    with watched_page(chromium, live_server.url, user=user) as watch:
+    with watched_page(browser, live_server.url, user=user) as watch:
         page = watch.page
         page.set_viewport_size(WIDTHS[width])
         for name, path in week.items():
