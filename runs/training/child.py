@@ -604,12 +604,14 @@ def _history(metrics: Any, mode: str, name: str = "loss") -> list[float]:
 def _samples(sampler_lib: Any, model: Any, cfg: Any, tok: Any, job: Any) -> list[dict[str, str]]:
     """Greedy generations for a few validation prompts, shown on the run page."""
     from runs.training import modeling, templates
+    from runs.training.generate import clip_prompt
     from runs.training.tokenizers import stop_ids
 
     prompt_len = min(job.max_seq_length, 192)
-    cache = modeling.cache_config(cfg, prompt_len + 64)
+    cache = modeling.cache_config(cfg, prompt_len + 64 + 8)
     sampler = sampler_lib.Sampler(transformer=model, tokenizer=tok, cache_config=cache)
-    heads = [templates.render(job.chat_template, p)[0] for p in job.sample_prompts]
+    # A long prompt keeps its end: unclipped, Tunix sized it past the cache and the run failed at the end.
+    heads = [clip_prompt(templates.render(job.chat_template, p)[0], tok, prompt_len) for p in job.sample_prompts]
     result = sampler(
         heads,
         max_generation_steps=64,

@@ -60,7 +60,7 @@ def main(job_path: str) -> int:
         chunk = items[start : start + batch]
         heads = [templates.render(job["chat_template"], item["prompt"])[0] for item in chunk]
         # Keep the prompt's end (where the question and the turn marker are) when it is too long.
-        heads = [_clip(h, tok, prompt_len) for h in heads]
+        heads = [clip_prompt(h, tok, prompt_len) for h in heads]
         padded = heads + [heads[-1]] * (batch - len(heads))  # constant batch shape: one compile
         t = time.perf_counter()
         out = sampler(
@@ -78,7 +78,9 @@ def main(job_path: str) -> int:
     return 0
 
 
-def _clip(text: str, tok: Any, limit: int) -> str:
+def clip_prompt(text: str, tok: Any, limit: int) -> str:
+    """The prompt cut to its last tokens when it is too long for the sampler (the question and the
+    turn marker are at its end); Tunix would otherwise size the prompt past its cache."""
     ids = tok.encode(text)
     if len(ids) < limit:
         return text
