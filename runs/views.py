@@ -164,7 +164,10 @@ def _detail_context(run: Run) -> dict[str, Any]:
         "last_seq": logs[-1].seq if logs else -1,
         "poll_logs": run.is_active,
         **_artifact_groups(run),
-        "summary_groups": summary_groups(run.summary, {"samples", "grpo_samples", "grpo_samples_step", *ESTIMATE_KEYS}),
+        # Shown elsewhere on the page: samples in their cards, devices in the configuration ("Devices").
+        "summary_groups": summary_groups(
+            run.summary, {"samples", "grpo_samples", "grpo_samples_step", "devices", *ESTIMATE_KEYS}
+        ),
         "evaluations": run.evaluations.select_related("eval_set").order_by("-created_at")[:20],
         "eval_sets": EvalSet.objects.order_by("name"),
         "versions": run.model_versions.select_related("model"),

@@ -23,3 +23,17 @@ def test_samples_of_prompts_longer_than_the_sequence_length_are_generated_from_t
 
     assert [s["prompt"] for s in samples] == job.sample_prompts
     assert all(isinstance(s["output"], str) for s in samples)
+
+
+def test_the_run_summary_shows_no_raw_device_report(page, user):
+    from runs.tests.run_support import build_arithmetic_dataset, finished_run
+
+    run = finished_run(build_arithmetic_dataset("devices", count=4), created_by=user)
+    devices = {"platform": "cpu", "count": 1, "devices": [{"kind": "cpu", "memory_bytes": 2**34}], "jax": "0.10.2"}
+    run.summary = {**run.summary, "devices": devices}
+    run.save(update_fields=["summary"])
+
+    body = page.get(f"/runs/{run.pk}/").content.decode()
+
+    assert "{&#x27;platform&#x27;" not in body and "{'platform'" not in body
+    assert "<th>Devices used</th><td>CPU" in body  # the configuration says it in words
