@@ -31,6 +31,9 @@ LABELS: dict[str, str] = {
     "train_seconds": "Training time (s)",
     "wall_seconds": "Wall time (s)",
     "timeout_seconds": "Timeout (s)",
+    "kv_cache_mb": "KV cache (MB)",
+    "final_kl": "Final KL",
+    "reward_mean_last_10": "Reward mean (last 10 steps)",
 }
 
 # The run summary in four groups, in reading order; keys not listed go to "Other".
@@ -38,13 +41,16 @@ SUMMARY_GROUPS: list[tuple[str, tuple[str, ...]]] = [
     ("Result", ("steps_done", "resumed_at_step", "first_train_loss", "final_train_loss", "best_train_loss",
                 "final_eval_loss", "best_eval_loss", "train_perplexity", "eval_perplexity", "ok", "problem",
                 "final_train_reward_accuracy", "final_eval_reward_accuracy", "final_train_reward_margin",
-                "final_eval_reward_margin", "checkpoint_steps")),
+                "final_eval_reward_margin", "first_reward_mean", "final_reward_mean", "reward_mean_last_10",
+                "final_kl", "checkpoint_steps")),
     ("Data", ("examples", "train_examples", "validation_examples", "tokens_mean", "tokens_max", "truncated",
               "dropped_no_answer_tokens", "max_seq_length", "pairs", "train_pairs", "validation_pairs",
-              "dropped_identical_answers", "max_prompt_length", "max_response_length", "tokens_per_step")),
+              "dropped_identical_answers", "max_prompt_length", "max_response_length", "prompts",
+              "prompt_tokens_mean", "prompt_tokens_max", "rollouts_per_step", "max_tokens_to_generate",
+              "tokens_per_step")),
     ("Model", ("parameters", "base_parameters", "lora_parameters", "trainable_parameters")),
     ("Speed", ("seconds_per_step", "tokens_per_s", "mfu", "train_seconds", "wall_seconds", "peak_rss_mb",
-               "peak_device_mb")),
+               "peak_device_mb", "kv_cache_mb")),
 ]
 
 

@@ -166,7 +166,9 @@ def _detail_context(run: Run) -> dict[str, Any]:
         **_artifact_groups(run),
         # Shown elsewhere on the page: samples in their cards, devices in the configuration ("Devices").
         "summary_groups": summary_groups(
-            run.summary, {"samples", "grpo_samples", "grpo_samples_step", "devices", *ESTIMATE_KEYS}
+            run.summary,
+            # GRPO's own echo of its method and settings: the configuration shows both.
+            {"samples", "grpo_samples", "grpo_samples_step", "devices", "method", "settings", *ESTIMATE_KEYS},
         ),
         "evaluations": run.evaluations.select_related("eval_set").order_by("-created_at")[:20],
         "eval_sets": EvalSet.objects.order_by("name"),
