@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-
-from traces.importing import DEFAULT_BATCH_SIZE, ImportReport
+from traces.management.import_command import ImportFilesCommand
 from traces.preferences.importing import import_preference_files
-from tunixrt.roles import Action, command_user
 
 
-class Command(BaseCommand):
+class Command(ImportFilesCommand):
     help = (
         "Import preference pairs ({prompt, chosen, rejected, optional note and meta} per line) from .jsonl "
         "or .json (array) files, streamed in constant memory. Pairs already stored are skipped; bad lines are "
@@ -19,47 +16,7 @@ class Command(BaseCommand):
         "--strict on any bad line (nothing stored)."
     )
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("files", nargs="+", metavar="FILE")
-        parser.add_argument("--format", choices=["jsonl", "json"], default=None, dest="fmt")
-        parser.add_argument("--strict", action="store_true", help="any bad line fails the whole import")
-        parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
-        parser.add_argument("--quiet-progress", action="store_true", help="no progress lines")
-        parser.add_argument(
-            "--user",
-            metavar="USERNAME",
-            help="the pairs' owner (role checked); default: no owner, so only maintainers may delete them",
-        )
+    unit = "pairs"
 
     def handle(self, *args: Any, **options: Any) -> None:
-        user = command_user(options["user"], Action.CREATE)
-        batch_size = options["batch_size"]
-        if not 1 <= batch_size <= 100_000:
-            raise CommandError("--batch-size must be between 1 and 100000.")
-
-        def progress(report: ImportReport) -> None:
-            if not options["quiet_progress"]:
-                self.stderr.write(
-                    f"  {report.read:,} read, {report.created:,} created, {report.bad:,} bad ({report.rate:,.0f}/s)"
-                )
-
-        try:
-            report = import_preference_files(
-                options["files"],
-                strict=options["strict"],
-                batch_size=batch_size,
-                fmt=options["fmt"],
-                progress=progress,
-                user=user,
-            )
-        except OSError as exc:
-            raise CommandError(f"Cannot read {exc.filename}: {exc.strerror}") from None
-
-        for line in report.error_lines():
-            self.stderr.write(line)
-        summary = report.summary("pairs")
-        if report.aborted:
-            raise CommandError(f"Strict import aborted, nothing stored: {summary}")
-        self.stdout.write(summary)
-        if report.created == 0 and report.duplicates == 0:
-            raise CommandError("Nothing was imported.")
+        self.require_something(self.run_import(import_preference_files, options))
