@@ -12,7 +12,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.paginator import Paginator
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
@@ -212,23 +212,15 @@ class DatasetAdmin(admin.ModelAdmin[Dataset]):
         return False
 
 
-@admin.register(DatasetMember)
-class DatasetMemberAdmin(admin.ModelAdmin[DatasetMember]):
-    """Read-only membership, paginated by position; fast for 100,000+ members."""
+class MembershipAdmin[M: models.Model](admin.ModelAdmin[M]):
+    """Read-only membership of a dataset, paginated by position; fast for 100,000+ members."""
 
-    list_display = ("dataset", "position", "split", "trace_link")
     list_filter = ("split",)
     list_select_related = ("dataset",)
-    search_fields = ("=trace__id",)
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     ordering = ("dataset", "position")
     list_per_page = 100
-
-    @admin.display(description="Trace")
-    def trace_link(self, obj: DatasetMember) -> str:
-        url = reverse("admin:traces_trace_change", args=[obj.trace_id])
-        return format_html('<a href="{}">#{}</a>', url, obj.trace_id)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -238,6 +230,19 @@ class DatasetMemberAdmin(admin.ModelAdmin[DatasetMember]):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+@admin.register(DatasetMember)
+class DatasetMemberAdmin(MembershipAdmin[DatasetMember]):
+    """Which traces an SFT dataset holds."""
+
+    list_display = ("dataset", "position", "split", "trace_link")
+    search_fields = ("=trace__id",)
+
+    @admin.display(description="Trace")
+    def trace_link(self, obj: DatasetMember) -> str:
+        url = reverse("admin:traces_trace_change", args=[obj.trace_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.trace_id)
 
 
 @admin.register(PreferencePair)
@@ -295,23 +300,8 @@ class PreferencePairAdmin(admin.ModelAdmin[PreferencePair]):
 
 
 @admin.register(PreferenceMember)
-class PreferenceMemberAdmin(admin.ModelAdmin[PreferenceMember]):
-    """Read-only membership of preference datasets, paginated by position."""
+class PreferenceMemberAdmin(MembershipAdmin[PreferenceMember]):
+    """Which pairs a preference dataset holds."""
 
     list_display = ("dataset", "position", "split", "pair_id")
-    list_filter = ("split",)
-    list_select_related = ("dataset",)
     search_fields = ("=pair__id",)
-    show_full_result_count = False
-    paginator = EstimatedCountPaginator
-    ordering = ("dataset", "position")
-    list_per_page = 100
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
