@@ -62,10 +62,6 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
         rows, next_cursor = keyset_page(filterset.qs, request.GET.get("cursor"), limit, order)
     except InvalidPage as exc:
         page_error = f"{exc.field}: {exc}"
-    params = request.GET.copy()
-    params.pop("cursor", None)
-    for name in [n for n in params if not params.get(n)]:
-        params.pop(name)  # a submitted form sends every field; links carry only the ones set
     searching = bool(request.GET.get("q", "").strip()) and not request.GET.get("cursor")
     # Bulk captures become searchable a few seconds later (traces.searchindex): say so.
     cap = searchindex.SEARCH_BACKLOG_CAP
@@ -74,8 +70,8 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
         "filter": filterset,
         "rows": rows,
         "next_cursor": next_cursor,
-        "query": params.urlencode(),
-        "filters_query": _filters_query(request),
+        "query": _list_query(request, "cursor"),
+        "filters_query": _list_query(request, "cursor", "sort", "limit"),
         "orders": exploring.ORDERS.values(),
         "order": order,
         "page_error": page_error,
@@ -95,21 +91,19 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
     return response
 
 
-def _filters_query(request: HtmxHttpRequest) -> str:
-    """The list's filters alone (no cursor, order or page size), as a query string."""
+def _list_query(request: HtmxHttpRequest, *drop: str) -> str:
+    """The list's query string without `drop` and without empty fields (a submitted form sends every
+    field; links carry only the ones set)."""
     params = request.GET.copy()
-    for name in ("cursor", "sort", "limit"):
-        params.pop(name, None)
-    for name in list(params):
-        if not params.get(name):
-            params.pop(name)
+    for name in [n for n in params if n in drop or not params.get(n)]:
+        params.pop(name)
     return params.urlencode()
 
 
 def trace_summary(request: HtmxHttpRequest) -> TemplateResponse:
     """The list's count and source/tag facets for the same filters (loaded after the rows)."""
     filterset = TraceFilter(request.GET, queryset=Trace.objects.all())
-    context: dict[str, Any] = {"filters_query": _filters_query(request)}
+    context: dict[str, Any] = {"filters_query": _list_query(request, "cursor", "sort", "limit")}
     if filterset.is_valid():
         matching = exploring.count_matching(filterset.qs)
         context.update(matching=matching, summary=exploring.facets(filterset.qs, matching))
@@ -146,9 +140,7 @@ def _list_position(request: HtmxHttpRequest, trace: Trace) -> dict[str, Any]:
     if not filterset.is_valid():
         filterset = TraceFilter(None, queryset=Trace.objects.all())
     previous, following = exploring.neighbours(filterset.qs, trace, order)
-    params = request.GET.copy()
-    params.pop("cursor", None)
-    return {"list_query": params.urlencode(), "previous_id": previous, "next_id": following}
+    return {"list_query": _list_query(request, "cursor"), "previous_id": previous, "next_id": following}
 
 
 @require_POST
