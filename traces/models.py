@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -88,8 +89,14 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         """Annotate `rating` (the newest rating any reviewer gave, or None) and `label_text` (labels, newline-joined).
 
         Both are correlated subqueries in the one list query, so a page of rows costs no extra queries.
+        Written as SQL text: built with the ORM (`current_rating_subquery`), Django compiled them
+        anew on every request, ~1 ms of a list page.
         """
-        return self.annotate(rating=current_rating_subquery(), label_text=label_text_subquery())
+        rating_sql, labels_sql = review_annotation_sql(connection.vendor)
+        return self.annotate(
+            rating=RawSQL(rating_sql, (), output_field=models.CharField()),  # noqa: S611 - constant SQL
+            label_text=RawSQL(labels_sql, (), output_field=models.TextField()),  # noqa: S611 - constant SQL
+        )
 
     def rated(self, value: str) -> TraceQuerySet:
         """Traces whose current rating (the newest one given) is `value`, or that nobody rated (`unrated`)."""
@@ -100,6 +107,20 @@ class TraceQuerySet(models.QuerySet["Trace"]):
 
     def with_label(self, label: str) -> TraceQuerySet:
         return self.filter(Exists(TraceLabel.objects.filter(trace=OuterRef("pk"), label=label)))
+
+
+@functools.cache
+def review_annotation_sql(vendor: str) -> tuple[str, str]:
+    """The SQL of `with_review`'s two annotations (constant: table names from the models)."""
+    review = TraceReview._meta.db_table
+    label = TraceLabel._meta.db_table
+    join = "string_agg(l.label, chr(10))" if vendor == "postgresql" else "group_concat(l.label, char(10))"
+    rating = (
+        f'(SELECT r.rating FROM "{review}" r WHERE r.trace_id = "traces_trace"."id"'  # noqa: S608
+        " AND r.rated_at IS NOT NULL ORDER BY r.rated_at DESC, r.id DESC LIMIT 1)"
+    )
+    labels = f'(SELECT {join} FROM "{label}" l WHERE l.trace_id = "traces_trace"."id")'  # noqa: S608
+    return rating, labels
 
 
 # Labels hold no control characters (traces.labelling), so a newline joins them unambiguously.
@@ -360,12 +381,16 @@ class Trace(models.Model):
             raise TraceInUse(keys)
         return super().delete(*args, **kwargs)
 
+    @staticmethod
+    def label_list(label_text: str | None) -> list[str]:
+        """Labels from the `label_text` annotation, sorted (SQLite before 3.44 cannot order inside an aggregate)."""
+        return sorted(label_text.split(LABEL_JOIN)) if label_text else []
+
     @property
     def label_names(self) -> list[str]:
         """The trace's labels, sorted (from the `with_review` annotation when present)."""
         if hasattr(self, "label_text"):
-            # Sorted here: SQLite before 3.44 cannot order inside an aggregate.
-            return sorted(self.label_text.split(LABEL_JOIN)) if self.label_text else []
+            return self.label_list(self.label_text)
         return list(self.labels.order_by("label").values_list("label", flat=True))
 
     def ensure_scores(self) -> list[TraceScore]:

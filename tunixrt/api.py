@@ -12,9 +12,11 @@ from django.conf import settings
 from django.http import Http404
 from django.utils.csp import CSP
 from django.utils.http import parse_header_parameters
+from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import exceptions, status
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer, BrowsableAPIRenderer
+from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
@@ -145,3 +147,19 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         extra={"status_code": 500, "request": getattr(request, "_request", request)},
     )
     return Response({"detail": INTERNAL_ERROR}, status=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+
+class FilterBackend(DjangoFilterBackend):  # type: ignore[misc]
+    """django-filter's backend, skipped when the request names none of the view's filters.
+
+    With no filter in the query string the FilterSet filters nothing, but building and
+    validating its form still cost ~1 ms of every unfiltered list page.
+    """
+
+    def filter_queryset(self, request: Request, queryset: Any, view: Any) -> Any:
+        filterset_class = self.get_filterset_class(view, queryset)
+        if filterset_class is not None and not any(
+            name in request.query_params for name in filterset_class.base_filters
+        ):
+            return queryset
+        return super().filter_queryset(request, queryset, view)

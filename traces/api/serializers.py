@@ -64,9 +64,30 @@ class ScoreRequestSerializer(serializers.Serializer[Any]):
     criteria = serializers.ChoiceField(choices=ScoreCriteria.choices, default=ScoreCriteria.BASELINE)
 
 
-class TraceListSerializer(serializers.ModelSerializer[Trace]):
-    """Narrow: no steps and no meta. `rating` and `labels` come from `TraceQuerySet.with_review`."""
+# Every column a list item or the detail can carry, in the detail's order.
+TRACE_FIELDS = [
+    "id",
+    "created_at",
+    "trace_version",
+    "prompt",
+    "final_answer",
+    "source",
+    "tags",
+    "step_count",
+    "char_count",
+    "content_hash",
+    "rating",
+    "labels",
+]
 
+
+class TraceListSerializer(serializers.ModelSerializer[Trace]):
+    """Documentation of a list item as sent by default: what the trace list shows, and `url` for the rest.
+
+    `?fields=` chooses others (traces.api.reads.LIST_FIELDS), `steps` and `meta` included.
+    """
+
+    url = serializers.URLField(read_only=True, help_text="the whole trace: GET /api/traces/{id}")
     rating = serializers.ChoiceField(
         choices=Rating.choices, read_only=True, allow_null=True,
         help_text="the newest rating any reviewer gave; null when unrated",
@@ -76,18 +97,7 @@ class TraceListSerializer(serializers.ModelSerializer[Trace]):
     class Meta:
         model = Trace
         fields = [
-            "id",
-            "created_at",
-            "trace_version",
-            "prompt",
-            "final_answer",
-            "source",
-            "tags",
-            "step_count",
-            "char_count",
-            "content_hash",
-            "rating",
-            "labels",
+            "id", "url", "created_at", "prompt", "final_answer", "source", "tags", "step_count", "rating", "labels",
         ]
 
 
@@ -121,7 +131,7 @@ class TraceDetailSerializer(serializers.ModelSerializer[Trace]):
 
     class Meta:
         model = Trace
-        fields = [*TraceListSerializer.Meta.fields, "steps", "meta", "scores", "reviews", "label_details"]
+        fields = [*TRACE_FIELDS, "steps", "meta", "scores", "reviews", "label_details"]
 
     @extend_schema_field(serializers.ChoiceField(choices=Rating.choices, allow_null=True))
     def get_rating(self, obj: Trace) -> str | None:

@@ -1,0 +1,255 @@
+"""The trace API's reads in one statement: a trace with its scores, reviews and labels; a page of the list.
+
+Through DRF's generic path a trace cost four queries (the row with its rating
+and labels, then scores, reviews and labels prefetched) whose SQL Django built
+anew on every request, and a nested ModelSerializer walk: ~70 % of the
+request. Here the trace and everything attached to it come from one SQL
+statement (prepared once per pooled connection on PostgreSQL), and the answer
+is built as plain dicts in the exact shape and formats `TraceDetailSerializer`
+documents (that serializer stays the schema, the browsable API's form and the
+compare endpoint's; a test holds the two answers equal on both databases).
+
+List items carry what the trace list shows (`LIST_DEFAULT`); `?fields=` picks
+others, up to the whole trace, and each item links to its detail (`url`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from functools import cache
+from typing import Any
+
+import orjson
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.utils import timezone
+from rest_framework.exceptions import ValidationError
+
+from traces.models import Trace, TraceLabel, TraceReview, TraceScore
+
+# What a list item can carry (`?fields=`); the detail answer carries all of them and more.
+LIST_FIELDS = (
+    "id",
+    "url",
+    "created_at",
+    "trace_version",
+    "prompt",
+    "final_answer",
+    "source",
+    "tags",
+    "step_count",
+    "char_count",
+    "content_hash",
+    "rating",
+    "labels",
+    "steps",
+    "meta",
+)
+# What the trace list page shows of each trace, and the link to the rest (TraceListSerializer documents it).
+LIST_DEFAULT = ("id", "url", "created_at", "prompt", "final_answer", "source", "tags", "step_count", "rating", "labels")
+# Columns of the trace row (the rest are computed: url, rating, labels).
+_COLUMNS = frozenset(LIST_FIELDS) - {"url", "rating", "labels"}
+_DETAIL_COLUMNS = (
+    "id",
+    "created_at",
+    "trace_version",
+    "prompt",
+    "final_answer",
+    "source",
+    "tags",
+    "step_count",
+    "char_count",
+    "content_hash",
+    "steps",
+    "meta",
+)
+
+
+def datetime_text(value: dt.datetime | str | None, zone: dt.tzinfo | None = None) -> str | None:
+    """A datetime as DRF's DateTimeField writes it (ISO 8601 in the current time zone, UTC as `Z`).
+
+    A string (a timestamp inside JSON from PostgreSQL) is parsed first. Written out here: DRF's
+    field costs ~25 µs a value, a list page has 50. `zone`: the current time zone, when the caller has it.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    if timezone.is_aware(value):
+        value = value.astimezone(zone or timezone.get_current_timezone())
+    text = value.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def parse_fields(raw: str | None) -> tuple[str, ...]:
+    """`?fields=` of the list: comma-separated names from LIST_FIELDS (default LIST_DEFAULT); 400 naming `fields`."""
+    if raw is None or not raw.strip():
+        return LIST_DEFAULT
+    names = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    unknown = [name for name in names if name not in LIST_FIELDS]
+    if unknown:
+        raise ValidationError(
+            {"fields": [f"Unknown field {', '.join(unknown)}; choose from {', '.join(LIST_FIELDS)}."]}
+        )
+    return names
+
+
+def list_values(fields: Iterable[str]) -> list[str]:
+    """What a list page with `fields` reads of each row: `pk` (links and cursors), columns, annotations.
+
+    The keys of every order (created_at, step_count) are always read: the next cursor needs them.
+    """
+    keys = {"created_at", "step_count"}
+    names = ["pk", *sorted(keys | {f for f in fields if f in _COLUMNS and f != "id"})]
+    if "rating" in fields:
+        names.append("rating")
+    if "labels" in fields:
+        names.append("label_text")
+    return names
+
+
+def list_items(rows: Iterable[Any], fields: Sequence[str], detail_prefix: str) -> list[dict[str, Any]]:
+    """The items of a list page, with `fields` only, from rows of `list_values` (named tuples)."""
+    zone = timezone.get_current_timezone()
+    return [list_item(row, fields, detail_prefix, zone) for row in rows]
+
+
+def list_item(row: Any, fields: Sequence[str], detail_prefix: str, zone: dt.tzinfo) -> dict[str, Any]:
+    item: dict[str, Any] = {}
+    for name in fields:
+        if name == "id":
+            item[name] = row.pk
+        elif name == "url":
+            item[name] = f"{detail_prefix}{row.pk}"
+        elif name == "created_at":
+            item[name] = datetime_text(row.created_at, zone)
+        elif name == "labels":
+            item[name] = Trace.label_list(row.label_text)
+        else:
+            item[name] = getattr(row, name)
+    return item
+
+
+def detail(pk: int) -> dict[str, Any] | None:
+    """The whole trace as `GET /api/traces/{id}` answers it, or None when there is no such trace."""
+    if connection.vendor == "postgresql":
+        return _detail_postgres(pk)
+    return _detail_orm(pk)
+
+
+def _detail_document(
+    row: dict[str, Any],
+    rating: str | None,
+    scores: list[dict[str, Any]],
+    reviews: list[dict[str, Any]],
+    labels: list[dict[str, Any]],
+) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "created_at": datetime_text(row["created_at"]),
+        "trace_version": row["trace_version"],
+        "prompt": row["prompt"],
+        "final_answer": row["final_answer"],
+        "source": row["source"],
+        "tags": row["tags"],
+        "step_count": row["step_count"],
+        "char_count": row["char_count"],
+        "content_hash": row["content_hash"],
+        "rating": rating,
+        "labels": sorted(label["label"] for label in labels),
+        # Steps as StepSerializer writes them: i, type, content, in that order, nothing else.
+        "steps": [{"i": s["i"], "type": s["type"], "content": s["content"]} for s in row["steps"]],
+        "meta": row["meta"],
+        "scores": [
+            {
+                "criteria": s["criteria"],
+                "score": s["score"],
+                "details": s["details"],
+                "updated_at": datetime_text(s["updated_at"]),
+            }
+            for s in scores
+        ],
+        "reviews": [
+            {
+                "user": r["user"],
+                "rating": r["rating"],
+                "comment": r["comment"],
+                "rated_at": datetime_text(r["rated_at"]),
+                "updated_at": datetime_text(r["updated_at"]),
+            }
+            for r in reviews
+        ],
+        "label_details": [
+            {"label": lab["label"], "created_by": lab["created_by"], "created_at": datetime_text(lab["created_at"])}
+            for lab in labels
+        ],
+    }
+
+
+@cache
+def _detail_sql() -> str:
+    """The one statement of a detail read on PostgreSQL (table names from the models)."""
+    trace = Trace._meta.db_table
+    score = TraceScore._meta.db_table
+    review = TraceReview._meta.db_table
+    label = TraceLabel._meta.db_table
+    user = get_user_model()._meta.db_table
+    columns = ", ".join(f"t.{c}" for c in _DETAIL_COLUMNS)
+    return (
+        f"SELECT {columns},"  # noqa: S608 - names from the models' metadata, the id is bound
+        f" (SELECT r.rating FROM {review} r WHERE r.trace_id = t.id AND r.rated_at IS NOT NULL"
+        "  ORDER BY r.rated_at DESC, r.id DESC LIMIT 1),"
+        " (SELECT json_agg(json_build_object('criteria', s.criteria, 'score', s.score, 'details', s.details,"
+        f"  'updated_at', s.updated_at) ORDER BY s.criteria) FROM {score} s WHERE s.trace_id = t.id),"
+        " (SELECT json_agg(json_build_object('user', u.username, 'rating', r.rating, 'comment', r.comment,"
+        "  'rated_at', r.rated_at, 'updated_at', r.updated_at) ORDER BY r.updated_at DESC, r.id DESC)"
+        f"  FROM {review} r LEFT JOIN {user} u ON u.id = r.user_id WHERE r.trace_id = t.id),"
+        " (SELECT json_agg(json_build_object('label', l.label, 'created_by', u.username,"
+        f"  'created_at', l.created_at) ORDER BY l.label) FROM {label} l LEFT JOIN {user} u"
+        "  ON u.id = l.created_by_id WHERE l.trace_id = t.id)"
+        f" FROM {trace} t WHERE t.id = %b"
+    )
+
+
+def _detail_postgres(pk: int) -> dict[str, Any] | None:
+    import psycopg
+    from psycopg.types.json import set_json_loads
+
+    connection.ensure_connection()
+    # psycopg's own cursor: server-side binding and a statement prepared once per pooled connection
+    # (Django's cursor binds client-side and prepares nothing); errors still come out as Django's.
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+        set_json_loads(orjson.loads, cur)  # json/jsonb columns: orjson is several times faster than json
+        cur.execute(_detail_sql(), [pk], prepare=True)
+        row = cur.fetchone()
+    if row is None:
+        return None
+    n = len(_DETAIL_COLUMNS)
+    values = dict(zip(_DETAIL_COLUMNS, row[:n], strict=True))
+    rating, scores, reviews, labels = row[n:]
+    return _detail_document(values, rating, scores or [], reviews or [], labels or [])
+
+
+def _detail_orm(pk: int) -> dict[str, Any] | None:
+    trace = Trace.objects.with_review().filter(pk=pk).first()
+    if trace is None:
+        return None
+    values = {c: getattr(trace, c) for c in _DETAIL_COLUMNS}
+    scores = [
+        {"criteria": s.criteria, "score": s.score, "details": s.details, "updated_at": s.updated_at}
+        for s in trace.scores.order_by("criteria")
+    ]
+    reviews = [
+        {"user": r.user.username if r.user else None, "rating": r.rating, "comment": r.comment,
+         "rated_at": r.rated_at, "updated_at": r.updated_at}
+        for r in trace.reviews.select_related("user").order_by("-updated_at", "-id")
+    ]
+    labels = [
+        {"label": lab.label, "created_by": lab.created_by.username if lab.created_by else None,
+         "created_at": lab.created_at}
+        for lab in trace.labels.select_related("created_by").order_by("label")
+    ]
+    rating: str | None = trace.rating  # type: ignore[attr-defined]
+    return _detail_document(values, rating, scores, reviews, labels)
+
