@@ -806,7 +806,6 @@ def main() -> None:
             raise SystemExit(f"side_pred holds {theirs:,} traces, not {args.traces:,}: reload without --reuse")
 
     token = common.bench_token()
-    common.manage("grant_role", common.BENCH_USER, "member", capture=True)  # capture needs the member role
     results: dict[str, Any] = {
         "stored": args.traces, "steps": steps, "predecessor": str(pred_dir) if pred_dir else None,
         "loadavg_before": round(common.wait_quiet(args.wait_quiet), 2),

@@ -95,11 +95,16 @@ def db_exists() -> bool:
 
 
 def bench_token() -> str:
-    """A new API token of the `bench` user (created on first use); tokens are stored hashed, so each run issues one."""
+    """A new API token of the `bench` user (created on first use); tokens are stored hashed, so each run issues one.
+
+    The user is a member (capturing traces needs that role; a user in no role group is a viewer).
+    """
     code = (
         "from django.contrib.auth import get_user_model\n"
         "from tunixrt.models import ApiToken\n"
+        "from tunixrt.roles import Role, grant\n"
         f"u, _ = get_user_model().objects.get_or_create(username={BENCH_USER!r})\n"
+        "grant(u, Role.MEMBER)\n"
         "print(ApiToken.objects.issue(u))\n"
     )
     return manage("shell", "-c", code, capture=True).strip().splitlines()[-1]
