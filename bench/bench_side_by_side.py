@@ -94,6 +94,7 @@ BATCH = 1000
 INGEST_BATCHES = 100
 MEMORY_BATCHES = 10
 IMPORT_COUNT = 100_000
+RUN_KEYS = ("steps", "predecessor", "loadavg_before", "loadavg_after", "finished")
 STEPS = ("reads", "ingest", "searchable", "disk", "memory", "import", "mlflow")
 TARGET_SEARCHABLE_RATIO = 2.0
 TARGET_DISK_RATIO = 1.5
@@ -849,9 +850,13 @@ def main() -> None:
     name = "side_by_side.json" if args.traces == 1_000_000 else f"side_by_side-{args.traces}.json"
     results["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     if args.reuse and (common.OUT / name).exists():
-        # A run of some steps on the same load adds to (replaces those steps of) the earlier results.
+        # A run of some steps on the same load replaces those steps of the earlier results;
+        # each run's conditions are kept under "runs".
         earlier = json.loads((common.OUT / name).read_text())
-        results = {**earlier, **results, "steps": sorted(set(earlier.get("steps", [])) | set(steps))}
+        runs = earlier.pop("runs", [{k: earlier.get(k) for k in RUN_KEYS}])
+        earlier.update({step: results[step] for step in steps if step in results})
+        earlier["runs"] = [*runs, {k: results.get(k) for k in RUN_KEYS}]
+        results = earlier
     (common.OUT / name).write_text(json.dumps(results, indent=2))
     table(results)
     print(f"\nresults: {common.OUT / name}")
