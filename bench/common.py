@@ -33,11 +33,13 @@ BENCH_PORT = int(os.environ.get("BENCH_PORT", "8765"))
 BENCH_USER = "bench"
 # Databases the benchmarks must never touch (the test suite and the dev server use them).
 PROTECTED = {"test", "test_test", "tunixrt_dev", "postgres", "template0", "template1"}
+# The only database names a benchmark may point the app at (bench_side_by_side uses side_*).
+BENCH_PREFIXES = ("tunixrt_bench", "side_")
 
 
 def app_env(**extra: str) -> dict[str, str]:
     """The environment of a realistic deployment pointed at the bench database."""
-    assert BENCH_DB not in PROTECTED and BENCH_DB.startswith("tunixrt_bench"), BENCH_DB
+    assert BENCH_DB not in PROTECTED and BENCH_DB.startswith(BENCH_PREFIXES), BENCH_DB
     env = dict(os.environ)
     env.update(
         {
@@ -93,11 +95,16 @@ def db_exists() -> bool:
 
 
 def bench_token() -> str:
-    """A new API token of the `bench` user (created on first use); tokens are stored hashed, so each run issues one."""
+    """A new API token of the `bench` user (created on first use); tokens are stored hashed, so each run issues one.
+
+    The user is a member (capturing traces needs that role; a user in no role group is a viewer).
+    """
     code = (
         "from django.contrib.auth import get_user_model\n"
         "from tunixrt.models import ApiToken\n"
+        "from tunixrt.roles import Role, grant\n"
         f"u, _ = get_user_model().objects.get_or_create(username={BENCH_USER!r})\n"
+        "grant(u, Role.MEMBER)\n"
         "print(ApiToken.objects.issue(u))\n"
     )
     return manage("shell", "-c", code, capture=True).strip().splitlines()[-1]
@@ -129,8 +136,17 @@ def vacuum_analyze() -> None:
 
 
 @contextlib.contextmanager
-def gunicorn(workers: int = 1, port: int = BENCH_PORT, extra: Sequence[str] = ()) -> Iterator[int]:
-    """gunicorn with `workers` sync workers on 127.0.0.1:`port`; yields the master pid."""
+def gunicorn(
+    workers: int = 1,
+    port: int = BENCH_PORT,
+    extra: Sequence[str] = (),
+    app: str = "tunixrt.wsgi",
+    env: dict[str, str] | None = None,
+) -> Iterator[int]:
+    """gunicorn serving `app` with `workers` sync workers on 127.0.0.1:`port`; yields the master pid.
+
+    `env` replaces app_env() (e.g. app_env(CELERY_BROKER_URL=...) or another app's settings).
+    """
     OUT.mkdir(parents=True, exist_ok=True)
     try:  # a server left over from an interrupted bench would answer instead of this one
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -140,10 +156,10 @@ def gunicorn(workers: int = 1, port: int = BENCH_PORT, extra: Sequence[str] = ()
         raise RuntimeError(f"something already listens on 127.0.0.1:{port} (a leftover bench server?)")
     log = open(OUT / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [GUNICORN, "tunixrt.wsgi", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+        [GUNICORN, app, "-w", str(workers), "-b", f"127.0.0.1:{port}",
          "--timeout", "120", *extra],
         cwd=ROOT,
-        env=app_env(),
+        env=env if env is not None else app_env(),
         stdout=log,
         stderr=log,
     )
@@ -154,7 +170,7 @@ def gunicorn(workers: int = 1, port: int = BENCH_PORT, extra: Sequence[str] = ()
                 raise RuntimeError(f"gunicorn exited ({proc.returncode}); see {OUT / 'gunicorn.log'}")
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/api/traces")  # 401 without a token: it is up
+                conn.request("GET", "/api/traces")  # any answer (401 without a token, 404): it is up
                 conn.getresponse().read()
                 conn.close()
                 break
