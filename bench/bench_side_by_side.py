@@ -310,6 +310,15 @@ def uvicorn(pred_dir: Path, port: int) -> Iterator[int]:
         logf.close()
 
 
+# Ours as deployed (bin/serve, the Dockerfile, docker-compose): gthread workers, which keep
+# connections alive, and Redis as the cache (the API's rate-limit counters live there).
+OURS_THREADS = ("--threads", "4")
+
+
+def ours_env(**extra: str) -> dict[str, str]:
+    return common.app_env(CACHE_URL=f"redis://127.0.0.1:6379/{REDIS_DB}", **extra)
+
+
 def floor_env() -> dict[str, str]:
     env = common.app_env()
     env["DJANGO_SETTINGS_MODULE"] = "bench.floor.settings"
@@ -473,7 +482,7 @@ def ingest(systems: list[System], count: int) -> dict[str, Any]:
 def celery_worker() -> Iterator[int]:
     subprocess.run(["redis-cli", "-n", str(REDIS_DB), "FLUSHDB"], check=True, capture_output=True)
     logf = open(common.OUT / "celery.log", "ab")  # noqa: SIM115 - closed below
-    env = common.app_env(CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}", CELERY_WORKER_CONCURRENCY="2")
+    env = ours_env(CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}", CELERY_WORKER_CONCURRENCY="2")
     proc = subprocess.Popen(
         [str(common.ROOT / ".venv" / "bin" / "celery"), "-A", "tunixrt", "worker", "-Q", "default",
          "--concurrency", "2", "--loglevel", "WARNING", "--hostname", f"side-{os.getpid()}@%h"],
@@ -498,8 +507,8 @@ def searchable(port: int, token: str, count: int) -> dict[str, Any]:
     marker = "sbs" + "".join(random.choices(string.ascii_lowercase, k=8))
     bodies = [ours_body(t) for t in batches(SEARCHABLE_START, count, marker)]
     total = count * BATCH
-    env = common.app_env(CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}")
-    with celery_worker(), common.gunicorn(workers=1, port=port, env=env):
+    env = ours_env(CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}")
+    with celery_worker(), common.gunicorn(workers=1, port=port, env=env, extra=OURS_THREADS):
         client = Client(port, token)
         started = time.perf_counter()
         for body in bodies:
@@ -609,7 +618,7 @@ def disk(pred: bool) -> dict[str, Any]:
 def memory(port: int, token: str, pred_dir: Path | None, pred_port: int) -> dict[str, Any]:
     bodies_traces = batches(MEMORY_START, MEMORY_BATCHES)
     result: dict[str, Any] = {"batches": MEMORY_BATCHES, "batch": BATCH}
-    with common.gunicorn(workers=1, port=port) as master:
+    with common.gunicorn(workers=1, port=port, env=ours_env(), extra=OURS_THREADS) as master:
         pid = worker_pid(master)
         client = Client(port, token)
         client.request("GET", "/api/traces?limit=50")
@@ -820,7 +829,7 @@ def main() -> None:
             common.log("disk: measured on a reused load; a fresh load gives the figure to quote")
     if "reads" in steps or "ingest" in steps:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(common.gunicorn(workers=1, port=port))
+            stack.enter_context(common.gunicorn(workers=1, port=port, env=ours_env(), extra=OURS_THREADS))
             systems = [System("ours", Client(port, token), lambda k: f"/api/traces/{k}", "/api/traces?limit=50",
                               ours_body)]
             if pred_dir is not None:
@@ -829,7 +838,7 @@ def main() -> None:
                                       "/api/traces?limit=50", pred_body))
             if "reads" in steps:
                 stack.enter_context(common.gunicorn(workers=1, port=floor_port, app="bench.floor.wsgi",
-                                                    env=floor_env()))
+                                                    env=floor_env(), extra=OURS_THREADS))
                 floor = System("floor", Client(floor_port), lambda k: f"/trace/{k}", "/traces", ours_body)
                 results["reads"] = reads([*systems, floor], args.traces, args.requests)
             if "ingest" in steps:
