@@ -36,7 +36,10 @@ def _fresh_rate_limits() -> None:
     """Every test starts with no request counted, so tests that hammer the API are never throttled by others."""
     from django.core.cache import cache
 
+    from tunixrt import throttling
+
     cache.clear()
+    throttling.forget_batches()
 
 
 def _user_with_role(model: Any, username: str, role: str) -> Any:

@@ -255,3 +255,19 @@ def test_every_web_worker_shares_one_cache(tmp_path, broker, cache_url, backend,
     cache = json.loads(out.stdout.strip().splitlines()[-1])
     assert cache["BACKEND"] == backend
     assert cache["LOCATION"] == location.format(var=tmp_path)
+
+
+def test_high_limits_are_counted_in_batches_and_still_hold(rates, token_client, user, monkeypatch):
+    """A limit of 300 with batches of limit // 100: the cache hears of every third request; 429 past 300."""
+    from django.core.cache import cache
+
+    monkeypatch.setattr(throttling, "BATCH_DIVISOR", 100)
+    monkeypatch.setattr(throttling.FixedWindowRateThrottle, "timer", staticmethod(lambda: 1_000_000.0))  # one window
+    rates(user="300/min")
+
+    statuses = [token_client.get("/api/traces?limit=1").status_code for _ in range(303)]
+
+    assert statuses[:300] == [200] * 300
+    assert statuses[300:] == [429] * 3
+    told = cache.get(f"throttle:user:{user.pk}:{int(1_000_000.0 // 60)}")
+    assert 301 <= told <= 303  # what the process has not told yet is at most one batch
