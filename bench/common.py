@@ -93,11 +93,16 @@ def db_exists() -> bool:
 
 
 def bench_token() -> str:
-    """A new API token of the `bench` user (created on first use); tokens are stored hashed, so each run issues one."""
+    """A new API token of the `bench` user (created on first use; a member, who may capture).
+
+    Tokens are stored hashed, so each run issues one.
+    """
     code = (
         "from django.contrib.auth import get_user_model\n"
         "from tunixrt.models import ApiToken\n"
+        "from tunixrt.roles import Role, grant\n"
         f"u, _ = get_user_model().objects.get_or_create(username={BENCH_USER!r})\n"
+        "grant(u, Role.MEMBER)\n"  # capturing traces needs the member role
         "print(ApiToken.objects.issue(u))\n"
     )
     return manage("shell", "-c", code, capture=True).strip().splitlines()[-1]
@@ -195,6 +200,25 @@ def summary_ms(latencies_s: Sequence[float]) -> dict[str, float]:
 def children_peak_rss_mb() -> float:
     """Peak RSS of the largest waited-for child process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    """The pids of gunicorn's worker processes (the master's children)."""
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(pid) for pid in children]
+
+
+def proc_memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak) of a live process, in MB (Linux: /proc/<pid>/status, kB)."""
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key.lower()] = round(int(value.split()[0]) / 1024, 1)
+    return out
 
 
 def wait_quiet(max_wait_s: float, threshold: float = 0.6) -> float:
