@@ -13,6 +13,8 @@ reconnects for each request, as a real client of a sync worker would).
 * batch: `--batches` requests of 1,000 new traces each (bodies generated
   before timing, ~0.9 MB each), sent back to back; throughput is traces stored
   / wall time of the whole run. Every response is checked (201, 1,000 ids).
+  The worker's memory (VmRSS, and VmHWM: its peak RSS, from /proc/<pid>/status)
+  is read after boot (one GET served), after the first batch and at the end.
 * single: `--singles` sequential POSTs of one new trace each; latency
   percentiles are taken client-side around request + full response read.
 
@@ -38,6 +40,7 @@ from bench.gen_traces import Generator
 BATCH_TARGET = 6_000
 BATCH_AIM = 8_000
 SINGLE_P95_TARGET_MS = 6.0
+WORKER_PEAK_RSS_TARGET_MB = 130
 BATCH_SIZE = 1000
 
 
@@ -56,16 +59,26 @@ class Client:
         return resp.status, data
 
 
-def bench_batch(client: Client, batches: int, start: int) -> dict[str, Any]:
+def worker_memory(master_pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of the one gunicorn worker, in MB."""
+    pids = common.worker_pids(master_pid)
+    assert len(pids) == 1, pids
+    return common.proc_memory_mb(pids[0])
+
+
+def bench_batch(client: Client, batches: int, start: int, master_pid: int) -> dict[str, Any]:
     gen = Generator(seed=start)
     warmup = 3
     bodies = [
         orjson.dumps({"traces": [gen.trace(start + b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]})
         for b in range(batches + warmup)
     ]
-    for body in bodies[:warmup]:
+    memory = {"after_boot": worker_memory(master_pid)}
+    for n, body in enumerate(bodies[:warmup]):
         status, data = client.post("/api/traces/batch", body)
         assert status == 201, (status, data[:500])
+        if n == 0:
+            memory["after_first_batch"] = worker_memory(master_pid)
     latencies = []
     started = time.perf_counter()
     for body in bodies[warmup:]:
@@ -77,6 +90,7 @@ def bench_batch(client: Client, batches: int, start: int) -> dict[str, Any]:
         assert result["created"] == BATCH_SIZE, result["created"]
         assert len(result["ids"]) == BATCH_SIZE
     wall = time.perf_counter() - started
+    memory["after_all"] = worker_memory(master_pid)
     return {
         "requests": batches,
         "traces": batches * BATCH_SIZE,
@@ -84,6 +98,8 @@ def bench_batch(client: Client, batches: int, start: int) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "traces_per_s": round(batches * BATCH_SIZE / wall),
         "latency": common.summary_ms(latencies),
+        "worker_memory_mb": memory,
+        "worker_peak_rss_mb": memory["after_all"]["vmhwm"],
     }
 
 
@@ -144,11 +160,11 @@ def main() -> None:
         "gunicorn_threads": args.threads,
         "loadavg_before": common.wait_quiet(args.wait_quiet),
     }
-    with common.gunicorn(workers=1, port=args.port, extra=["--threads", str(args.threads)]):
+    with common.gunicorn(workers=1, port=args.port, extra=["--threads", str(args.threads)]) as master_pid:
         client = Client(args.port, token)
         if args.only in (None, "batch"):
             common.log(f"batch: {args.batches} x {BATCH_SIZE} traces")
-            results["batch"] = bench_batch(client, args.batches, base)
+            results["batch"] = bench_batch(client, args.batches, base, master_pid)
             common.log(json.dumps(results["batch"]))
         if args.only in (None, "single"):
             common.log(f"single: {args.singles} POSTs")
@@ -160,6 +176,9 @@ def main() -> None:
         rate = results["batch"]["traces_per_s"]
         print(f"batch: {rate:,} traces/s (target {BATCH_TARGET:,}, aim {BATCH_AIM:,}): "
               f"{'OK' if rate >= BATCH_TARGET else 'MISSED'}")
+        peak = results["batch"]["worker_peak_rss_mb"]
+        print(f"batch: worker peak RSS {peak} MB (target < {WORKER_PEAK_RSS_TARGET_MB}): "
+              f"{'OK' if peak < WORKER_PEAK_RSS_TARGET_MB else 'MISSED'}")
     if "single" in results:
         single = results["single"]
         p95 = single["latency"]["p95_ms"]

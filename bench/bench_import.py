@@ -33,7 +33,8 @@ from pathlib import Path
 from bench import common
 from bench.gen_traces import generate
 
-common.BENCH_DB = "tunixrt_bench_import"
+# BENCH_IMPORT_DB (a name starting with tunixrt_bench) keeps runs of several checkouts apart.
+common.BENCH_DB = os.environ.get("BENCH_IMPORT_DB", "tunixrt_bench_import")
 
 TARGET_RATE = 15_000
 TARGET_RSS_MB = 300

@@ -111,7 +111,7 @@ def bench_token() -> str:
 
 
 def bench_session() -> str:
-    """A logged-in session key of the `bench` user, for the pages (a viewer: reads only)."""
+    """A logged-in session key of the `bench` user, for the pages."""
     code = (
         "from importlib import import_module\n"
         "from django.conf import settings\n"
@@ -211,6 +211,25 @@ def summary_ms(latencies_s: Sequence[float]) -> dict[str, float]:
 def children_peak_rss_mb() -> float:
     """Peak RSS of the largest waited-for child process so far (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+
+
+def worker_pids(master_pid: int) -> list[int]:
+    """The pids of gunicorn's worker processes (the master's children)."""
+    try:
+        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(pid) for pid in children]
+
+
+def proc_memory_mb(pid: int) -> dict[str, float]:
+    """VmRSS (now) and VmHWM (peak) of a live process, in MB (Linux: /proc/<pid>/status, kB)."""
+    out: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[key.lower()] = round(int(value.split()[0]) / 1024, 1)
+    return out
 
 
 def wait_quiet(max_wait_s: float, threshold: float = 0.6) -> float:

@@ -42,7 +42,7 @@ class TracePasteForm(forms.Form):
             except TraceInvalid as exc:
                 errors.extend(f"{prefix}{key}: {' '.join(msgs)}" for key, msgs in exc.errors.items())
                 continue
-            if len(clean.canonical) > settings.TRACE_MAX_BYTES:
+            if clean.size > settings.TRACE_MAX_BYTES:
                 errors.append(f"{prefix}the trace is larger than {settings.TRACE_MAX_BYTES:,} bytes.")
             cleans.append(clean)
         if errors:
