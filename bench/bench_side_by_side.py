@@ -252,11 +252,18 @@ def trim(stored: int, pred: bool) -> None:
     ours = common.psql("WITH d AS (DELETE FROM traces_trace WHERE id > (SELECT max_id FROM side_base) "
                        "RETURNING 1) SELECT count(*) FROM d", db=OURS_DB)
     gone = f"ours {ours}"
+    theirs = "0"
     if pred:
         theirs = common.psql("WITH d AS (DELETE FROM traces WHERE created_at > now() - interval '12 hours' "
                              "RETURNING 1) SELECT count(*) FROM d", db=PRED_DB)
         gone += f", predecessor {theirs}"
     common.log(f"trimmed the traces earlier steps added ({gone})")
+    # Autovacuum is off on this server: without a VACUUM the deleted rows stay in the indexes, at
+    # the newest end, where every first page would read past them.
+    if ours != "0":
+        common.psql("VACUUM (ANALYZE) traces_trace", db=OURS_DB)
+    if pred and theirs != "0":
+        common.psql("VACUUM (ANALYZE) traces", db=PRED_DB)
     common.psql("DROP TABLE IF EXISTS side_copy_ceiling", db=OURS_DB)
     count = common.trace_count()
     if count != stored:

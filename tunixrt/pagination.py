@@ -143,15 +143,18 @@ def after[M: models.Model](queryset: QuerySet[M], order: Order, value: Any, pk: 
 
 
 def keyset_page[M: models.Model](
-    queryset: QuerySet[M], cursor: str | None, limit: int, order: Order = NEWEST
+    queryset: QuerySet[M], cursor: str | None, limit: int, order: Order = NEWEST, fetch: Any = list
 ) -> tuple[list[M], str | None]:
-    """One page of `queryset` in `order` (newest first), after `cursor`; returns rows and the next cursor."""
+    """One page of `queryset` in `order` (newest first), after `cursor`; returns rows and the next cursor.
+
+    `fetch` runs the page's query (a view may read its rows its own way).
+    """
     if cursor:
         value, pk = _decode(cursor, order.field)
         qs = after(queryset, order, value, pk)
     else:
         qs = queryset.order_by(*order.order_by)
-    rows = list(qs[: limit + 1])
+    rows = list(fetch(qs[: limit + 1]))
     if len(rows) > limit:
         rows = rows[:limit]
         return rows, _cursor_for(rows[-1], order)
@@ -167,7 +170,8 @@ class KeysetPagination(BasePagination):
         try:
             limit = parse_limit(request.query_params.get("limit"))
             order = parse_order(request.query_params.get("sort"), orders)
-            rows, self.next_cursor = keyset_page(queryset, request.query_params.get("cursor"), limit, order)
+            fetch = getattr(view, "fetch_page", list)
+            rows, self.next_cursor = keyset_page(queryset, request.query_params.get("cursor"), limit, order, fetch)
         except InvalidPage as exc:
             raise ValidationError({exc.field: [str(exc)]}) from None
         self.request = request

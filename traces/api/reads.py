@@ -16,6 +16,7 @@ others, up to the whole trace, and each item links to its detail (`url`).
 from __future__ import annotations
 
 import datetime as dt
+from collections import namedtuple
 from collections.abc import Iterable, Sequence
 from functools import cache
 from typing import Any
@@ -50,6 +51,7 @@ LIST_FIELDS = (
 LIST_DEFAULT = ("id", "url", "created_at", "prompt", "final_answer", "source", "tags", "step_count", "rating", "labels")
 # Columns of the trace row (the rest are computed: url, rating, labels).
 _COLUMNS = frozenset(LIST_FIELDS) - {"url", "rating", "labels"}
+_JSON_COLUMNS = frozenset({"tags", "steps", "meta"})
 _DETAIL_COLUMNS = (
     "id",
     "created_at",
@@ -113,6 +115,41 @@ def list_items(rows: Iterable[Any], fields: Sequence[str], detail_prefix: str) -
     """The items of a list page, with `fields` only, from rows of `list_values` (named tuples)."""
     zone = timezone.get_current_timezone()
     return [list_item(row, fields, detail_prefix, zone) for row in rows]
+
+
+def fetch_rows(queryset: Any) -> list[Any]:
+    """A list page's rows (named tuples of `list_values`), read as a prepared statement on PostgreSQL.
+
+    The ORM still builds the SQL (filters, order, cursor); psycopg then runs it with
+    server-side binding, planned once per pooled connection for each shape of query, and
+    the rows skip Django's per-value converters (only `tags` is JSON to decode). On
+    SQLite the ORM runs it.
+    """
+    if connection.vendor != "postgresql":
+        return list(queryset)
+    import psycopg
+
+    sql, params = queryset.query.sql_with_params()
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+        cur.execute(sql, params, prepare=True)
+        names = [column.name for column in cur.description or ()]
+        Row = _row_class(tuple(names))
+        rows = [Row._make(values) for values in cur.fetchall()]
+    # Django has psycopg hand JSON columns over as text (JSONField decodes them): decode them here.
+    decode = [name for name in names if name in _JSON_COLUMNS]
+    if rows and decode:
+        loads = orjson.loads
+        rows = [
+            row._replace(**{n: loads(getattr(row, n)) for n in decode if isinstance(getattr(row, n), str | bytes)})
+            for row in rows
+        ]
+    return rows
+
+
+@cache
+def _row_class(names: tuple[str, ...]) -> Any:
+    return namedtuple("Row", names)
 
 
 def list_item(row: Any, fields: Sequence[str], detail_prefix: str, zone: dt.tzinfo) -> dict[str, Any]:

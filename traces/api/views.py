@@ -105,6 +105,10 @@ class TraceViewSet(
             return queryset.values_list(*reads.list_values(fields), named=True)
         return Trace.objects.all()
 
+    def fetch_page(self, queryset: Any) -> list[Any]:
+        """How KeysetPagination reads a page: a list page's rows as prepared named tuples."""
+        return reads.fetch_rows(queryset) if self.action == "list" else list(queryset)
+
     def list_fields(self) -> tuple[str, ...]:
         """What each list item carries: `?fields=` (400 naming `fields` for an unknown name) or the list's columns."""
         if not hasattr(self, "_list_fields"):
