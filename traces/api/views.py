@@ -14,7 +14,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from traces import exploring, searchindex
+from traces import exploring
 from traces.api.serializers import (
     BulkRequestSerializer,
     BulkResultSerializer,
@@ -114,16 +114,6 @@ class TraceViewSet(
         if self.action == "create":
             return TraceInputSerializer
         return TraceDetailSerializer
-
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        response = super().list(request, *args, **kwargs)
-        if request.query_params.get("q", "").strip():
-            # Bulk captures become searchable a few seconds after they are stored (traces.searchindex).
-            cap = searchindex.SEARCH_BACKLOG_CAP
-            pending = searchindex.backlog(cap)
-            if pending:
-                response["Search-Backlog"] = f"{cap}+" if pending >= cap else str(pending)
-        return response
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         # Read (and size-check) a capture's body before authentication: a session's CSRF check
