@@ -46,7 +46,7 @@ Known = dict[str, tuple[int, dt.datetime, str]]
 
 
 # An IMMUTABLE wrapper (migration 0011): `json_build_array` is only STABLE, which an index
-# expression may not call directly. One `json_to_tsvector` over the three values is ~20 %
+# expression may not call directly. One `json_to_tsvector` over the three values is ~10-20 %
 # cheaper than three `to_tsvector` calls joined with `||`, with the same lexemes.
 DOCUMENT_FUNCTION = "traces_trace_document"
 

@@ -12,6 +12,11 @@ in afterwards by an indexer whose UPDATE wrote every such row a second time
   `json_to_tsvector('english', json_build_array(...))` (the build functions are
   only STABLE, which an index expression may not call); the same lexemes as
   before. A search must call it exactly so (`traces.pgwrite.search_document_sql`).
+  Its declared cost (3000, ~7 ms in planner units; the default 100 claims ~0.25)
+  tells the planner that filtering rows one by one recomputes the document (~0.1-0.4
+  ms a row): a word in 0.4 % of 1M traces then takes the GIN index and a top-N sort
+  (50-130 ms on a busy host) instead of reading 12,500 rows newest first (5 s),
+  while a word in a third of them still reads ~150 rows newest first (20-100 ms).
   Statistics target 1000 on the index column, as the stored column had: the
   planner then knows how rare a rare word is.
 - The column, its trigger, the indexer's queue index, and the storage settings
@@ -43,7 +48,7 @@ import traces.dbfields
 
 DOCUMENT_FUNCTION = (
     "CREATE OR REPLACE FUNCTION traces_trace_document(prompt text, steps json, final_answer text)"
-    " RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE AS"
+    " RETURNS tsvector LANGUAGE sql IMMUTABLE PARALLEL SAFE COST 3000 AS"
     " $$ SELECT json_to_tsvector('english'::regconfig, json_build_array(prompt, steps, final_answer),"
     " '[\"string\"]'::jsonb) $$"
 )
