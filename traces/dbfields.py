@@ -3,7 +3,7 @@
 - `Sha256Field`: a SHA-256 digest, 64 lowercase hex characters in Python (the
   API, exports, forms); 32 bytes of `bytea` on PostgreSQL instead of 65 of
   text, which also halves its unique index (migration 0011).
-- `JSONTextField`: JSON stored as `json` (the text as written) on PostgreSQL
+- `JSONTextField` (steps, meta): JSON stored as `json` (the text as written) on PostgreSQL
   instead of `jsonb` (~10 % larger, binary). For values nobody queries inside:
   it has no containment or key lookups there.
 """

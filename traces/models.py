@@ -286,7 +286,7 @@ class Trace(models.Model):
     prompt = models.TextField()
     steps = JSONTextField()
     final_answer = models.TextField()
-    meta = models.JSONField(default=dict, blank=True)
+    meta = JSONTextField(default=dict, blank=True)
     source = models.CharField(max_length=SOURCE_MAX, blank=True, default="")
     tags = models.JSONField(default=list, blank=True)
     step_count = models.PositiveIntegerField()

@@ -111,7 +111,7 @@ def known_hashes(connection: Any, hashes: Sequence[str]) -> Known:
 
 _INSERT_SQL = (
     f"INSERT INTO {TABLE} ({COLUMN_LIST}) "  # noqa: S608 - constant
-    "SELECT v.trace_version, v.prompt, v.steps::json, v.final_answer, v.meta::jsonb, v.source,"
+    "SELECT v.trace_version, v.prompt, v.steps::json, v.final_answer, v.meta::json, v.source,"
     " v.tags::jsonb, v.step_count, v.char_count, v.content_hash, %b::timestamptz, %b::integer"
     " FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[],"
     " %b::text[], %b::integer[], %b::integer[], %b::bytea[])"

@@ -23,8 +23,9 @@ in afterwards by an indexer whose UPDATE wrote every such row a second time
   it needed (`toast_tuple_target`, autovacuum scale factor) go.
 - `content_hash` is 32 bytes of `bytea` (decoded from the 64 hex characters;
   `traces.dbfields.Sha256Field` shows it as hex), its unique index half the size.
-- `steps` is `json` rather than `jsonb`: ~10 % smaller, and nothing queries
-  inside it (`traces.dbfields.JSONTextField`).
+- `steps` and `meta` are `json` rather than `jsonb`: ~10 % smaller, and nothing
+  queries inside them (`traces.dbfields.JSONTextField`; the derived `source` and
+  `tags` columns serve the filters).
 - The newest-first indexes become ascending (read backwards, as fast): new rows
   then land at the right end of their key range, where PostgreSQL splits a full
   page 90/10, instead of the left end, where it splits 50/50 and leaves the
@@ -65,7 +66,8 @@ FORWARD = [
     'ALTER TABLE "traces_trace" RESET (toast_tuple_target, autovacuum_vacuum_scale_factor)',
     'ALTER TABLE "traces_trace"'
     ' ALTER COLUMN "content_hash" TYPE bytea USING decode("content_hash", \'hex\'),'
-    ' ALTER COLUMN "steps" TYPE json USING "steps"::json',
+    ' ALTER COLUMN "steps" TYPE json USING "steps"::json,'
+    ' ALTER COLUMN "meta" TYPE json USING "meta"::json',
     DOCUMENT_FUNCTION,
     'CREATE INDEX IF NOT EXISTS trace_search_gin ON "traces_trace" USING GIN'
     ' (traces_trace_document("prompt", "steps", "final_answer"))',
@@ -101,7 +103,8 @@ BACKWARD = [
     "DROP FUNCTION IF EXISTS traces_trace_document(text, json, text)",
     'ALTER TABLE "traces_trace"'
     ' ALTER COLUMN "content_hash" TYPE varchar(64) USING encode("content_hash", \'hex\'),'
-    ' ALTER COLUMN "steps" TYPE jsonb USING "steps"::jsonb',
+    ' ALTER COLUMN "steps" TYPE jsonb USING "steps"::jsonb,'
+    ' ALTER COLUMN "meta" TYPE jsonb USING "meta"::jsonb',
     f'ALTER TABLE "traces_trace" ADD COLUMN "search_document" tsvector GENERATED ALWAYS AS ({OLD_DOCUMENT}) STORED',
     'ALTER TABLE "traces_trace" ALTER COLUMN "search_document" DROP EXPRESSION',
     'ALTER TABLE "traces_trace" ALTER COLUMN "search_document" SET STATISTICS 1000',
@@ -149,6 +152,11 @@ class Migration(migrations.Migration):
                     model_name="trace",
                     name="steps",
                     field=traces.dbfields.JSONTextField(),
+                ),
+                migrations.AlterField(
+                    model_name="trace",
+                    name="meta",
+                    field=traces.dbfields.JSONTextField(blank=True, default=dict),
                 ),
                 migrations.RemoveIndex(model_name="trace", name="trace_newest_idx"),
                 migrations.RemoveIndex(model_name="trace", name="trace_source_newest_idx"),
