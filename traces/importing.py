@@ -21,7 +21,7 @@ from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
-from traces import pgwrite
+from traces import pgwrite, searchindex
 from traces.formats import Format, Record, detect_format, read_records
 from traces.models import Trace
 from traces.validation import CleanTrace, TraceInvalid, validate_trace
@@ -50,6 +50,8 @@ class ImportReport:
     bad_lines: list[BadLine] = field(default_factory=list)
     aborted: bool = False
     elapsed: float = 0.0
+    deferred: int = 0  # created without a search document (bulk batches), for the indexer
+    search: searchindex.Indexing = searchindex.Indexing.NONE
 
     def add_bad(self, name: str, line: int, reason: str) -> None:
         self.bad += 1
@@ -99,6 +101,7 @@ class _OrmWriter:
         self.created_by_id = created_by_id
         self.done = 0  # traces of the batches written so far
         self.created = 0
+        self.deferred = 0  # created without a search document (none here: SQLite has no index)
 
     def __enter__(self) -> _OrmWriter:
         return self
@@ -138,7 +141,8 @@ class _PostgresCopyWriter:
         self.created_by_id = created_by_id
         self.done = 0
         self.created = 0
-        self._pending: tuple[ExitStack, list[CleanTrace], int] | None = None
+        self.deferred = 0  # created without a search document, for the indexer
+        self._pending: tuple[ExitStack, list[CleanTrace], int, bool] | None = None
 
     def __enter__(self) -> _PostgresCopyWriter:
         return self
@@ -162,6 +166,8 @@ class _PostgresCopyWriter:
             cur = stack.enter_context(connection.cursor())
             known = pgwrite.known_hashes(connection, [c.content_hash for c in batch])
             rows = [c for c in batch if c.content_hash not in known]
+            # Bulk: indexed after the import (traces.searchindex); the setting ends after the COPY.
+            defer = stack.enter_context(searchindex.bulk_write(len(rows)))
             if rows:
                 raw = cur.cursor
                 copy = stack.enter_context(
@@ -176,26 +182,28 @@ class _PostgresCopyWriter:
         except BaseException:
             stack.__exit__(*sys.exc_info())
             raise
-        self._pending = (stack, batch, len(rows))
+        self._pending = (stack, batch, len(rows), defer)
 
     def finish(self) -> None:
         """Wait for the batch in flight, if any, and commit it."""
         if self._pending is None:
             return
-        stack, batch, count = self._pending
+        stack, batch, count, defer = self._pending
         self._pending = None
         from psycopg.errors import UniqueViolation
 
         try:
             stack.close()
         except (IntegrityError, UniqueViolation):
-            count = self._insert_skipping_stored(batch)
+            count, defer = self._insert_skipping_stored(batch)
         self.done += len(batch)
         self.created += count
+        if defer:
+            self.deferred += count
 
-    def _insert_skipping_stored(self, batch: list[CleanTrace]) -> int:
-        with transaction.atomic():
-            return len(pgwrite.insert_new(connection, batch, timezone.now(), self.created_by_id))
+    def _insert_skipping_stored(self, batch: list[CleanTrace]) -> tuple[int, bool]:
+        with transaction.atomic(), searchindex.bulk_write(len(batch)) as defer:
+            return len(pgwrite.insert_new(connection, batch, timezone.now(), self.created_by_id)), defer
 
 
 def _writer(created_by_id: int | None) -> _OrmWriter | _PostgresCopyWriter:
@@ -312,4 +320,7 @@ def import_traces(
         writer.finish()
         tally(writer)
     report.elapsed = time.perf_counter() - started
+    # Committed: bulk batches were stored without search documents; a worker adds them.
+    report.deferred = writer.deferred
+    report.search = searchindex.after_capture(report.created, report.deferred)
     return report

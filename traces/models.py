@@ -14,9 +14,8 @@ from django.db.models import Exists, Max, OuterRef, Q, StringAgg, Subquery, Valu
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from traces import pgwrite
+from traces import pgwrite, searchindex
 from traces.choices import DatasetKind, DatasetStatus, PairSource, Rating, ScoreCriteria, Split
-from traces.dbfields import JSONTextField, Sha256Field
 from traces.formats import reasoning_text
 from traces.scoring import score_trace
 from traces.validation import NOTE_MAX, SOURCE_MAX, CleanPair, CleanTrace, PairInvalid, validate_pair
@@ -26,11 +25,10 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
 # The PostgreSQL full-text document of a trace (English: prompt, every string in
-# steps, final answer): not stored, only GIN-indexed as this expression
-# (migration 0011), so a search must spell it exactly so to use the index.
-SEARCH_DOCUMENT_SQL = pgwrite.search_document_sql(
-    '"traces_trace"."prompt"', '"traces_trace"."steps"', '"traces_trace"."final_answer"'
-)
+# steps, final answer), GIN-indexed, written by an insert trigger or, for bulk
+# captures, by the search indexer (migrations 0004-0005, traces.searchindex).
+# Not a model field: SQLite has no tsvector.
+SEARCH_DOCUMENT_SQL = '"traces_trace"."search_document"'
 
 
 class TraceQuerySet(models.QuerySet["Trace"]):
@@ -41,7 +39,7 @@ class TraceQuerySet(models.QuerySet["Trace"]):
         """Full-text search over prompt, steps and answer.
 
         PostgreSQL: `websearch_to_tsquery` against the GIN-indexed document
-        expression (stemmed English; quotes and `-word` work). SQLite: every word must
+        (stemmed English; quotes and `-word` work). SQLite: every word must
         appear, case-insensitively, in the prompt, the answer or a string of a
         step (its type or content; as on PostgreSQL, never the JSON keys).
         """
@@ -273,7 +271,11 @@ class TraceManager(models.Manager["Trace"]):
         firsts = list(by_hash.values())  # the first occurrence of each hash, in input order
         now = timezone.now()
         creator_id = creator.pk if creator is not None else None
-        new_ids = pgwrite.insert_new(connection, firsts, now, creator_id)
+        # Small captures are searchable at once; bulk ones are indexed after commit (see traces.searchindex).
+        with searchindex.bulk_write(len(firsts)) as deferred:
+            new_ids = pgwrite.insert_new(connection, firsts, now, creator_id)
+        if deferred:
+            searchindex.after_capture_on_commit(len(new_ids), len(new_ids))
         stored = [c.content_hash for c in firsts if c.content_hash not in new_ids]
         known = pgwrite.known_hashes(connection, stored)
         if len(known) < len(stored):
@@ -305,14 +307,14 @@ class Trace(models.Model):
 
     trace_version = models.CharField(max_length=64)
     prompt = models.TextField()
-    steps = JSONTextField()
+    steps = models.JSONField()
     final_answer = models.TextField()
-    meta = JSONTextField(default=dict, blank=True)
+    meta = models.JSONField(default=dict, blank=True)
     source = models.CharField(max_length=SOURCE_MAX, blank=True, default="")
     tags = models.JSONField(default=list, blank=True)
     step_count = models.PositiveIntegerField()
     char_count = models.PositiveIntegerField()
-    content_hash = Sha256Field(unique=True)
+    content_hash = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -320,7 +322,6 @@ class Trace(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
-        db_index=False,  # most traces have none (every import): a partial index (Meta) serves user deletes
     )
 
     objects = TraceManager()
@@ -328,13 +329,9 @@ class Trace(models.Model):
     class Meta:
         ordering = ("-created_at", "-id")
         indexes = [
-            # Ascending, read backwards for "newest first": new rows land at the right end of
-            # their range, where PostgreSQL splits pages 90/10; a descending index takes them at
-            # the left end and splits 50/50, and stays twice the size (migration 0011).
-            models.Index(fields=["created_at", "id"], name="trace_newest_idx"),
-            models.Index(fields=["source", "created_at", "id"], name="trace_source_newest_idx"),
+            models.Index(fields=["-created_at", "-id"], name="trace_newest_idx"),
+            models.Index(fields=["source", "-created_at", "-id"], name="trace_source_newest_idx"),
             models.Index(fields=["step_count", "id"], name="trace_steps_id_idx"),
-            models.Index(fields=["created_by"], name="trace_created_by_idx", condition=Q(created_by__isnull=False)),
         ]
 
     def __str__(self) -> str:

@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST
 
-from traces import exploring
+from traces import exploring, searchindex
 from traces.filters import TraceFilter
 from traces.forms import CompareForm, TraceFileForm, TracePasteForm
 from traces.importing import import_traces
@@ -62,6 +62,10 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
         rows, next_cursor = keyset_page(filterset.qs, request.GET.get("cursor"), limit, order)
     except InvalidPage as exc:
         page_error = f"{exc.field}: {exc}"
+    searching = bool(request.GET.get("q", "").strip()) and not request.GET.get("cursor")
+    # Bulk captures become searchable a few seconds later (traces.searchindex): say so.
+    cap = searchindex.SEARCH_BACKLOG_CAP
+    backlog = searchindex.backlog(cap) if searching else 0
     context = {
         "filter": filterset,
         "rows": rows,
@@ -71,6 +75,8 @@ def trace_list(request: HtmxHttpRequest) -> TemplateResponse:
         "orders": exploring.ORDERS.values(),
         "order": order,
         "page_error": page_error,
+        "search_backlog": backlog,
+        "search_backlog_label": searchindex.describe_backlog(backlog, cap),
     }
     template = "traces/trace_list.html"
     if not request.htmx or request.htmx.history_restore_request:

@@ -97,6 +97,25 @@ def check_workers() -> dict[str, Any]:
     return _timed(probe)
 
 
+def check_search_index() -> dict[str, Any]:
+    """Traces that bulk captures stored and a worker has not made searchable yet."""
+    from traces import searchindex
+
+    def probe() -> dict[str, Any]:
+        if not searchindex.enabled():
+            return {"status": "ok", "pending": 0, "pending_capped": False, "engine": "substring (SQLite)"}
+        cap = searchindex.HEALTH_BACKLOG_CAP
+        pending = searchindex.backlog(cap)
+        return {
+            "status": "ok" if pending == 0 else "indexing",
+            "pending": pending,
+            "pending_capped": pending >= cap,  # counting stopped there: at least this many
+            "engine": "PostgreSQL full-text",
+        }
+
+    return _timed(probe)
+
+
 def training_versions() -> dict[str, Any]:
     versions: dict[str, str] = {}
     for name in TRAINING_PACKAGES:
@@ -150,15 +169,16 @@ def health_report(database_error: BaseException | None = None) -> dict[str, Any]
     else:
         database = {"status": "down", "error": f"{type(database_error).__name__}: {database_error}"}
     if database["status"] == "ok":
-        workers = check_workers()
+        workers, search_index = check_workers(), check_search_index()
     else:
-        # Read from the database: asking again would only wait out the
-        # connection timeout once more to report the same outage.
-        workers = {"status": "unknown", "error": "The database is unavailable."}
+        # Both are read from the database: asking again would only wait out the
+        # connection timeout twice more to report the same outage.
+        workers = search_index = {"status": "unknown", "error": "The database is unavailable."}
     checks = {
         "database": database,
         "broker": check_broker(),
         "workers": workers,
+        "search_index": search_index,
         "tunix": training_versions(),
         "rediai": check_rediai(),
     }

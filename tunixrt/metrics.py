@@ -1,4 +1,4 @@
-"""Prometheus metrics at `/metrics`: HTTP traffic, jobs, the task queue, workers, training speed.
+"""Prometheus metrics at `/metrics`: HTTP traffic, jobs, the task queue, the search backlog, workers, training speed.
 
 Two kinds of figures:
 
@@ -12,7 +12,7 @@ Two kinds of figures:
   commands do): files left by an earlier server would be summed in too.
   Without the variable the counts live in the process's memory, which is only
   right for a single process (runserver, tests).
-* Everything else (jobs, queue depth, live workers, steps/s of
+* Everything else (jobs, queue depth, search backlog, live workers, steps/s of
   running runs, build info) is read at scrape time with a few cheap queries,
   so it is the same whichever worker answers and costs nothing between
   scrapes. A part that cannot be read (broker down, database down) is left
@@ -209,6 +209,17 @@ def collect_queue() -> Iterator[Metric]:
     yield family
 
 
+def collect_search_backlog() -> Iterator[Metric]:
+    from traces import searchindex
+
+    cap = searchindex.SEARCH_BACKLOG_CAP
+    yield GaugeMetricFamily(
+        "tunixrt_search_backlog",
+        f"Traces not yet in the full-text search index (PostgreSQL; always 0 on SQLite). Counting stops at {cap}.",
+        value=searchindex.backlog(cap),
+    )
+
+
 def collect_workers() -> Iterator[Metric]:
     from tunixrt.models import WorkerHeartbeat
 
@@ -296,6 +307,7 @@ def collect_build_info() -> Iterator[Metric]:
 COLLECTORS: tuple[tuple[str, Callable[[], Iterator[Metric]]], ...] = (
     ("jobs", collect_jobs),
     ("queue", collect_queue),
+    ("search_backlog", collect_search_backlog),
     ("workers", collect_workers),
     ("training", collect_training),
     ("build_info", collect_build_info),

@@ -406,6 +406,8 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {
     "reap-jobs": {"task": "tunixrt.reap_jobs", "schedule": 30.0},
+    # Bulk captures ask for indexing themselves; this catches what a broker outage or a lost worker left.
+    "index-search": {"task": "traces.index_search", "schedule": 30.0},
 }
 # The cache holds the API rate-limit counters and the RediAI probe results. It must be shared by
 # every gunicorn worker (each worker of a local-memory cache would count on its own): the broker's

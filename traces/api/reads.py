@@ -136,8 +136,7 @@ def fetch_rows(queryset: Any) -> list[Any]:
         names = [column.name for column in cur.description or ()]
         Row = _row_class(tuple(names))
         rows = [Row._make(values) for values in cur.fetchall()]
-    # Django has psycopg hand `jsonb` over as text (JSONField decodes it), and the content hash is
-    # bytea (traces.dbfields.Sha256Field): decode those here.
+    # Django has psycopg hand JSON columns over as text (JSONField decodes them): decode them here.
     decode = [name for name in names if name in _JSON_COLUMNS]
     if rows and decode:
         loads = orjson.loads
@@ -145,8 +144,6 @@ def fetch_rows(queryset: Any) -> list[Any]:
             row._replace(**{n: loads(getattr(row, n)) for n in decode if isinstance(getattr(row, n), str | bytes)})
             for row in rows
         ]
-    if rows and "content_hash" in names:
-        rows = [row._replace(content_hash=bytes(row.content_hash).hex()) for row in rows]
     return rows
 
 
@@ -235,8 +232,7 @@ def _detail_sql() -> str:
     review = TraceReview._meta.db_table
     label = TraceLabel._meta.db_table
     user = get_user_model()._meta.db_table
-    # The content hash is 32 bytes of bytea on PostgreSQL (traces.dbfields.Sha256Field): hex, as everywhere.
-    columns = ", ".join("encode(t.content_hash, 'hex')" if c == "content_hash" else f"t.{c}" for c in _DETAIL_COLUMNS)
+    columns = ", ".join(f"t.{c}" for c in _DETAIL_COLUMNS)
     return (
         f"SELECT {columns},"  # noqa: S608 - names from the models' metadata, the id is bound
         f" (SELECT r.rating FROM {review} r WHERE r.trace_id = t.id AND r.rated_at IS NOT NULL"

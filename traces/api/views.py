@@ -15,7 +15,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from traces import exploring
+from traces import exploring, searchindex
 from traces.api import reads
 from traces.api.serializers import (
     BulkRequestSerializer,
@@ -141,7 +141,14 @@ class TraceViewSet(
         page = self.paginate_queryset(queryset)
         assert page is not None  # KeysetPagination always pages
         prefix = request.build_absolute_uri("/api/traces/")
-        return self.get_paginated_response(reads.list_items(page, fields, prefix))
+        response = self.get_paginated_response(reads.list_items(page, fields, prefix))
+        if request.query_params.get("q", "").strip():
+            # Bulk captures become searchable a few seconds after they are stored (traces.searchindex).
+            cap = searchindex.SEARCH_BACKLOG_CAP
+            pending = searchindex.backlog(cap)
+            if pending:
+                response["Search-Backlog"] = f"{cap}+" if pending >= cap else str(pending)
+        return response
 
     @extend_schema(responses={200: TraceDetailSerializer, 404: dict})
     def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:

@@ -508,7 +508,7 @@ def test_every_page_is_local_and_error_free(anon: Watch, context: BrowserContext
     page = anon.page
 
     page.goto(anon.url("/"))
-    expect(page.locator("#health .card.health")).to_have_count(6)
+    expect(page.locator("#health .card.health")).to_have_count(7)
     expect(page.locator("#health")).to_contain_text("Database")
     anon.shot("dashboard")
 

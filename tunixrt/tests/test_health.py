@@ -95,7 +95,9 @@ def test_health_reports_every_part(api, live_worker, settings):
 
     assert response.status_code == 200
     body = response.json()
-    assert set(body["checks"]) == {"database", "broker", "workers", "tunix", "rediai"}
+    assert set(body["checks"]) == {"database", "broker", "workers", "search_index", "tunix", "rediai"}
+    assert body["checks"]["search_index"]["status"] == "ok"
+    assert body["checks"]["search_index"]["pending"] == 0
     assert body["status"] == "ok"
 
 

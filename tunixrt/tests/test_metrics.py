@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client, override_settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,6 +22,7 @@ from runs.tests.eval_support import make_eval_set
 from runs.tests.run_support import build_arithmetic_dataset, make_run
 from traces.choices import DatasetStatus
 from traces.models import Dataset
+from traces.tests.factories import TraceFactory
 from tunixrt import metrics
 from tunixrt.health import training_versions
 from tunixrt.models import WorkerHeartbeat
@@ -265,7 +267,19 @@ def test_a_broker_that_cannot_tell_its_depth_is_left_out(token, settings):
     assert value(samples, "tunixrt_metrics_collector_success", collector="queue") == 1
 
 
-# Workers, training speed, build info
+# Search backlog, workers, training speed, build info
+
+
+def test_the_search_backlog_counts_traces_without_their_search_document(token):
+    traces = [TraceFactory.create() for _ in range(3)]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            cur.execute(
+                'UPDATE "traces_trace" SET search_document = NULL WHERE id IN (%s, %s)', [traces[0].pk, traces[1].pk]
+            )
+
+    expected = 2 if connection.vendor == "postgresql" else 0  # SQLite has no index to wait for
+    assert value(scrape(), "tunixrt_search_backlog") == expected
 
 
 def test_only_workers_with_a_recent_heartbeat_are_live(token, settings):

@@ -77,6 +77,7 @@ def test_training_and_evaluation_tasks_land_in_training_and_the_rest_in_default(
     ]
     default = [
         jobs.send("traces.build_dataset", 5),
+        jobs.send("traces.index_search"),
         celery_app.send_task("tunixrt.reap_jobs").id,
     ]
     built = validate_build_spec({"name": "queued"})
@@ -98,10 +99,11 @@ def test_training_and_evaluation_tasks_land_in_training_and_the_rest_in_default(
     assert sorted(in_default.values()) == [
         "traces.build_dataset",
         "traces.build_dataset",
+        "traces.index_search",
         "tunixrt.reap_jobs",
     ]
     # /metrics reads the depth of both configured queues.
-    assert metrics.queue_depths() == {DEFAULT: 3, TRAINING: 4}
+    assert metrics.queue_depths() == {DEFAULT: 4, TRAINING: 4}
 
 
 @pytest.fixture

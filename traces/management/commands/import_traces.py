@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
+from traces import searchindex
 from traces.importing import import_trace_files
 from traces.management.import_command import ImportFilesCommand
 
@@ -27,4 +28,6 @@ class Command(ImportFilesCommand):
         if len(options["source"]) > 128:
             raise CommandError("--source must be at most 128 characters.")
         report = self.run_import(import_trace_files, options, source=options["source"])
+        if report.search is not searchindex.Indexing.NONE:
+            self.stdout.write(report.search.describe(report.deferred or report.created))
         self.require_something(report)
