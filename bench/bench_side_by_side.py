@@ -292,28 +292,10 @@ def uvicorn(pred_dir: Path, port: int) -> Iterator[int]:
         cwd=pred_dir, env=pred_env(pred_dir), stdout=logf, stderr=logf,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"uvicorn exited ({proc.returncode}); see {common.OUT / 'uvicorn.log'}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/api/health")
-                conn.getresponse().read()
-                conn.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("uvicorn did not start within 60 s") from None
-                time.sleep(0.2)
+        common.wait_serving(proc, port, "/api/health", "uvicorn", 60)
         yield proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        common.stop(proc, 15)
         logf.close()
 
 
@@ -501,12 +483,7 @@ def celery_worker() -> Iterator[int]:
             raise RuntimeError(f"celery worker exited ({proc.returncode}); see {common.OUT / 'celery.log'}")
         yield proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        common.stop(proc, 30)
         logf.close()
 
 

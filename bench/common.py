@@ -164,29 +164,39 @@ def gunicorn(
         stderr=log,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"gunicorn exited ({proc.returncode}); see {OUT / 'gunicorn.log'}")
-            try:
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                conn.request("GET", "/api/traces")  # any answer (401 without a token, 404): it is up
-                conn.getresponse().read()
-                conn.close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("gunicorn did not start within 30 s") from None
-                time.sleep(0.2)
+        wait_serving(proc, port, "/api/traces", "gunicorn", 30)  # any answer (401 without a token): it is up
         yield proc.pid
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)
         log.close()
+
+
+def wait_serving(proc: subprocess.Popen[bytes], port: int, path: str, name: str, seconds: float) -> None:
+    """Wait until `proc` answers any HTTP response on 127.0.0.1:`port`; raise if it exits or takes too long."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited ({proc.returncode}); see its log in {OUT}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            conn.request("GET", path)
+            conn.getresponse().read()
+            conn.close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not start within {seconds:.0f} s") from None
+            time.sleep(0.2)
+
+
+def stop(proc: subprocess.Popen[bytes], seconds: float) -> None:
+    """SIGTERM, then SIGKILL after `seconds`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:

@@ -52,20 +52,7 @@ LIST_DEFAULT = ("id", "url", "created_at", "prompt", "final_answer", "source", "
 # Columns of the trace row (the rest are computed: url, rating, labels).
 _COLUMNS = frozenset(LIST_FIELDS) - {"url", "rating", "labels"}
 _JSON_COLUMNS = frozenset({"tags", "steps", "meta"})
-_DETAIL_COLUMNS = (
-    "id",
-    "created_at",
-    "trace_version",
-    "prompt",
-    "final_answer",
-    "source",
-    "tags",
-    "step_count",
-    "char_count",
-    "content_hash",
-    "steps",
-    "meta",
-)
+_DETAIL_COLUMNS = tuple(f for f in LIST_FIELDS if f in _COLUMNS)  # the row's columns, in the answer's order
 
 
 def datetime_text(value: dt.datetime | str | None, zone: dt.tzinfo | None = None) -> str | None:

@@ -7,6 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field, inline_serializer
 from rest_framework import serializers
 
+from traces.api.reads import LIST_FIELDS
 from traces.choices import Rating, ScoreCriteria
 from traces.labelling import BULK_ACTIONS, COMMENT_MAX, LABEL_MAX, current_rating
 from traces.models import Trace, TraceLabel, TraceReview, TraceScore
@@ -65,20 +66,7 @@ class ScoreRequestSerializer(serializers.Serializer[Any]):
 
 
 # Every column a list item or the detail can carry, in the detail's order.
-TRACE_FIELDS = [
-    "id",
-    "created_at",
-    "trace_version",
-    "prompt",
-    "final_answer",
-    "source",
-    "tags",
-    "step_count",
-    "char_count",
-    "content_hash",
-    "rating",
-    "labels",
-]
+TRACE_FIELDS = [f for f in LIST_FIELDS if f not in ("url", "steps", "meta")]
 
 
 class TraceListSerializer(serializers.ModelSerializer[Trace]):
