@@ -174,7 +174,9 @@ def test_a_killed_grpo_run_resumes_from_its_last_checkpoint_with_the_same_rollou
     assert sorted(after) == list(range(at + 1, 10))
     # The step after the checkpoint samples the same batch with the same seed from the same weights.
     assert after[at + 1] == before[at + 1]
-    assert gs.metrics(resumed, "completion_length_mean")[at + 1] == lengths_before[at + 1]
+    # A step's metrics are several lines; the kill (sent on seeing step 7) can land between them.
+    if at + 1 in lengths_before:
+        assert gs.metrics(resumed, "completion_length_mean")[at + 1] == lengths_before[at + 1]
     assert _done(resumed)["summary"]["steps_done"] == 9
 
 
