@@ -78,7 +78,7 @@ def copy_row(clean: CleanTrace, now: dt.datetime, created_by_id: int | None) -> 
     )
 
 
-def _cursor(connection: Any) -> Any:
+def cursor(connection: Any) -> Any:
     """A psycopg cursor with server-side binding on Django's connection.
 
     Django's cursors bind parameters client-side, escaping array literals with
@@ -98,7 +98,7 @@ def known_hashes(connection: Any, hashes: Sequence[str]) -> Known:
     """The stored traces among `hashes`: hash -> (id, created_at, trace_version)."""
     if not hashes:
         return {}
-    with connection.wrap_database_errors, _cursor(connection) as cur:
+    with connection.wrap_database_errors, cursor(connection) as cur:
         cur.execute(
             f"SELECT content_hash, id, created_at, trace_version FROM {TABLE} "  # noqa: S608 - constant
             "WHERE content_hash = ANY(%b::text[])",
@@ -134,10 +134,10 @@ def search_documents_deferred(connection: Any) -> Iterator[None]:
     or its savepoint, is rolled back with the setting).
     """
     assert connection.in_atomic_block, "search_documents_deferred needs a transaction"
-    with connection.wrap_database_errors, _cursor(connection) as cur:
+    with connection.wrap_database_errors, cursor(connection) as cur:
         cur.execute("SELECT set_config('tunixrt.search_deferred', 'on', true)")
     yield
-    with connection.wrap_database_errors, _cursor(connection) as cur:
+    with connection.wrap_database_errors, cursor(connection) as cur:
         cur.execute("SELECT set_config('tunixrt.search_deferred', 'off', true)")
 
 
@@ -167,7 +167,7 @@ def insert_new(
         [c.char_count for c in cleans],
         [c.content_hash for c in cleans],
     ]
-    with connection.wrap_database_errors, _cursor(connection) as cur:
+    with connection.wrap_database_errors, cursor(connection) as cur:
         cur.execute(_INSERT_SQL, params, binary=True, prepare=True)
         return dict(cur.fetchall())
 
@@ -186,14 +186,14 @@ def index_backlog(connection: Any, limit: int) -> int:
     by side. Returns how many were indexed; 0 means nothing was waiting (or all
     of it is being indexed by someone else).
     """
-    with connection.wrap_database_errors, _cursor(connection) as cur:
+    with connection.wrap_database_errors, cursor(connection) as cur:
         cur.execute(_INDEX_SQL, [limit])
         return int(cur.rowcount)
 
 
 def backlog_size(connection: Any, cap: int | None) -> int:
     """How many traces wait for their full-text document, counting at most `cap` (None: all)."""
-    with connection.wrap_database_errors, _cursor(connection) as cur:
+    with connection.wrap_database_errors, cursor(connection) as cur:
         cur.execute(
             f"SELECT count(*) FROM (SELECT 1 FROM {TABLE} WHERE search_document IS NULL LIMIT %s) AS s",  # noqa: S608
             [cap],

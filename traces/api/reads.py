@@ -27,6 +27,7 @@ from django.db import connection
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from traces import pgwrite
 from traces.models import Trace, TraceLabel, TraceReview, TraceScore
 
 # What a list item can carry (`?fields=`); the detail answer carries all of them and more.
@@ -109,16 +110,13 @@ def fetch_rows(queryset: Any) -> list[Any]:
 
     The ORM still builds the SQL (filters, order, cursor); psycopg then runs it with
     server-side binding, planned once per pooled connection for each shape of query, and
-    the rows skip Django's per-value converters (only `tags` is JSON to decode). On
+    the rows skip Django's per-value converters (JSON columns are decoded here). On
     SQLite the ORM runs it.
     """
     if connection.vendor != "postgresql":
         return list(queryset)
-    import psycopg
-
     sql, params = queryset.query.sql_with_params()
-    connection.ensure_connection()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+    with connection.wrap_database_errors, pgwrite.cursor(connection) as cur:
         cur.execute(sql, params, prepare=True)
         names = [column.name for column in cur.description or ()]
         Row = _row_class(tuple(names))
@@ -237,13 +235,10 @@ def _detail_sql() -> str:
 
 
 def _detail_postgres(pk: int) -> dict[str, Any] | None:
-    import psycopg
     from psycopg.types.json import set_json_loads
 
-    connection.ensure_connection()
-    # psycopg's own cursor: server-side binding and a statement prepared once per pooled connection
-    # (Django's cursor binds client-side and prepares nothing); errors still come out as Django's.
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cur:
+    # psycopg's own cursor (pgwrite.cursor): server-side binding, prepared once per pooled connection.
+    with connection.wrap_database_errors, pgwrite.cursor(connection) as cur:
         set_json_loads(orjson.loads, cur)  # json/jsonb columns: orjson is several times faster than json
         cur.execute(_detail_sql(), [pk], prepare=True)
         row = cur.fetchone()
