@@ -36,10 +36,14 @@ def _fresh_rate_limits() -> None:
     """Every test starts with no request counted, so tests that hammer the API are never throttled by others."""
     from django.core.cache import cache
 
+    from traces.api.reads import forget_first_pages
     from tunixrt import throttling
+    from tunixrt.authentication import forget_tokens
 
     cache.clear()
     throttling.forget_batches()
+    forget_tokens()  # rows of users a rolled-back test created
+    forget_first_pages()
 
 
 def _user_with_role(model: Any, username: str, role: str) -> Any:

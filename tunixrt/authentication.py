@@ -1,9 +1,13 @@
 """API authentication (kept apart from tunixrt.api: DRF imports it while loading its views)."""
 
+from __future__ import annotations
+
 import functools
+import time
 from dataclasses import dataclass
 from typing import Any, cast
 
+from django.conf import settings
 from django.db import connections, router
 from django.db.models import Field, Model, Value
 from django.utils.translation import gettext_lazy as _
@@ -30,6 +34,10 @@ class TokenAuthentication(authentication.TokenAuthentication):
 
     model = ApiToken
 
+    # digest -> (monotonic expiry, the lookup's converted row): see `recent`. Bounded by RECENT_MAX.
+    _recent: dict[str, tuple[float, list[Any]]] = {}
+    RECENT_MAX = 1024
+
     def authenticate(self, request: Request) -> tuple[Any, Any] | None:
         try:
             result = super().authenticate(request)
@@ -44,18 +52,9 @@ class TokenAuthentication(authentication.TokenAuthentication):
         token_model = self.get_model()
         user_model = cast("type[Model]", token_model._meta.get_field("user").related_model)
         db = router.db_for_read(user_model)
-        connection = connections[db]
         query = _token_query(token_model, user_model, db)
         digest = token_digest(key)
-        row = self._fetch(connection, query.sql, digest)
-        if row is None:
-            raise exceptions.AuthenticationFailed(_("Invalid token."))
-        values = list(row)
-        # Convert the values the ORM would (SQLite returns datetimes as text, booleans as ints).
-        for i, field in query.converted:
-            expression = Value(None, output_field=field)
-            for convert in [*connection.ops.get_db_converters(expression), *field.get_db_converters(connection)]:
-                values[i] = convert(values[i], expression, connection)
+        values = self.recent(digest) or self._lookup(connections[db], query, digest)
         user: Any = user_model.from_db(db, query.attnames, values[:-3])
         if not user.is_active:
             raise exceptions.AuthenticationFailed(_("User inactive or deleted."))
@@ -64,6 +63,38 @@ class TokenAuthentication(authentication.TokenAuthentication):
         token._state.adding = False
         token._state.db = db
         return (user, token)
+
+    @classmethod
+    def recent(cls, digest: str) -> list[Any] | None:
+        """The row a lookup of `digest` found less than API_TOKEN_CACHE_SECONDS ago in this process.
+
+        The lookup is a database round trip, on an unfiltered list page or one trace a third
+        of the request. Issuing or deleting a token, deactivating a user and changing anyone's
+        groups forget every remembered row at once in this process (`forget_tokens`, wired to
+        those signals in `tunixrt.apps`); other processes see such a change within the TTL.
+        """
+        hit = cls._recent.get(digest)
+        if hit is None or hit[0] < clock():
+            return None
+        return hit[1]
+
+    @classmethod
+    def _lookup(cls, connection: Any, query: _TokenQuery, digest: str) -> list[Any]:
+        row = cls._fetch(connection, query.sql, digest)
+        if row is None:
+            raise exceptions.AuthenticationFailed(_("Invalid token."))
+        values = list(row)
+        # Convert the values the ORM would (SQLite returns datetimes as text, booleans as ints).
+        for i, field in query.converted:
+            expression = Value(None, output_field=field)
+            for convert in [*connection.ops.get_db_converters(expression), *field.get_db_converters(connection)]:
+                values[i] = convert(values[i], expression, connection)
+        ttl = settings.API_TOKEN_CACHE_SECONDS
+        if ttl > 0:
+            if len(cls._recent) >= cls.RECENT_MAX:
+                cls._recent.clear()
+            cls._recent[digest] = (clock() + ttl, values)
+        return values
 
     @staticmethod
     def _fetch(connection: Any, sql: str, digest: str) -> Any:
@@ -77,6 +108,9 @@ class TokenAuthentication(authentication.TokenAuthentication):
         with connection.cursor() as cur:
             cur.execute(sql, [digest])
             return cur.fetchone()
+
+
+clock = time.monotonic  # the token cache's clock (tests move it on)
 
 
 @dataclass(frozen=True)
@@ -108,3 +142,8 @@ def _token_query(token_model: type[Model], user_model: type[Model], db: str) -> 
         and (connection.ops.get_db_converters(Value(None, output_field=field)) or field.get_db_converters(connection))
     )
     return _TokenQuery(sql, [f.attname for f in fields], converted)
+
+
+def forget_tokens(*args: Any, **kwargs: Any) -> None:
+    """Forget every token lookup this process remembers (a signal receiver: a token, user or role changed)."""
+    TokenAuthentication._recent.clear()

@@ -154,7 +154,11 @@ def keyset_page[M: models.Model](
         qs = after(queryset, order, value, pk)
     else:
         qs = queryset.order_by(*order.order_by)
-    rows = list(fetch(qs[: limit + 1]))
+    return trim_page(list(fetch(qs[: limit + 1])), limit, order)
+
+
+def trim_page(rows: list[Any], limit: int, order: Order) -> tuple[list[Any], str | None]:
+    """Up to `limit + 1` rows read in `order` -> the page's rows and the cursor of the next page (None: last page)."""
     if len(rows) > limit:
         rows = rows[:limit]
         return rows, _cursor_for(rows[-1], order)
@@ -166,16 +170,30 @@ class KeysetPagination(BasePagination):
     names its orders in `keyset_orders`."""
 
     def paginate_queryset(self, queryset: Any, request: Request, view: Any = None) -> list[Any]:
-        orders = getattr(view, "keyset_orders", None) or {NEWEST.key: NEWEST}
+        limit, order = self.limit_and_order(request, view)
+        fetch = getattr(view, "fetch_page", list)
         try:
-            limit = parse_limit(request.query_params.get("limit"))
-            order = parse_order(request.query_params.get("sort"), orders)
-            fetch = getattr(view, "fetch_page", list)
             rows, self.next_cursor = keyset_page(queryset, request.query_params.get("cursor"), limit, order, fetch)
         except InvalidPage as exc:
             raise ValidationError({exc.field: [str(exc)]}) from None
         self.request = request
         return rows
+
+    def paginate_rows(self, rows: list[Any], request: Request, view: Any = None) -> list[Any]:
+        """A first page the view read itself: up to `limit + 1` rows in the requested order."""
+        limit, order = self.limit_and_order(request, view)
+        rows, self.next_cursor = trim_page(rows, limit, order)
+        self.request = request
+        return rows
+
+    @staticmethod
+    def limit_and_order(request: Request, view: Any) -> tuple[int, Order]:
+        """`?limit=` and `?sort=` (from the view's `keyset_orders`), or a 400 naming the parameter."""
+        orders = getattr(view, "keyset_orders", None) or {NEWEST.key: NEWEST}
+        try:
+            return parse_limit(request.query_params.get("limit")), parse_order(request.query_params.get("sort"), orders)
+        except InvalidPage as exc:
+            raise ValidationError({exc.field: [str(exc)]}) from None
 
     def get_next_link(self) -> str | None:
         if self.next_cursor is None:

@@ -150,7 +150,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "tunixrt.middleware.PageLoginRequiredMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "tunixrt.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -460,6 +460,10 @@ if METRICS_TOKEN and not re.fullmatch(r"[!-~]{16,}", METRICS_TOKEN):
 API_THROTTLE_USER = _rate("API_THROTTLE_USER", "60000/min")
 API_THROTTLE_ANON = _rate("API_THROTTLE_ANON", "120/min")
 API_THROTTLE_TOKEN = _rate("API_THROTTLE_TOKEN", "10/hour")
+# How long a process reuses a token's lookup (user, role) instead of asking the database again.
+# A change to the token, the user or their role reaches the process that made it at once and the
+# other web processes within this many seconds; 0 looks every token up on every request.
+API_TOKEN_CACHE_SECONDS = _float("API_TOKEN_CACHE_SECONDS", 5.0, 0.0, 60.0)
 # Reverse proxies in front of the app that append the client's address to X-Forwarded-For. Rate
 # limits and login lockouts count per address: 0 uses the connection's address (the header can be forged).
 NUM_PROXIES = _int("NUM_PROXIES", 0, 0, 10)
@@ -483,6 +487,7 @@ REST_FRAMEWORK = {
         "tunixrt.api.BrowsableAPIPolicyRenderer",
     ],
     "DEFAULT_FILTER_BACKENDS": ["tunixrt.api.FilterBackend"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "tunixrt.api.ContentNegotiation",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "tunixrt.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

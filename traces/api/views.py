@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -107,7 +107,9 @@ class TraceViewSet(
 
     def fetch_page(self, queryset: Any) -> list[Any]:
         """How KeysetPagination reads a page: a list page's rows as prepared named tuples."""
-        return reads.fetch_rows(queryset) if self.action == "list" else list(queryset)
+        if self.action != "list":
+            return list(queryset)
+        return reads.fetch_rows(queryset, remember=getattr(self, "_first_page_key", None))
 
     def list_fields(self) -> tuple[str, ...]:
         """What each list item carries: `?fields=` (400 naming `fields` for an unknown name) or the list's columns."""
@@ -137,8 +139,14 @@ class TraceViewSet(
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         fields = self.list_fields()
-        queryset = self.filter_queryset(self.get_queryset())
-        page = self.paginate_queryset(queryset)
+        self._first_page_key = reads.first_page_key(request.query_params, fields, TraceFilter.base_filters)
+        remembered = reads.remembered_page(self._first_page_key)
+        page: list[Any] | None
+        if remembered is not None:  # an unfiltered first page served before: its SQL as it was compiled
+            paginator = cast(KeysetPagination, self.paginator)
+            page = paginator.paginate_rows(reads.run_rows(*remembered), request, self)
+        else:
+            page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         assert page is not None  # KeysetPagination always pages
         prefix = request.build_absolute_uri("/api/traces/")
         response = self.get_paginated_response(reads.list_items(page, fields, prefix))

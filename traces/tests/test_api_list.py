@@ -355,9 +355,9 @@ def test_the_list_query_does_not_read_payload_columns(api, monkeypatch):
     seen: list[str] = []
     fetch = reads.fetch_rows
 
-    def spy(qs: Any) -> list[Any]:
+    def spy(qs: Any, **kwargs: Any) -> list[Any]:
         seen.append(str(qs.query))
-        return fetch(qs)
+        return fetch(qs, **kwargs)
 
     monkeypatch.setattr(reads, "fetch_rows", spy)
 
@@ -378,3 +378,22 @@ def test_a_filtered_page_runs_a_bounded_number_of_queries(api, django_assert_max
         response = api.get(URL, {**params, "cursor": first["next_cursor"]})
 
     assert len(ids(response)) == 30
+
+
+def test_a_first_page_served_again_reads_the_rows_stored_since(api):
+    """The SQL of an unfiltered first page is kept after its first request; the rows never are."""
+    bulk_traces(3, timezone.now())
+    first = api.get(URL, {"limit": 2}).json()
+    again = api.get(URL, {"limit": 2}).json()
+    assert again == first
+
+    newest = make_trace(prompt="A newer question", created_at=timezone.now() + dt.timedelta(seconds=1))
+    third = api.get(URL, {"limit": 2}).json()
+    assert third["results"][0]["id"] == newest.pk
+    assert third["next_cursor"] is not None
+    # Other shapes of page (another limit, order or field list, a filter) are their own.
+    assert len(api.get(URL, {"limit": 1}).json()["results"]) == 1
+    only_ids = api.get(URL, {"limit": 2, "fields": "id"}).json()["results"]
+    assert only_ids == [{"id": newest.pk}, {"id": first["results"][0]["id"]}]
+    assert [item["id"] for item in api.get(URL, {"limit": 2, "q": "newer"}).json()["results"]] == [newest.pk]
+    assert api.get(URL, {"limit": "0"}).status_code == 400

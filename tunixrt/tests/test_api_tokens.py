@@ -208,3 +208,72 @@ def test_the_role_read_with_the_token_is_the_users_current_role(user, viewer):
     assert _capture(client, 3) == 403
     grant(user, Role.MAINTAINER)
     assert _capture(client, 4) == 201
+
+
+def test_a_token_is_looked_up_once_then_reused_for_the_cache_time(user, settings, monkeypatch):
+    from tunixrt import authentication
+
+    settings.API_TOKEN_CACHE_SECONDS = 5.0
+    lookups = []
+    fetch = authentication.TokenAuthentication._fetch
+
+    def counting(*args):
+        lookups.append(args[-1])
+        return fetch(*args)
+
+    monkeypatch.setattr(authentication.TokenAuthentication, "_fetch", staticmethod(counting))
+    client = api_as(ApiToken.objects.issue(user))
+
+    assert [client.get("/api/traces").status_code for _ in range(3)] == [200, 200, 200]
+    assert len(lookups) == 1
+    # Past the cache time the token is looked up again.
+    now = authentication.clock()
+    monkeypatch.setattr(authentication, "clock", lambda: now + 6)
+    assert client.get("/api/traces").status_code == 200
+    assert len(lookups) == 2
+
+
+def test_changes_made_here_apply_to_the_next_request_despite_the_cache(user, settings):
+    settings.API_TOKEN_CACHE_SECONDS = 60.0
+    old = ApiToken.objects.issue(user)
+    assert api_as(old).get("/api/traces").status_code == 200
+    new = ApiToken.objects.issue(user)  # revokes the old one
+    assert api_as(old).get("/api/traces").status_code == 403
+    assert api_as(new).get("/api/traces").status_code == 200
+
+    assert _capture(api_as(new), 10) == 201
+    grant(user, Role.VIEWER)
+    assert _capture(api_as(new), 11) == 403
+    grant(user, Role.MEMBER)
+
+    user.is_active = False
+    user.save(update_fields=["is_active"])
+    assert api_as(new).get("/api/traces").status_code == 403
+    user.is_active = True
+    user.save(update_fields=["is_active"])
+    assert api_as(new).get("/api/traces").status_code == 200
+
+    ApiToken.objects.filter(user=user).delete()
+    assert api_as(new).get("/api/traces").status_code == 403
+
+
+def test_a_change_made_elsewhere_applies_within_the_cache_time(user, settings, monkeypatch):
+    """Another process's change (here: a write no signal reports) reaches this one when the row expires."""
+    from tunixrt import authentication
+
+    settings.API_TOKEN_CACHE_SECONDS = 5.0
+    key = ApiToken.objects.issue(user)
+    assert api_as(key).get("/api/traces").status_code == 200
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+
+    now = authentication.clock()
+    monkeypatch.setattr(authentication, "clock", lambda: now + 5.5)
+    assert api_as(key).get("/api/traces").status_code == 403
+
+
+def test_with_no_cache_time_every_request_looks_the_token_up(user, settings):
+    settings.API_TOKEN_CACHE_SECONDS = 0
+    key = ApiToken.objects.issue(user)
+    assert api_as(key).get("/api/traces").status_code == 200
+    type(user).objects.filter(pk=user.pk).update(is_active=False)
+    assert api_as(key).get("/api/traces").status_code == 403

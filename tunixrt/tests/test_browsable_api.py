@@ -89,3 +89,20 @@ def test_the_browsable_api_logs_out_with_a_plain_form(user):
     assert token, "a logout form"
     assert client.post("/accounts/logout/", {"csrfmiddlewaretoken": token.group(1)}).status_code == 302
     assert client.get("/api/traces", headers=HTML).status_code == 403
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json", " application/json "])
+def test_api_clients_get_compact_json_whatever_plain_accept_they_send(api, accept):
+    make_trace(prompt="Plain?")
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    response = api.get("/api/traces", **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert "\n" not in response.content.decode()
+
+
+def test_other_accept_headers_and_the_format_parameter_are_negotiated(api, page):
+    assert api.get("/api/traces", HTTP_ACCEPT="application/xml").status_code == 406
+    assert page.get("/api/traces", {"format": "api"})["Content-Type"].startswith("text/html")
+    assert page.get("/api/traces", {"format": "json"})["Content-Type"] == "application/json"
+    assert page.get("/api/traces", headers={"Accept": "text/html,*/*;q=0.8"})["Content-Type"].startswith("text/html")
