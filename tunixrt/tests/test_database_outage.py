@@ -15,6 +15,7 @@ import pytest
 from django.db import close_old_connections, connection
 from django.test import override_settings
 
+from traces.tests.factories import trace_document
 from tunixrt.tests.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -80,7 +81,10 @@ def test_every_request_succeeds_after_all_pooled_connections_die(proxy, token_cl
 
 
 @postgresql_only
-def test_while_postgresql_is_down_the_api_answers_json_503_and_recovers_by_itself(proxy, token_client, session_client):
+def test_while_postgresql_is_down_the_api_answers_json_503_and_recovers_by_itself(
+    proxy, token_client, session_client, settings
+):
+    settings.API_TOKEN_CACHE_SECONDS = 60  # the token looked up below stays known through the outage
     assert served(token_client.get, "/api/traces").status_code == 200
     proxy.refuse()
 
@@ -90,8 +94,12 @@ def test_while_postgresql_is_down_the_api_answers_json_503_and_recovers_by_itsel
         assert response["Content-Type"] == "application/json"
         assert response.json() == {"detail": DOWN}
         assert response["Retry-After"] == "5"
-    posted = served(token_client.post, "/api/traces", data={"prompt": "p"}, format="json")
+    posted = served(token_client.post, "/api/traces", data=trace_document(1), format="json")
     assert (posted.status_code, posted.json()) == (503, {"detail": DOWN})
+    # A capture wrong in itself is refused for its fields: saying so needs no database.
+    invalid = served(token_client.post, "/api/traces", data={"prompt": "p"}, format="json")
+    assert invalid.status_code == 400
+    assert "steps" in invalid.json()
 
     proxy.resume()
 
