@@ -182,8 +182,11 @@ class FilterBackend(DjangoFilterBackend):  # type: ignore[misc]
 
     def filter_queryset(self, request: Request, queryset: Any, view: Any) -> Any:
         filterset_class = self.get_filterset_class(view, queryset)
-        if filterset_class is not None and not any(
-            name in request.query_params for name in filterset_class.base_filters
-        ):
+        if filterset_class is not None and not names_a_filter(request.query_params, filterset_class):
             return queryset
         return super().filter_queryset(request, queryset, view)
+
+
+def names_a_filter(query_params: Any, filterset_class: Any) -> bool:
+    """Whether the query string names any filter of `filterset_class` (with none, it filters nothing)."""
+    return any(name in query_params for name in filterset_class.base_filters)

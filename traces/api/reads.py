@@ -131,19 +131,22 @@ def run_rows(sql: str, params: Sequence[Any]) -> list[Any]:
         names = tuple(column.name for column in cur.description or ())
         fetched = cur.fetchall()
     make = _row_class(names)._make
-    # Django has psycopg hand JSON columns over as text (JSONField decodes them): decode them here.
     decode = [i for i, name in enumerate(names) if name in _JSON_COLUMNS]
     if not decode:
         return [make(values) for values in fetched]
-    loads = orjson.loads
     rows = []
     for values in fetched:
         items = list(values)
         for i in decode:
-            if isinstance(items[i], str | bytes):
-                items[i] = loads(items[i])
+            items[i] = _json(items[i])
         rows.append(make(items))
     return rows
+
+
+def _json(value: Any) -> Any:
+    """A JSON column or aggregate as PostgreSQL sent it: Django has psycopg hand those over as text
+    (JSONField decodes them), so text is decoded here with orjson; anything else is as it came."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 # The SQL (with its constant parameters) of the unfiltered first pages served so far, by
@@ -153,11 +156,10 @@ _FIRST_PAGES: dict[tuple[Any, ...], tuple[str, tuple[Any, ...]]] = {}
 FIRST_PAGES_MAX = 256
 
 
-def first_page_key(query_params: Any, fields: tuple[str, ...], filter_names: Iterable[str]) -> tuple[Any, ...] | None:
-    """What decides the SQL of a first page that names no filter (None for any other page, or on SQLite)."""
+def first_page_key(query_params: Any, fields: tuple[str, ...]) -> tuple[Any, ...] | None:
+    """What decides the SQL of a first page (None for a later page, or on SQLite); the caller has
+    checked that the request names no filter."""
     if connection.vendor != "postgresql" or "cursor" in query_params:
-        return None
-    if any(name in query_params for name in filter_names):
         return None
     return (connection.alias, fields, query_params.get("limit"), query_params.get("sort"))
 
@@ -286,14 +288,11 @@ def _detail_postgres(pk: int) -> dict[str, Any] | None:
         row = cur.fetchone()
     if row is None:
         return None
-    # Django has psycopg hand json/jsonb over as text; orjson decodes it (several times faster than json).
-    loads = orjson.loads
-    values = dict(zip(_DETAIL_COLUMNS, row, strict=False))
-    for name in _JSON_COLUMNS:
-        if isinstance(values[name], str):
-            values[name] = loads(values[name])
     n = len(_DETAIL_COLUMNS)
-    scores, reviews, labels = (loads(v) if isinstance(v, str) else (v or []) for v in row[n + 1 :])
+    values = dict(zip(_DETAIL_COLUMNS, row[:n], strict=True))
+    for name in _JSON_COLUMNS:
+        values[name] = _json(values[name])
+    scores, reviews, labels = (_json(v) or [] for v in row[n + 1 :])
     return _detail_document(values, row[n], scores, reviews, labels)
 
 

@@ -50,7 +50,7 @@ from traces.labelling import (
 )
 from traces.models import IngestResult, Trace, TraceInUse
 from traces.validation import CleanTrace, TraceInvalid, validate_trace
-from tunixrt.api import PayloadTooLarge
+from tunixrt.api import PayloadTooLarge, names_a_filter
 from tunixrt.pagination import KeysetPagination
 from tunixrt.roles import Action
 
@@ -139,7 +139,8 @@ class TraceViewSet(
     )
     def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         fields = self.list_fields()
-        self._first_page_key = reads.first_page_key(request.query_params, fields, TraceFilter.base_filters)
+        filtered = names_a_filter(request.query_params, TraceFilter)
+        self._first_page_key = None if filtered else reads.first_page_key(request.query_params, fields)
         remembered = reads.remembered_page(self._first_page_key)
         page: list[Any] | None
         if remembered is not None:  # an unfiltered first page served before: its SQL as it was compiled
