@@ -4,11 +4,12 @@
     .venv/bin/python -m bench.bench_api --only batch --batches 60
     .venv/bin/python -m bench.bench_api --only single --singles 5000
 
-Starts `gunicorn tunixrt.wsgi -w 1 -b 127.0.0.1:8765` (one sync worker,
-DEBUG=false) against the `tunixrt_bench` database, creates a `bench` user with
-a DRF token, and drives it from this process with http.client (stdlib; the
-sync worker closes the connection after every response, so http.client
-reconnects for each request, as a real client of a sync worker would).
+Starts granian serving `tunixrt.wsgi:application` on 127.0.0.1:8765 as bin/serve
+runs it, with one worker process of `--threads` blocking threads (4 by default,
+as deployed; DEBUG=false), against the `tunixrt_bench` database, creates a
+`bench` user with a DRF token, and drives it from this process with
+http.client (stdlib) over one connection, which granian keeps alive between
+requests.
 
 * batch: `--batches` requests of 1,000 new traces each (bodies generated
   before timing, ~0.9 MB each), sent back to back; throughput is traces stored
@@ -59,26 +60,26 @@ class Client:
         return resp.status, data
 
 
-def worker_memory(master_pid: int) -> dict[str, float]:
-    """VmRSS and VmHWM (peak) of the one gunicorn worker, in MB."""
-    pids = common.worker_pids(master_pid)
+def worker_memory(main_pid: int) -> dict[str, float]:
+    """VmRSS and VmHWM (peak) of the web server's one worker process, in MB."""
+    pids = common.worker_pids(main_pid)
     assert len(pids) == 1, pids
     return common.proc_memory_mb(pids[0])
 
 
-def bench_batch(client: Client, batches: int, start: int, master_pid: int) -> dict[str, Any]:
+def bench_batch(client: Client, batches: int, start: int, main_pid: int) -> dict[str, Any]:
     gen = Generator(seed=start)
     warmup = 3
     bodies = [
         orjson.dumps({"traces": [gen.trace(start + b * BATCH_SIZE + i) for i in range(BATCH_SIZE)]})
         for b in range(batches + warmup)
     ]
-    memory = {"after_boot": worker_memory(master_pid)}
+    memory = {"after_boot": worker_memory(main_pid)}
     for n, body in enumerate(bodies[:warmup]):
         status, data = client.post("/api/traces/batch", body)
         assert status == 201, (status, data[:500])
         if n == 0:
-            memory["after_first_batch"] = worker_memory(master_pid)
+            memory["after_first_batch"] = worker_memory(main_pid)
     latencies = []
     started = time.perf_counter()
     for body in bodies[warmup:]:
@@ -90,7 +91,7 @@ def bench_batch(client: Client, batches: int, start: int, master_pid: int) -> di
         assert result["created"] == BATCH_SIZE, result["created"]
         assert len(result["ids"]) == BATCH_SIZE
     wall = time.perf_counter() - started
-    memory["after_all"] = worker_memory(master_pid)
+    memory["after_all"] = worker_memory(main_pid)
     return {
         "requests": batches,
         "traces": batches * BATCH_SIZE,
@@ -143,9 +144,9 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=5000, help="timed single POSTs")
     parser.add_argument("--reset", action="store_true", help="re-create the database empty first")
     parser.add_argument("--port", type=int, default=common.BENCH_PORT)
-    parser.add_argument("--threads", type=int, default=1,
-                        help="gunicorn threads in its one worker process: 1 = a sync worker (a new connection "
-                             "per request), >1 = the gthread worker `make run` and the Dockerfile use (keep-alive)")
+    parser.add_argument("--threads", type=int, default=4,
+                        help="threads in the web server's one worker process (granian's --blocking-threads; "
+                             "4, as `make run` and the Dockerfile use)")
     parser.add_argument("--wait-quiet", type=float, default=0, help="wait up to N s for a quiet machine")
     args = parser.parse_args()
     if not 1 <= args.batches <= 500 or not 1 <= args.singles <= 100_000:
@@ -157,14 +158,14 @@ def main() -> None:
     base = 50_000_000 + int(time.time()) % 100_000 * 1000 * 1000
     results: dict[str, Any] = {
         "stored_rows_before": common.trace_count(),
-        "gunicorn_threads": args.threads,
+        "threads": args.threads,
         "loadavg_before": common.wait_quiet(args.wait_quiet),
     }
-    with common.gunicorn(workers=1, port=args.port, extra=["--threads", str(args.threads)]) as master_pid:
+    with common.web_server(workers=1, port=args.port, threads=args.threads) as main_pid:
         client = Client(args.port, token)
         if args.only in (None, "batch"):
             common.log(f"batch: {args.batches} x {BATCH_SIZE} traces")
-            results["batch"] = bench_batch(client, args.batches, base, master_pid)
+            results["batch"] = bench_batch(client, args.batches, base, main_pid)
             common.log(json.dumps(results["batch"]))
         if args.only in (None, "single"):
             common.log(f"single: {args.singles} POSTs")

@@ -1,7 +1,7 @@
 """Leaderboard latency with 10,000 runs and 1,000,000 predictions (PostgreSQL), and evaluation throughput.
 
     .venv/bin/python bench/bench_leaderboard.py setup      # database tunixrt_bench_eval, synthetic rows
-    .venv/bin/python bench/bench_leaderboard.py query      # GET /api/leaderboard through gunicorn, p95
+    .venv/bin/python bench/bench_leaderboard.py query      # GET /api/leaderboard through granian, p95
     .venv/bin/python bench/bench_leaderboard.py throughput # items/s of a real evaluation, tiny preset
 
 The synthetic rows are written with COPY (10,000 runs on one dataset, each with
@@ -120,7 +120,7 @@ def setup() -> dict[str, Any]:
 def query(samples: int) -> dict[str, Any]:
     from bench import common
 
-    common.app_env = lambda **extra: {**ENV, **extra}  # gunicorn on the eval bench database
+    common.app_env = lambda **extra: {**ENV, **extra}  # the web server on the eval bench database
     django_setup()
     from django.contrib.auth import get_user_model
 
@@ -129,7 +129,7 @@ def query(samples: int) -> dict[str, Any]:
     user, _ = get_user_model().objects.get_or_create(username="bench")
     token = ApiToken.objects.issue(user)
     results = {}
-    with common.gunicorn(workers=1):
+    with common.web_server(workers=1):
         conn = http.client.HTTPConnection("127.0.0.1", BENCH_PORT, timeout=30)
         headers = {"Authorization": f"Token {token}"}
         for label, path in (

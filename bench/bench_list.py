@@ -1,4 +1,4 @@
-"""Benchmark `GET /api/traces` over 1,000,000 stored traces, end to end through gunicorn.
+"""Benchmark `GET /api/traces` over 1,000,000 stored traces, end to end through the web server (granian).
 
     .venv/bin/python -m bench.bench_list --setup     # (re)load 1M traces, then measure
     .venv/bin/python -m bench.bench_list             # measure what tunixrt_bench holds
@@ -11,8 +11,10 @@ does after a bulk import), then runs VACUUM ANALYZE (autovacuum is off on this
 server, and a fresh bulk load has no statistics until then).
 
 Measured, each after 5 warm-up requests, `--requests` sequential GETs from this
-process with http.client against `gunicorn tunixrt.wsgi -w 1` (DEBUG=false,
-token auth), latency taken around request + full response read:
+process with http.client (one kept-alive connection) against granian serving
+`tunixrt.wsgi:application` with one worker process of 4 threads, as bin/serve
+runs it (DEBUG=false, token auth), latency taken around request + full response
+read:
 
 * first page: `/api/traces`
 * deep page: `/api/traces?cursor=C`, C = encode_cursor() of the row at depth
@@ -187,7 +189,7 @@ def main() -> None:
     session = common.bench_session()
     load = common.wait_quiet(args.wait_quiet)
     results: dict[str, Any] = {"stored_rows": count, "loadavg_before": load, "cases": {}}
-    with common.gunicorn(workers=1, port=args.port):
+    with common.web_server(workers=1, port=args.port):
         client = Client(args.port, token)
         for name, (path, target) in list(cases.items()):
             result = measure(client, path, args.requests)

@@ -7,12 +7,13 @@
 
 The systems, each one process on 127.0.0.1 (ports --port .. --port+2):
 
-* ours: `gunicorn tunixrt.wsgi -w 1` (DEBUG=false, token auth), database `side_ours`;
+* ours: granian serving `tunixrt.wsgi:application` as bin/serve runs it, with one worker
+  process of 4 threads (DEBUG=false, token auth, Redis as the cache), database `side_ours`;
 * the predecessor (the FastAPI backend of github.com/m-cahill/tunix-rt, a prepared
   checkout with its own `.venv`, see docs/benchmarks.md): `uvicorn
-  tunix_rt_backend.app:app --workers 1` (access log off, as gunicorn's is), database
+  tunix_rt_backend.app:app --workers 1` (access log off, as granian's is here), database
   `side_pred`; without `--predecessor` its columns read "not installed";
-* the floor (bench/floor): the same gunicorn -w 1 serving a Django app with no
+* the floor (bench/floor): the same granian, one worker of 4 threads, serving a Django app with no
   middleware and no auth whose views run one SQL query each (PostgreSQL builds the
   JSON) against ours' database: what the framework, auth and serializers cost.
 
@@ -31,7 +32,7 @@ Measured (interleaved A, B, A, B... wherever two systems are compared):
   every side; ours and the floor by integer id, the predecessor by its uuid) and of
   the first list page of 50 (`/api/traces?limit=50`; the floor's `/traces`), after
   5 warm-ups; p50/p95 ms and response bytes. One http.client connection per
-  system: gunicorn's sync worker closes it after each response, uvicorn keeps it.
+  system, kept alive between requests (granian and uvicorn both keep it).
 * ingest: 100 batches of 1,000 new traces (the same traces on both sides) through
   `POST /api/traces/batch` (ours `{"traces": [...]}`, the predecessor a bare JSON
   array), batches alternating between the systems; the rate is traces / the sum of
@@ -45,7 +46,7 @@ Measured (interleaved A, B, A, B... wherever two systems are compared):
   trace: ours traces_trace (heap, TOAST, every index; search documents included)
   plus the per-trace tables that hold rows, the predecessor's `traces`; and ours
   per column (sum(pg_column_size)) and per index (pg_relation_size).
-* memory: peak RSS (VmHWM in /proc/<pid>/status) of ours' one gunicorn worker and
+* memory: peak RSS (VmHWM in /proc/<pid>/status) of ours' one granian worker and
   of the predecessor's uvicorn process, each started fresh, after 10 batches of
   1,000 traces.
 * import: `manage.py import_traces` of a 100,000-trace file (wall time of the
@@ -299,9 +300,10 @@ def uvicorn(pred_dir: Path, port: int) -> Iterator[int]:
         logf.close()
 
 
-# Ours as deployed (bin/serve, the Dockerfile, docker-compose): gthread workers, which keep
-# connections alive, and Redis as the cache (the API's rate-limit counters live there).
-OURS_THREADS = ("--threads", "4")
+# Ours as deployed (bin/serve, the Dockerfile, docker-compose): granian workers of 4 blocking
+# threads, which keep connections alive, and Redis as the cache (the API's rate-limit counters
+# live there).
+OURS_THREADS = 4
 
 
 def ours_env(**extra: str) -> dict[str, str]:
@@ -315,15 +317,15 @@ def floor_env() -> dict[str, str]:
     return env
 
 
-def worker_pid(master: int) -> int:
-    """The one worker process of a gunicorn master."""
+def worker_pid(main: int) -> int:
+    """The one worker process of a granian main process (its child)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        children = Path(f"/proc/{main}/task/{main}/children").read_text().split()
         if children:
             return int(children[0])
         time.sleep(0.1)
-    raise RuntimeError(f"gunicorn {master} has no worker")
+    raise RuntimeError(f"granian {main} has no worker")
 
 
 def vm_hwm_mb(pid: int) -> float:
@@ -492,7 +494,7 @@ def searchable(port: int, token: str, count: int) -> dict[str, Any]:
     bodies = [ours_body(t) for t in batches(SEARCHABLE_START, count, marker)]
     total = count * BATCH
     env = ours_env(CELERY_BROKER_URL=f"redis://127.0.0.1:6379/{REDIS_DB}")
-    with celery_worker(), common.gunicorn(workers=1, port=port, env=env, extra=OURS_THREADS):
+    with celery_worker(), common.web_server(workers=1, port=port, threads=OURS_THREADS, env=env):
         client = Client(port, token)
         started = time.perf_counter()
         for body in bodies:
@@ -602,8 +604,8 @@ def disk(pred: bool) -> dict[str, Any]:
 def memory(port: int, token: str, pred_dir: Path | None, pred_port: int) -> dict[str, Any]:
     bodies_traces = batches(MEMORY_START, MEMORY_BATCHES)
     result: dict[str, Any] = {"batches": MEMORY_BATCHES, "batch": BATCH}
-    with common.gunicorn(workers=1, port=port, env=ours_env(), extra=OURS_THREADS) as master:
-        pid = worker_pid(master)
+    with common.web_server(workers=1, port=port, threads=OURS_THREADS, env=ours_env()) as main:
+        pid = worker_pid(main)
         client = Client(port, token)
         client.request("GET", "/api/traces?limit=50")
         before = vm_hwm_mb(pid)
@@ -813,7 +815,7 @@ def main() -> None:
             common.log("disk: measured on a reused load; a fresh load gives the figure to quote")
     if "reads" in steps or "ingest" in steps:
         with contextlib.ExitStack() as stack:
-            stack.enter_context(common.gunicorn(workers=1, port=port, env=ours_env(), extra=OURS_THREADS))
+            stack.enter_context(common.web_server(workers=1, port=port, threads=OURS_THREADS, env=ours_env()))
             systems = [System("ours", Client(port, token), lambda k: f"/api/traces/{k}", "/api/traces?limit=50",
                               ours_body)]
             if pred_dir is not None:
@@ -821,8 +823,8 @@ def main() -> None:
                 systems.append(System("predecessor", Client(pred_port), lambda n: f"/api/traces/{pred_id(n)}",
                                       "/api/traces?limit=50", pred_body))
             if "reads" in steps:
-                stack.enter_context(common.gunicorn(workers=1, port=floor_port, app="bench.floor.wsgi",
-                                                    env=floor_env(), extra=OURS_THREADS))
+                stack.enter_context(common.web_server(workers=1, port=floor_port, threads=OURS_THREADS,
+                                                      app="bench.floor.wsgi", env=floor_env()))
                 floor = System("floor", Client(floor_port), lambda k: f"/trace/{k}", "/traces", ours_body)
                 results["reads"] = reads([*systems, floor], args.traces, args.requests)
             if "ingest" in steps:

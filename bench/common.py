@@ -3,8 +3,9 @@
 Everything runs against a dedicated PostgreSQL database, `tunixrt_bench`
 (the 1M-trace data set of bench_list; bench_api adds to it) or, for
 bench_import, which needs an empty database for every run,
-`tunixrt_bench_import`; and a gunicorn on 127.0.0.1:8765 by default. No other
-database is touched (`BENCH_DB` must start with `tunixrt_bench`).
+`tunixrt_bench_import`; and a granian web server (as bin/serve runs it) on
+127.0.0.1:8765 by default. No other database is touched (`BENCH_DB` must start
+with `tunixrt_bench`, or `side_` for bench_side_by_side).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench" / "out"
 PY = str(ROOT / ".venv" / "bin" / "python")
-GUNICORN = str(ROOT / ".venv" / "bin" / "gunicorn")
+GRANIAN = str(ROOT / ".venv" / "bin" / "granian")
 PG_HOST = "127.0.0.1"
 PG_PORT = 5432
 PG_USER = "postgres"
@@ -136,16 +137,21 @@ def vacuum_analyze() -> None:
 
 
 @contextlib.contextmanager
-def gunicorn(
+def web_server(
     workers: int = 1,
     port: int = BENCH_PORT,
-    extra: Sequence[str] = (),
+    threads: int = 4,
     app: str = "tunixrt.wsgi",
     env: dict[str, str] | None = None,
+    extra: Sequence[str] = (),
 ) -> Iterator[int]:
-    """gunicorn serving `app` with `workers` sync workers on 127.0.0.1:`port`; yields the master pid.
+    """granian serving `app` on 127.0.0.1:`port` as bin/serve runs it; yields the main process's pid.
 
-    `env` replaces app_env() (e.g. app_env(CELERY_BROKER_URL=...) or another app's settings).
+    `workers` worker processes (the main process's children) of `threads` blocking threads
+    each (granian's --blocking-threads; 4, as deployed), HTTP/1 with keep-alive, no access
+    log. `app` is a module with an `application` (or `module:callable`). `env` replaces
+    app_env() (e.g. app_env(CELERY_BROKER_URL=...) or another app's settings); `extra` is
+    appended to granian's command line.
     """
     OUT.mkdir(parents=True, exist_ok=True)
     try:  # a server left over from an interrupted bench would answer instead of this one
@@ -154,17 +160,19 @@ def gunicorn(
         pass
     else:
         raise RuntimeError(f"something already listens on 127.0.0.1:{port} (a leftover bench server?)")
-    log = open(OUT / "gunicorn.log", "ab")  # noqa: SIM115 - closed below
+    target = app if ":" in app else f"{app}:application"
+    log = open(OUT / "web.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [GUNICORN, app, "-w", str(workers), "-b", f"127.0.0.1:{port}",
-         "--timeout", "120", *extra],
+        [GRANIAN, "--interface", "wsgi", target, "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(workers), "--blocking-threads", str(threads), "--http", "1", "--no-ws",
+         "--respawn-failed-workers", "--workers-kill-timeout", "5", "--log-level", "warning", *extra],
         cwd=ROOT,
         env=env if env is not None else app_env(),
         stdout=log,
         stderr=log,
     )
     try:
-        wait_serving(proc, port, "/api/traces", "gunicorn", 30)  # any answer (401 without a token): it is up
+        wait_serving(proc, port, "/api/traces", "granian", 30)  # any answer (403 without a token): it is up
         yield proc.pid
     finally:
         stop(proc, 15)
@@ -223,10 +231,10 @@ def children_peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
 
-def worker_pids(master_pid: int) -> list[int]:
-    """The pids of gunicorn's worker processes (the master's children)."""
+def worker_pids(main_pid: int) -> list[int]:
+    """The pids of the web server's worker processes (the children of granian's main process)."""
     try:
-        children = Path(f"/proc/{master_pid}/task/{master_pid}/children").read_text().split()
+        children = Path(f"/proc/{main_pid}/task/{main_pid}/children").read_text().split()
     except OSError:
         return []
     return [int(pid) for pid in children]

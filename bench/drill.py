@@ -864,7 +864,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="allowed to restart the PostgreSQL on 5432 / Redis on 6379 (others' tests use them)")
     p.add_argument("--beat", choices=["embedded", "separate"], default="separate",
                    help="beat inside the worker (`worker --beat`) or its own process (as bin/serve and compose)")
-    p.add_argument("--port", type=int, default=8766, help="gunicorn port on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8766, help="web server (granian) port on 127.0.0.1")
     p.add_argument("--writers", type=int, default=8)
     p.add_argument("--batch", type=int, default=25, help="traces per batch request")
     p.add_argument("--pg-before", type=float, default=8, help="seconds of writes before the restart")
@@ -877,7 +877,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--job-limit", type=float, default=200, help="seconds a job may take to end after a fault")
     p.add_argument("--max-minutes", type=float, default=12, help="no wait starts after this (a hard cap)")
     p.add_argument("--server-env", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra environment for gunicorn, worker and beat (repeatable)")
+                   help="extra environment for the web server, worker and beat (repeatable)")
     p.add_argument("--strict", action="store_true", help="exit 1 if any scenario's verdict is not ok")
     args = p.parse_args(argv)
     args.only = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -913,7 +913,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         log(f"setup: database {stack.db_url.rsplit('/', 1)[-1]} (migrate, 550 traces, dataset, eval set)")
         stack.setup(args.pg_url)
-        log("setup: starting gunicorn and the worker")
+        log("setup: starting the web server and the worker")
         stack.start()
         for name in args.only:
             if drill.left(1) <= 0:

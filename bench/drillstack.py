@@ -1,8 +1,8 @@
 """The production-like stack the fault drill (bench/drill.py) runs against, and the tools it needs.
 
 A dedicated database (`tunixrt_bench_drill`) on the PostgreSQL server of
-`--pg-url`, the Redis of `--redis-url`, gunicorn (2 workers × 4 threads, as
-bin/serve) on 127.0.0.1, a Celery worker and beat (embedded with `--beat`, as
+`--pg-url`, the Redis of `--redis-url`, the granian web server (2 workers × 4
+threads, with bin/serve's flags) on 127.0.0.1, a Celery worker and beat (embedded with `--beat`, as
 bin/serve does, or a separate process), all with DEBUG=false. Every process
 started here is tracked by pid and stopped by pid; nothing else is touched.
 """
@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from bench.common import GUNICORN, OUT, PY, ROOT, app_env, log
+from bench.common import GRANIAN, OUT, PY, ROOT, app_env, log
 
 DB_NAME = "tunixrt_bench_drill"
 CELERY = str(ROOT / ".venv" / "bin" / "celery")
@@ -209,7 +209,7 @@ class Proc:
 
 
 class Stack:
-    """gunicorn + Celery worker (+ beat) on the drill database and Redis."""
+    """The web server (granian) + Celery worker (+ beat) on the drill database and Redis."""
 
     def __init__(self, pg_url: str, redis_url: str, port: int, beat: str, server_env: dict[str, str]) -> None:
         self.port = port
@@ -246,8 +246,9 @@ class Stack:
         self.worker = Proc("worker", worker, self.env)
         self.web = Proc(
             "web",
-            [GUNICORN, "tunixrt.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
-             "--timeout", "120", "--error-logfile", "-"],
+            [GRANIAN, "--interface", "wsgi", "tunixrt.wsgi:application", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", "2", "--blocking-threads", "4", "--http", "1", "--no-ws", "--respawn-failed-workers",
+             "--workers-kill-timeout", "5", "--access-log"],
             {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(VAR / "prometheus")},
         )
         self.token = ""
@@ -301,7 +302,7 @@ class Stack:
             if status == 200:
                 break
             if not self.web.running() or time.monotonic() > deadline:
-                raise RuntimeError(f"gunicorn did not come up; see {LOGS / 'web.log'}")
+                raise RuntimeError(f"the web server (granian) did not come up; see {LOGS / 'web.log'}")
             time.sleep(0.3)
 
     def start_worker(self, wait_s: float = 90) -> float:

@@ -4,7 +4,7 @@ Two kinds of figures:
 
 * HTTP requests and their latency are counted by `RequestMetricsMiddleware` as
   they happen, labelled by the resolved view name (never the raw path, so the
-  number of series stays bounded). Each gunicorn worker counts its own; with
+  number of series stays bounded). Each web worker process counts its own; with
   `PROMETHEUS_MULTIPROC_DIR` set (bin/serve and the Docker image set it),
   prometheus_client keeps every process's counts in memory-mapped files in
   that folder and a scrape, whichever worker answers it, sums them all. The

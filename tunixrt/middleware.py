@@ -54,8 +54,8 @@ class ErrorResponseMiddleware:
       Host header, an exception outside the DRF view, DEBUG's technical pages) are
       replaced by `{"detail": ...}` with the same status. DRF's responses are left
       alone (they are negotiated: JSON, or the browsable API for a browser).
-    * A URL longer than URL_MAX_LENGTH is a 414 (gunicorn's own request-line limit is
-      lifted in bin/serve and the Dockerfile, as it answers in plain text).
+    * A URL longer than URL_MAX_LENGTH is a 414 (the web server answers one itself, with no
+      body, only past 65,534 characters, URL_MAX_LENGTH's highest value).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponseBase]) -> None:

@@ -160,9 +160,9 @@ MIDDLEWARE = [
 ]
 
 ROOT_URLCONF = "tunixrt.urls"
-# Longer URLs (path and query string) answer 414, as JSON under /api/. gunicorn's own
-# request-line limit is lifted (bin/serve, Dockerfile) because it answers in plain text.
-URL_MAX_LENGTH = _int("URL_MAX_LENGTH", 8192, 1024, 1024 * 1024)
+# Longer URLs (path and query string) answer 414, as JSON under /api/. The web server (granian)
+# answers 414 itself, with no body, past 65,534 characters: the most this can usefully be.
+URL_MAX_LENGTH = _int("URL_MAX_LENGTH", 8192, 1024, 65_534)
 WSGI_APPLICATION = "tunixrt.wsgi.application"
 ASGI_APPLICATION = "tunixrt.asgi.application"
 
@@ -410,7 +410,7 @@ CELERY_BEAT_SCHEDULE = {
     "index-search": {"task": "traces.index_search", "schedule": 30.0},
 }
 # The cache holds the API rate-limit counters and the RediAI probe results. It must be shared by
-# every gunicorn worker (each worker of a local-memory cache would count on its own): the broker's
+# every web worker (each worker of a local-memory cache would count on its own): the broker's
 # Redis when there is one, else files under var/ (one host, like SQLite and the filesystem broker).
 # CACHE_URL overrides: redis://…, rediss://…, filecache:///absolute/path, or locmem:// (one process).
 _cache_url = os.environ.get("CACHE_URL", "").strip()

@@ -3,7 +3,7 @@
 No apps, no middleware, no authentication, no ORM: one view runs one SQL query
 that makes PostgreSQL build the JSON, and hands the text back. It reads the
 same `traces_trace` table as tunix-rt (`FLOOR_DATABASE_URL`), through the same
-driver (psycopg 3) and connection pool, served by the same gunicorn. Whatever
+driver (psycopg 3) and connection pool, served by the same granian. Whatever
 tunix-rt spends above this is what its framework, auth and serializers cost.
 """
 

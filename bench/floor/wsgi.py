@@ -1,4 +1,4 @@
-"""WSGI entry point of the floor app (`gunicorn bench.floor.wsgi`)."""
+"""WSGI entry point of the floor app (`granian --interface wsgi bench.floor.wsgi:application`)."""
 
 from __future__ import annotations
 

@@ -355,7 +355,7 @@ def test_a_failing_part_is_left_out_and_flagged(token, monkeypatch):
     assert value(samples, "tunixrt_metrics_collector_success", collector="workers") == 1
 
 
-# Several processes (gunicorn workers)
+# Several processes (web workers)
 
 
 def _child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
@@ -366,7 +366,7 @@ def _child_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 def test_with_a_multiprocess_folder_a_scrape_sums_every_process(token, tmp_path, monkeypatch):
     folder = tmp_path / "prometheus"  # created by the module itself when missing
-    # Each child serves two requests through the whole middleware stack, as a gunicorn worker would.
+    # Each child serves two requests through the whole middleware stack, as a web worker would.
     script = (
         "import django; django.setup()\n"
         "from django.test import Client\n"

@@ -111,3 +111,44 @@ def test_a_killed_worker_is_started_again_and_the_web_keeps_answering(serve):
     # it along nor started a second one.
     assert worker_of(process.pid, "default") == [other]
     assert children(process.pid, "celery -A tunixrt beat") == [beat]
+
+
+def web_workers(pid: int) -> list[int]:
+    (server,) = children(pid, "granian --interface wsgi tunixrt.wsgi:application")
+    return children(server, "granian")
+
+
+def test_a_killed_web_worker_is_started_again(serve):
+    process, port = serve
+    (worker,) = web_workers(process.pid)
+
+    os.kill(worker, signal.SIGKILL)
+
+    wait_for(lambda: web_workers(process.pid) not in ([], [worker]), 20, "a new web worker")
+    wait_for(lambda: login_page(port) == 200, 30, "the login page from the new worker")
+    assert process.poll() is None
+
+
+def login_page(port: int) -> int:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
+            return int(response.status)
+    except OSError:
+        return 0
+
+
+def test_an_over_long_url_is_answered_414_by_django_as_json_and_by_the_server_past_its_limit(serve):
+    _, port = serve
+    for length, body in ((10_000, b'{"detail": "The URL is longer than 8,192 characters."}'), (70_000, b"")):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            head = f"GET /api/traces?q={'a' * length} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            sock.sendall(head.encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        status, _, content = answer.partition(b"\r\n\r\n")
+        assert status.startswith(b"HTTP/1.1 414"), status[:100]
+        if body:  # Django's answer (sent chunked)
+            assert body in content, content[:200]
+        else:  # granian's own, empty
+            assert b"detail" not in content, content[:200]

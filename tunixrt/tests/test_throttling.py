@@ -239,7 +239,7 @@ print(json.dumps(settings.CACHES["default"]))
     ids=["embedded", "redis-broker", "cache-url"],
 )
 def test_every_web_worker_shares_one_cache(tmp_path, broker, cache_url, backend, location):
-    """Never the per-process local memory, where each gunicorn worker would count on its own."""
+    """Never the per-process local memory, where each web worker would count on its own."""
     env = {
         **{k: v for k, v in os.environ.items() if k not in {"CACHE_URL", "CELERY_BROKER_URL"}},
         "DJANGO_SETTINGS_MODULE": "tunixrt.settings",
