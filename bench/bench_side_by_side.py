@@ -851,6 +851,8 @@ def main() -> None:
         runs = earlier.pop("runs", [{k: earlier.get(k) for k in RUN_KEYS}])
         earlier.update({step: results[step] for step in steps if step in results})
         earlier["runs"] = [*runs, {k: results.get(k) for k in RUN_KEYS}]
+        # The printed load averages are this run's (each run's stay under "runs").
+        earlier.update({k: results[k] for k in ("loadavg_before", "loadavg_after", "finished")})
         results = earlier
     (common.OUT / name).write_text(json.dumps(results, indent=2))
     table(results)

@@ -66,8 +66,10 @@ def datetime_text(value: dt.datetime | str | None, zone: dt.tzinfo | None = None
         return None
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value)
-    if timezone.is_aware(value):
-        value = value.astimezone(zone or timezone.get_current_timezone())
+    if value.tzinfo is not None and value.utcoffset() is not None:  # aware
+        zone = zone or timezone.get_current_timezone()
+        if value.tzinfo is not zone:  # psycopg hands PostgreSQL's timestamps over in UTC (`output_zone`)
+            value = value.astimezone(zone)
     text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
@@ -99,9 +101,16 @@ def list_values(fields: Iterable[str]) -> list[str]:
     return names
 
 
+def output_zone() -> dt.tzinfo:
+    """The current time zone, as `datetime.UTC` when it is UTC: the object PostgreSQL's timestamps
+    arrive in, so that `datetime_text` writes them without converting each (~1 µs a value)."""
+    zone = timezone.get_current_timezone()
+    return dt.UTC if timezone.get_current_timezone_name() == "UTC" else zone
+
+
 def list_items(rows: Iterable[Any], fields: Sequence[str], detail_prefix: str) -> list[dict[str, Any]]:
     """The items of a list page, with `fields` only, from rows of `list_values` (named tuples)."""
-    zone = timezone.get_current_timezone()
+    zone = output_zone()
     return [list_item(row, fields, detail_prefix, zone) for row in rows]
 
 
