@@ -68,7 +68,7 @@ def require_body_within(request: Request, limit: int, what: str) -> None:
 def created_payload(result: IngestResult) -> dict[str, Any]:
     return {
         "id": result.id,
-        "created_at": result.created_at,
+        "created_at": reads.datetime_text(result.created_at),  # as every read writes it (DRF's format)
         "trace_version": result.trace_version,
     }
 

@@ -14,6 +14,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from runs.models import Evaluation
+from traces.api.reads import datetime_text
 from traces.api.views import require_body_within
 from traces.choices import PairSource
 from traces.filters import PairFilter
@@ -194,7 +195,7 @@ class PreferencePairViewSet(
         serializer.is_valid(raise_exception=True)
         result = PreferencePair.objects.ingest([serializer.validated_data], PairSource.API, request.user)[0]
         return Response(
-            {"id": result.id, "created_at": result.created_at},
+            {"id": result.id, "created_at": datetime_text(result.created_at)},  # as the pair's reads write it
             status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK,
         )
 

@@ -313,3 +313,12 @@ def test_a_trace_that_differs_in_any_field_is_a_new_trace(api, change):
     assert second.status_code == 201
     assert second.json()["id"] != first.json()["id"]
     assert Trace.objects.count() == 2
+
+
+def test_the_capture_answer_writes_created_at_as_the_reads_do(api):
+    created = api.post(URL, trace_document(7), format="json").json()
+    again = api.post(URL, trace_document(7), format="json").json()  # the stored trace
+    detail = api.get(f"{URL}/{created['id']}").json()
+    listed = api.get(URL, {"fields": "id,created_at"}).json()["results"][0]
+    assert created["created_at"] == again["created_at"] == detail["created_at"] == listed["created_at"]
+    assert created["created_at"].endswith("Z")

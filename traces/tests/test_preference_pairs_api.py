@@ -240,3 +240,9 @@ def test_a_pair_a_dataset_holds_cannot_be_deleted(api, user):
     assert "prefs@v1" in response.json()["detail"]
     assert PreferencePair.objects.filter(pk=pair.pk).exists()
     assert api.get(f"{URL}/{pair.pk}").json()["datasets"] == ["prefs@v1"]
+
+
+def test_the_capture_answer_writes_created_at_as_the_pair_reads_do(api):
+    created = api.post(URL, pair_document(3), format="json").json()
+    assert created["created_at"] == api.get(f"{URL}/{created['id']}").json()["created_at"]
+    assert created["created_at"].endswith("Z")
