@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 from django.contrib.auth import get_user_model
 from django.db import connection
+from django.urls import get_script_prefix, reverse
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
@@ -72,6 +73,17 @@ def datetime_text(value: dt.datetime | str | None, zone: dt.tzinfo | None = None
             value = value.astimezone(zone)
     text = value.isoformat()
     return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
+def detail_path_prefix() -> str:
+    """The path of a trace's `GET /api/traces/{id}` before the id, under the app's script prefix
+    (a deployment mounted below `/`); `reverse` once per prefix, not per request."""
+    return _detail_path_prefix(get_script_prefix())
+
+
+@cache
+def _detail_path_prefix(script_prefix: str) -> str:
+    return reverse("api-trace-detail", args=[0])[:-1]
 
 
 def parse_fields(raw: str | None) -> tuple[str, ...]:

@@ -149,7 +149,7 @@ class TraceViewSet(
         else:
             page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         assert page is not None  # KeysetPagination always pages
-        prefix = request.build_absolute_uri("/api/traces/")
+        prefix = request.build_absolute_uri(reads.detail_path_prefix())
         response = self.get_paginated_response(reads.list_items(page, fields, prefix))
         if request.query_params.get("q", "").strip():
             # Bulk captures become searchable a few seconds after they are stored (traces.searchindex).

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.urls import clear_script_prefix, set_script_prefix
 from django.utils import timezone
 from rest_framework import serializers
 
@@ -135,3 +136,17 @@ def test_the_documented_list_item_is_the_default_one():
     from traces.api.serializers import TraceListSerializer
 
     assert tuple(TraceListSerializer.Meta.fields) == LIST_DEFAULT
+
+
+def test_list_items_link_below_the_script_prefix_the_app_is_mounted_at(api):
+    trace = make_trace()
+
+    set_script_prefix("/tunix/")  # what Django's WSGI handler does for SCRIPT_NAME (the test client does not)
+    try:
+        item = api.get(URL, SCRIPT_NAME="/tunix").json()["results"][0]
+    finally:
+        clear_script_prefix()
+    plain = api.get(URL).json()["results"][0]
+
+    assert item["url"] == f"http://testserver/tunix/api/traces/{trace.pk}"
+    assert plain["url"] == f"http://testserver/api/traces/{trace.pk}"
