@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import time
 import urllib.request
@@ -38,6 +40,10 @@ def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = free_port()
+    # As `make run` leaves it after `migrate`: the file exists in WAL mode before the processes start
+    # (on a new file they would all switch it to WAL at once, and SQLite refuses all but one).
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
+        db.execute("PRAGMA journal_mode=WAL")
     env = {
         **os.environ,
         "DEBUG": "true",
