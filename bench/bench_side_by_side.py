@@ -321,9 +321,8 @@ def worker_pid(main: int) -> int:
     """The one worker process of a granian main process (its child)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        children = Path(f"/proc/{main}/task/{main}/children").read_text().split()
-        if children:
-            return int(children[0])
+        if children := common.worker_pids(main):
+            return children[0]
         time.sleep(0.1)
     raise RuntimeError(f"granian {main} has no worker")
 

@@ -136,6 +136,16 @@ def vacuum_analyze() -> None:
     psql("VACUUM ANALYZE traces_trace", db=BENCH_DB)
 
 
+def web_command(port: int, workers: int = 1, threads: int = 4, app: str = "tunixrt.wsgi") -> list[str]:
+    """granian serving `app` on 127.0.0.1:`port` with bin/serve's flags: `workers` processes of
+    `threads` blocking threads, HTTP/1 with keep-alive, a dead worker started again. `app` is a
+    module with an `application` (or `module:callable`)."""
+    target = app if ":" in app else f"{app}:application"
+    return [GRANIAN, "--interface", "wsgi", target, "--host", "127.0.0.1", "--port", str(port),
+            "--workers", str(workers), "--blocking-threads", str(threads), "--http", "1", "--no-ws",
+            "--respawn-failed-workers", "--workers-kill-timeout", "5"]
+
+
 @contextlib.contextmanager
 def web_server(
     workers: int = 1,
@@ -145,13 +155,11 @@ def web_server(
     env: dict[str, str] | None = None,
     extra: Sequence[str] = (),
 ) -> Iterator[int]:
-    """granian serving `app` on 127.0.0.1:`port` as bin/serve runs it; yields the main process's pid.
+    """`web_command` running, without an access log; yields the main process's pid (the
+    workers are its children).
 
-    `workers` worker processes (the main process's children) of `threads` blocking threads
-    each (granian's --blocking-threads; 4, as deployed), HTTP/1 with keep-alive, no access
-    log. `app` is a module with an `application` (or `module:callable`). `env` replaces
-    app_env() (e.g. app_env(CELERY_BROKER_URL=...) or another app's settings); `extra` is
-    appended to granian's command line.
+    `env` replaces app_env() (e.g. app_env(CELERY_BROKER_URL=...) or another app's settings);
+    `extra` is appended to granian's command line.
     """
     OUT.mkdir(parents=True, exist_ok=True)
     try:  # a server left over from an interrupted bench would answer instead of this one
@@ -160,12 +168,9 @@ def web_server(
         pass
     else:
         raise RuntimeError(f"something already listens on 127.0.0.1:{port} (a leftover bench server?)")
-    target = app if ":" in app else f"{app}:application"
     log = open(OUT / "web.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [GRANIAN, "--interface", "wsgi", target, "--host", "127.0.0.1", "--port", str(port),
-         "--workers", str(workers), "--blocking-threads", str(threads), "--http", "1", "--no-ws",
-         "--respawn-failed-workers", "--workers-kill-timeout", "5", "--log-level", "warning", *extra],
+        [*web_command(port, workers, threads, app), "--log-level", "warning", *extra],
         cwd=ROOT,
         env=env if env is not None else app_env(),
         stdout=log,

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
-from bench.common import GRANIAN, OUT, PY, ROOT, app_env, log
+from bench.common import OUT, PY, ROOT, app_env, log, web_command
 
 DB_NAME = "tunixrt_bench_drill"
 CELERY = str(ROOT / ".venv" / "bin" / "celery")
@@ -246,9 +246,7 @@ class Stack:
         self.worker = Proc("worker", worker, self.env)
         self.web = Proc(
             "web",
-            [GRANIAN, "--interface", "wsgi", "tunixrt.wsgi:application", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", "2", "--blocking-threads", "4", "--http", "1", "--no-ws", "--respawn-failed-workers",
-             "--workers-kill-timeout", "5", "--access-log"],
+            [*web_command(port, workers=2), "--access-log"],
             {**self.env, "PROMETHEUS_MULTIPROC_DIR": str(VAR / "prometheus")},
         )
         self.token = ""
