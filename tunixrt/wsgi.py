@@ -40,14 +40,12 @@ def request_environ(environ: dict[str, Any], process: dict[str, str]) -> dict[st
     return environ
 
 
-_process_environ: dict[str, str] | None = None
+# The environment as the server copies it: after this module and the settings loaded.
+_PROCESS_ENVIRON = dict(os.environ)
 
 
 def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    global _process_environ
-    if _process_environ is None:  # as the server copied it: after this module and the settings loaded
-        _process_environ = dict(os.environ)
-    return _django(request_environ(environ, _process_environ), start_response)
+    return _django(request_environ(environ, _PROCESS_ENVIRON), start_response)
 
 
 # Everything loaded so far (Django, DRF, the apps: ~200k objects) lives as long as

@@ -72,8 +72,8 @@ def test_django_sees_no_process_variable_in_request_meta(monkeypatch):
         return [b""]
 
     monkeypatch.setattr(wsgi, "_django", django)
-    monkeypatch.setattr(wsgi, "_process_environ", None)
-    monkeypatch.setenv("TUNIXRT_SECRET_FOR_TEST", "s3cret")
+    monkeypatch.setenv("TUNIXRT_SECRET_FOR_TEST", "s3cret")  # in the environment the server copied
+    monkeypatch.setattr(wsgi, "_PROCESS_ENVIRON", dict(os.environ))
     wsgi.application(dict(os.environ) | request(), lambda status, headers: None)
     assert "TUNIXRT_SECRET_FOR_TEST" not in seen
     assert seen["PATH_INFO"] == "/api/health" and seen["HTTP_HOST"] == "127.0.0.1:8000"
