@@ -82,7 +82,7 @@ def detail_path_prefix() -> str:
 
 
 @cache
-def _detail_path_prefix(script_prefix: str) -> str:
+def _detail_path_prefix(script_prefix: str) -> str:  # script_prefix: the cache key (reverse reads it itself)
     return reverse("api-trace-detail", args=[0])[:-1]
 
 
