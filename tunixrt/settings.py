@@ -248,6 +248,13 @@ else:
 _db.setdefault("TEST", {})
 if os.environ.get("TEST_DATABASE_NAME"):
     _db["TEST"]["NAME"] = os.environ["TEST_DATABASE_NAME"]
+elif _db["ENGINE"] == "django.db.backends.sqlite3" and _db["NAME"] != ":memory:":
+    # Tests run on a file beside the app's, as the app runs (WAL, a connection per thread),
+    # not on Django's default in-memory database: that one connection is shared with the live
+    # server's request threads, and a page poll served while the test (or another poll) used it
+    # failed with "bad parameter or other API misuse" or "database table is locked".
+    _name = Path(_db["NAME"])
+    _db["TEST"]["NAME"] = str(_name.with_name(f"test_{_name.name}"))
 DATABASES = {"default": _db}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import http.client
+import threading
+import time
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from django.conf import settings
+from django.test import Client
 from django.utils import timezone
 
 from runs.choices import RunStatus
+from runs.execution import RunRecorder
 from runs.models import RunMetric
 from runs.templatetags.runs_format import duration, percent
 from runs.tests.run_support import build_arithmetic_dataset, make_run
@@ -63,6 +70,43 @@ def test_the_run_page_and_the_runs_list_show_progress_while_running(page: Any) -
     listing = page.get("/runs/").content.decode()
     row = listing[listing.index(f'id="run-{run.pk}"') :]
     assert "<progress" in row[: row.index("</tr>")] and "ETA 30 s" in row[: row.index("</tr>")]
+
+
+def test_the_run_pages_polls_answer_through_a_real_server_while_the_run_writes(live_server: Any, user: Any) -> None:
+    """Three polls at once (two charts, one status) while the recorder writes, as a watched run does."""
+    run = running_run(done=5, total=10_000)
+    client = Client()
+    client.force_login(user)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+    answers: list[int] = []
+    until = time.monotonic() + 3
+
+    def poll(fragment: str) -> None:
+        server = urlsplit(live_server.url)
+        while time.monotonic() < until:
+            connection = http.client.HTTPConnection(server.hostname or "", server.port, timeout=20)
+            try:
+                connection.request("GET", f"/runs/{run.pk}/?fragment={fragment}",
+                                   headers={"Cookie": cookie, "HX-Request": "true"})
+                answers.append(connection.getresponse().status)
+            finally:
+                connection.close()
+
+    pollers = [threading.Thread(target=poll, args=(f,)) for f in ("chart", "status", "chart")]
+    for poller in pollers:
+        poller.start()
+    recorder, step = RunRecorder(run), 5
+    while time.monotonic() < until:
+        step += 1
+        recorder.metric("train_loss", step, 1 / step)
+        recorder.log(f"step {step}")
+        recorder.flush()
+    for poller in pollers:
+        poller.join()
+
+    assert len(answers) > 10 and step > 20
+    assert set(answers) == {200}, sorted(answers)
+    assert RunMetric.objects.filter(run=run, name="train_loss").count() == step - 5
 
 
 def test_durations_and_percentages_read_like_people_write_them() -> None:
