@@ -32,8 +32,8 @@ pytestmark = [
     pytest.mark.skipif(
         connection.vendor == "sqlite",
         reason=(
-            "the evaluation needs a Celery worker thread writing next to the live server, which SQLite's "
-            "in-memory test database cannot take; this runs on the PostgreSQL + Redis pass"
+            "real training and evaluation through a Celery worker thread; it runs once, on the "
+            "PostgreSQL + Redis pass"
         ),
     ),
 ]

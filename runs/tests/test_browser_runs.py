@@ -31,8 +31,7 @@ pytestmark = [
     pytest.mark.skipif(
         connection.vendor == "sqlite",
         reason=(
-            "the run needs a Celery worker thread writing next to the live server, which SQLite's "
-            "in-memory test database cannot take; this runs on the PostgreSQL + Redis pass"
+            "real training through a Celery worker thread; it runs once, on the PostgreSQL + Redis pass"
         ),
     ),
 ]

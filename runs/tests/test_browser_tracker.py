@@ -14,7 +14,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from runs.choices import RunStatus
@@ -52,11 +51,6 @@ def test_an_empty_dashboard_leads_with_the_first_step(browser: Watch) -> None:
     expect(page.get_by_role("heading", name="Upload traces")).to_be_visible()
 
 
-@pytest.mark.skipif(
-    connection.vendor == "sqlite",
-    reason="rows written beside a polling live server: SQLite's shared in-memory test database cannot take "
-    "it; this runs on the PostgreSQL + Redis pass",
-)
 def test_a_running_run_shows_its_progress_on_its_page_and_in_the_list(browser: Watch, user: Any) -> None:
     dataset = build_arithmetic_dataset("progress", count=8)
     run = make_run(dataset, created_by=user, max_steps=40)

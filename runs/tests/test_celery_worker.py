@@ -20,8 +20,8 @@ pytestmark = [
     pytest.mark.skipif(
         connection.vendor == "sqlite",
         reason=(
-            "the in-process worker thread and the test share SQLite's in-memory test database, whose "
-            "table locks fail concurrent writers at once; this runs on the PostgreSQL + Redis pass"
+            "real training through an in-process worker (a run and a cancelled run); it runs once, "
+            "on the PostgreSQL + Redis pass"
         ),
     ),
 ]

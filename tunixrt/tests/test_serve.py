@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -14,6 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connection
+
+from runs.tests.conftest import JAX_CACHE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,14 +41,8 @@ def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None
         time.sleep(0.1)
 
 
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    port = free_port()
-    # As `make run` leaves it after `migrate`: the file exists in WAL mode before the processes start
-    # (on a new file they would all switch it to WAL at once, and SQLite refuses all but one).
-    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
-        db.execute("PRAGMA journal_mode=WAL")
-    env = {
+def serve_env(tmp_path: Path, port: int) -> dict[str, str]:
+    return {
         **os.environ,
         "DEBUG": "true",
         "SECRET_KEY": "x",
@@ -52,11 +50,30 @@ def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
         "CELERY_BROKER_URL": "filesystem://",
         "TUNIXRT_VAR_DIR": str(tmp_path / "var"),
+        "JAX_CACHE_DIR": str(JAX_CACHE),
         "VENV": str(ROOT / ".venv"),
         "PORT": str(port),
         "WEB_WORKERS": "1",
         "CELERY_WORKER_CONCURRENCY": "2",
     }
+
+
+@contextlib.contextmanager
+def serving(
+    tmp_path: Path, prepare: str = "", **variables: str
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`bin/serve` on a SQLite file in tmp_path, after `prepare` (Python run by `manage.py shell`)."""
+    port = free_port()
+    # As `make run` leaves it after `migrate`: the file exists in WAL mode before the processes start
+    # (on a new file they would all switch it to WAL at once, and SQLite refuses all but one).
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
+        db.execute("PRAGMA journal_mode=WAL")
+    env = {**serve_env(tmp_path, port), **variables}
+    if prepare:
+        subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "manage.py", "shell", "-c", prepare],
+            cwd=ROOT, env=env, check=True, capture_output=True, timeout=120,
+        )
     process = subprocess.Popen(
         [str(ROOT / "bin" / "serve")],
         env=env,
@@ -73,12 +90,19 @@ def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
                 break
         yield process, port
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    with serving(tmp_path) as served:
+        yield served
 
 
 def worker_of(pid: int, queue: str) -> list[int]:
@@ -158,3 +182,72 @@ def test_an_over_long_url_is_answered_414_by_django_as_json_and_by_the_server_pa
             assert body in content, content[:200]
         else:  # granian's own, empty
             assert b"detail" not in content, content[:200]
+
+
+# Queued before bin/serve starts: a run long enough to be training when the test stops everything.
+LONG_RUN = """
+from django.core.management import call_command
+call_command("migrate", verbosity=0)
+from runs.launching import launch_run
+from runs.tests.run_support import LONG, build_arithmetic_dataset
+from runs.validation import validate_launch
+dataset = build_arithmetic_dataset()
+launch_run(validate_launch({"dataset": dataset.key, **LONG, "checkpoint_every_steps": 5}))
+"""
+
+
+def steps_recorded(tmp_path: Path) -> int:
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3", timeout=20)) as db:
+        (count,) = db.execute("SELECT count(*) FROM runs_runmetric WHERE name = 'train_loss'").fetchone()
+    return int(count)
+
+
+def training_child(tmp_path: Path) -> int:
+    """The pid of the training child, from the run's log ("training child started (pid N)")."""
+    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3", timeout=20)) as db:
+        rows = db.execute("SELECT text FROM runs_runlog WHERE text LIKE '%child started (pid %'").fetchall()
+    assert rows, "no training child was started"
+    return int(rows[-1][0].rsplit("pid ", 1)[1].rstrip(")"))
+
+
+def gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state == "Z"  # exited, not yet reaped by whoever adopted it
+
+
+@pytest.mark.skipif(
+    connection.vendor == "sqlite",
+    reason="a real training run under bin/serve (its own SQLite file); it runs once, on the PostgreSQL + Redis pass",
+)
+def test_a_first_stop_lets_a_run_go_on_and_a_second_stops_everything_at_once(tmp_path):
+    """As a supervisor stops it (TERM to bin/serve only, not to its process group): twice."""
+    with serving(tmp_path, prepare=LONG_RUN) as (process, _):
+        wait_for(lambda: steps_recorded(tmp_path) >= 3, 180, "three training steps")
+        child = training_child(tmp_path)
+
+        os.kill(process.pid, signal.SIGTERM)
+        time.sleep(3)
+        before = steps_recorded(tmp_path)
+        wait_for(lambda: steps_recorded(tmp_path) > before, 30, "the run training on after the first stop")
+        assert process.poll() is None and not gone(child)
+
+        os.kill(process.pid, signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        wait_for(lambda: gone(child), 10, "the training child to exit")
+        assert subprocess.run(["pgrep", "-s", str(process.pid)], capture_output=True).stdout == b""
+        assert process.stdout is not None
+        assert "A run or evaluation in progress finishes first" in process.stdout.read()
+    stopped_at = steps_recorded(tmp_path)
+
+    # Started again, the run goes on from its last checkpoint once the reaper finds it without a
+    # heartbeat (RUN_STALE_SECONDS, 60 s by default).
+    with serving(tmp_path, RUN_STALE_SECONDS="5"):
+        wait_for(lambda: steps_recorded(tmp_path) > stopped_at, 180, "the run training again")
+        with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3", timeout=20)) as db:
+            log = "\n".join(text for (text,) in db.execute("SELECT text FROM runs_runlog ORDER BY seq"))
+        assert "Resuming from the last checkpoint (attempt 2 of" in log, log[-3000:]
+        starts = [int(step) for step in re.findall(r"training from step (\d+) to", log)]
+        assert starts[0] == 0 and starts[-1] >= 5, log[-3000:]  # from a checkpoint (every 5 steps)

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.db import connection
 from django.utils import timezone
 
 from runs.training import devices
@@ -153,10 +152,6 @@ def test_a_stale_training_worker_is_not_shown(page):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(
-    connection.vendor == "sqlite",
-    reason="the heartbeat thread writes while the test reads: SQLite's in-memory test database locks; runs on PG",
-)
 def test_a_training_worker_starts_at_once_and_stores_its_probed_devices(settings):
     settings.WORKER_HEARTBEAT_SECONDS = 30  # only the probe's early wake-up can store the devices in time
     settings.TRAINING_XLA_FLAGS = TWO_CPUS_FLAGS
