@@ -153,13 +153,11 @@ def web_server(
     threads: int = 4,
     app: str = "tunixrt.wsgi",
     env: dict[str, str] | None = None,
-    extra: Sequence[str] = (),
 ) -> Iterator[int]:
     """`web_command` running, without an access log; yields the main process's pid (the
     workers are its children).
 
-    `env` replaces app_env() (e.g. app_env(CELERY_BROKER_URL=...) or another app's settings);
-    `extra` is appended to granian's command line.
+    `env` replaces app_env() (e.g. app_env(CELERY_BROKER_URL=...) or another app's settings).
     """
     OUT.mkdir(parents=True, exist_ok=True)
     try:  # a server left over from an interrupted bench would answer instead of this one
@@ -170,7 +168,7 @@ def web_server(
         raise RuntimeError(f"something already listens on 127.0.0.1:{port} (a leftover bench server?)")
     log = open(OUT / "web.log", "ab")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
-        [*web_command(port, workers, threads, app), "--log-level", "warning", *extra],
+        [*web_command(port, workers, threads, app), "--log-level", "warning"],
         cwd=ROOT,
         env=env if env is not None else app_env(),
         stdout=log,

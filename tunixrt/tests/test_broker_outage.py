@@ -6,12 +6,10 @@ kills and restarts: `celery worker` and `celery beat` with the project's setting
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import time
@@ -22,6 +20,8 @@ import pytest
 from celery import Celery
 from django.conf import settings
 from kombu.exceptions import OperationalError as BrokerUnavailable
+
+from tunixrt.tests.process_support import sqlite_file_in_wal_mode
 
 REDIS_PORT = 6391
 BROKER_URL = f"redis://127.0.0.1:{REDIS_PORT}/0"
@@ -84,12 +84,8 @@ def celery_processes(tmp_path: Path, redis: Redis) -> Iterator[dict[str, subproc
     """`celery worker` and `celery beat` (separate processes, as bin/serve runs them) on our redis."""
     marks = tmp_path / "marks"
     marks.mkdir()
-    # The tasks use no database, but both processes open it at start (Django's checks). On a new file
-    # each would switch it to WAL at the same moment, and SQLite refuses the loser at once ("database
-    # is locked": the journal mode change waits for nobody). `make run` migrates first, which leaves the
-    # file in WAL mode; here it is put in WAL mode before they start.
-    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
-        db.execute("PRAGMA journal_mode=WAL")
+    # The tasks use no database, but both processes open it at start (Django's checks).
+    sqlite_file_in_wal_mode(tmp_path / "db.sqlite3")
     env = {
         **os.environ,
         "CELERY_BROKER_URL": BROKER_URL,

@@ -13,11 +13,13 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.db import connection
 
 from runs.tests.conftest import JAX_CACHE
+from tunixrt.tests.process_support import sqlite_file_in_wal_mode
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,13 +43,18 @@ def wait_for(condition: Callable[[], object], seconds: float, what: str) -> None
         time.sleep(0.1)
 
 
-def serve_env(tmp_path: Path, port: int) -> dict[str, str]:
-    return {
+@contextlib.contextmanager
+def serving(
+    tmp_path: Path, prepare: str = "", **variables: str
+) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """`bin/serve` on a SQLite file in tmp_path, after `prepare` (Python run by `manage.py shell`)."""
+    port = free_port()
+    env = {
         **os.environ,
         "DEBUG": "true",
         "SECRET_KEY": "x",
         "TUNIXRT_ENV_FILE": "/dev/null",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DATABASE_URL": f"sqlite:///{sqlite_file_in_wal_mode(tmp_path / 'db.sqlite3')}",
         "CELERY_BROKER_URL": "filesystem://",
         "TUNIXRT_VAR_DIR": str(tmp_path / "var"),
         "JAX_CACHE_DIR": str(JAX_CACHE),
@@ -55,20 +62,8 @@ def serve_env(tmp_path: Path, port: int) -> dict[str, str]:
         "PORT": str(port),
         "WEB_WORKERS": "1",
         "CELERY_WORKER_CONCURRENCY": "2",
+        **variables,
     }
-
-
-@contextlib.contextmanager
-def serving(
-    tmp_path: Path, prepare: str = "", **variables: str
-) -> Iterator[tuple[subprocess.Popen[str], int]]:
-    """`bin/serve` on a SQLite file in tmp_path, after `prepare` (Python run by `manage.py shell`)."""
-    port = free_port()
-    # As `make run` leaves it after `migrate`: the file exists in WAL mode before the processes start
-    # (on a new file they would all switch it to WAL at once, and SQLite refuses all but one).
-    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3")) as db:
-        db.execute("PRAGMA journal_mode=WAL")
-    env = {**serve_env(tmp_path, port), **variables}
     if prepare:
         subprocess.run(
             [str(ROOT / ".venv" / "bin" / "python"), "manage.py", "shell", "-c", prepare],
@@ -134,8 +129,7 @@ def test_a_killed_worker_is_started_again_and_the_web_keeps_answering(serve):
     os.kill(worker, signal.SIGKILL)
 
     wait_for(lambda: worker_of(process.pid, "training") not in ([], [worker]), 20, "a new training worker")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=10) as response:
-        assert response.status == 200
+    assert login_page(port) == 200
     assert process.poll() is None
     # Only the dead worker was replaced; beat is its own process: the worker's death neither took
     # it along nor started a second one.
@@ -196,16 +190,19 @@ launch_run(validate_launch({"dataset": dataset.key, **LONG, "checkpoint_every_st
 """
 
 
-def steps_recorded(tmp_path: Path) -> int:
+def query(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of `sql` from bin/serve's database, read while it runs."""
     with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3", timeout=20)) as db:
-        (count,) = db.execute("SELECT count(*) FROM runs_runmetric WHERE name = 'train_loss'").fetchone()
-    return int(count)
+        return db.execute(sql).fetchall()
+
+
+def steps_recorded(tmp_path: Path) -> int:
+    return int(query(tmp_path, "SELECT count(*) FROM runs_runmetric WHERE name = 'train_loss'")[0][0])
 
 
 def training_child(tmp_path: Path) -> int:
     """The pid of the training child, from the run's log ("training child started (pid N)")."""
-    with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3", timeout=20)) as db:
-        rows = db.execute("SELECT text FROM runs_runlog WHERE text LIKE '%child started (pid %'").fetchall()
+    rows = query(tmp_path, "SELECT text FROM runs_runlog WHERE text LIKE '%child started (pid %'")
     assert rows, "no training child was started"
     return int(rows[-1][0].rsplit("pid ", 1)[1].rstrip(")"))
 
@@ -246,8 +243,7 @@ def test_a_first_stop_lets_a_run_go_on_and_a_second_stops_everything_at_once(tmp
     # heartbeat (RUN_STALE_SECONDS, 60 s by default).
     with serving(tmp_path, RUN_STALE_SECONDS="5"):
         wait_for(lambda: steps_recorded(tmp_path) > stopped_at, 180, "the run training again")
-        with contextlib.closing(sqlite3.connect(tmp_path / "db.sqlite3", timeout=20)) as db:
-            log = "\n".join(text for (text,) in db.execute("SELECT text FROM runs_runlog ORDER BY seq"))
+        log = "\n".join(text for (text,) in query(tmp_path, "SELECT text FROM runs_runlog ORDER BY seq"))
         assert "Resuming from the last checkpoint (attempt 2 of" in log, log[-3000:]
         starts = [int(step) for step in re.findall(r"training from step (\d+) to", log)]
         assert starts[0] == 0 and starts[-1] >= 5, log[-3000:]  # from a checkpoint (every 5 steps)
